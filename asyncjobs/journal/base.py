@@ -1,0 +1,118 @@
+"""The journal protocol: the domain operations the scheduler needs from storage.
+
+The scheduler only talks to a :class:`Journal`; SQLite implements it now
+(:mod:`asyncjobs.journal.sqlite`), and a PostgreSQL journal for several hosts can
+follow without touching the scheduler. ``tests/integration/test_journal_contract.py``
+runs the same contract over every implementation.
+
+Durability contract: when :meth:`Journal.transition` returns, the change is
+committed. Implementations group concurrent changes into one commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..lifecycle import Event
+from ..model import Job, JobSpec, JobState, StateCounts
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    """What :meth:`Journal.add_specs` did."""
+
+    added: int
+    existing: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One row of the append-only event log."""
+
+    seq: int
+    job_id: str
+    ts: float
+    event: str
+    from_state: str
+    to_state: str
+    attempt: int
+    arn: str | None
+    detail: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One state change to record: ``event`` applied to ``job``, with new field values.
+
+    ``fields`` may set ``arn``, ``remote_status``, ``last_error``, ``submitted_at``,
+    ``job_name``, ``token`` and ``attempt``. ``detail`` goes into the event log only.
+    """
+
+    job: Job
+    event: Event
+    fields: Mapping[str, Any]
+    detail: str | None = None
+
+
+class Journal(Protocol):
+    """Where a campaign's specs, states and events live."""
+
+    @property
+    def campaign(self) -> str:
+        """The campaign name: part of every derived job name and token."""
+        ...
+
+    @property
+    def path(self) -> str:
+        """Where the journal is, for messages."""
+        ...
+
+    async def add_specs(self, specs: Iterable[JobSpec]) -> AddResult:
+        """Record new specs as ``pending``, all or nothing.
+
+        Specs already present with the same content are skipped; a changed one raises
+        SpecChanged; a duplicate id or job name within the input raises CampaignError.
+        """
+        ...
+
+    def counts(self) -> StateCounts:
+        """Jobs per state (kept in memory; always current)."""
+        ...
+
+    def counts_by_key(self) -> Mapping[str, StateCounts]:
+        """Jobs per state for each quota key."""
+        ...
+
+    async def pending(self, quota_key: str, limit: int, exclude: Sequence[str] = ()) -> list[Job]:
+        """Up to ``limit`` pending jobs of ``quota_key``, oldest first, skipping ids in ``exclude``."""
+        ...
+
+    async def active(self) -> list[Job]:
+        """Every job in ``submitting``, ``submitted`` or ``running``."""
+        ...
+
+    async def get(self, job_id: str) -> Job | None: ...
+
+    def jobs(self, states: Iterable[JobState] | None = None) -> AsyncIterator[Job]:
+        """Every job (or those in ``states``), in campaign order."""
+        ...
+
+    async def events(self, job_id: str | None = None, limit: int | None = None) -> list[EventRecord]:
+        """The event log (of one job), oldest first."""
+        ...
+
+    async def transition(self, job: Job, event: Event, *, detail: str | None = None, **fields: Any) -> Job:
+        """Apply ``event`` to ``job`` (see :mod:`asyncjobs.lifecycle`); committed on return."""
+        ...
+
+    async def transition_many(self, changes: Sequence[Change]) -> list[Job]:
+        """Several changes in one commit."""
+        ...
+
+    async def update_remote(self, job: Job, remote_status: str) -> Job:
+        """Record a new remote status that does not change the normalised state."""
+        ...
+
+    async def aclose(self) -> None: ...

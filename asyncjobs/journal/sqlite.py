@@ -1,0 +1,595 @@
+"""The SQLite journal: one local file in WAL mode, the embedded default.
+
+- **Durable before the network.** :meth:`SQLiteJournal.transition` returns only after
+  its change is committed (``synchronous=FULL`` by default: it survives a power cut,
+  not only a killed process).
+- **Group commit.** Concurrent changes share one transaction: the first writer to find
+  no flush under way becomes the leader and commits everything queued, shielded from
+  cancellation, while the others wait for their batch.
+- **One process at a time.** An exclusive ``flock`` on ``<journal>.lock`` is held while
+  the journal is open; a second process gets :class:`~asyncjobs.errors.JournalLocked`.
+- **Private.** The database (and so its WAL) and the lock file are created with mode 0600.
+- **Versioned.** ``PRAGMA user_version`` holds the schema version; a newer one is refused.
+
+All SQL lives in this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import anyio
+import structlog
+
+from .. import lifecycle
+from ..errors import (
+    CampaignError,
+    JournalError,
+    JournalLocked,
+    JournalSchemaError,
+    JournalUnwritable,
+    SpecChanged,
+)
+from ..lifecycle import Event
+from ..model import Job, JobSpec, JobState, Service, StateCounts, canonical_json
+from ..naming import idempotency_token, job_name
+from .base import AddResult, Change, EventRecord
+
+log = structlog.get_logger("asyncjobs.journal")
+
+SCHEMA_VERSION = 1
+_APPLICATION_ID = 0x41534A42  # "ASJB"
+_INGEST_BATCH = 5000
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE jobs (
+    seq           INTEGER PRIMARY KEY,
+    id            TEXT NOT NULL UNIQUE,
+    service       TEXT NOT NULL,
+    quota_key     TEXT NOT NULL,
+    request       TEXT NOT NULL,
+    digest        TEXT NOT NULL,
+    given_name    TEXT,
+    job_name      TEXT NOT NULL UNIQUE,
+    token         TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    attempt       INTEGER NOT NULL,
+    arn           TEXT,
+    remote_status TEXT,
+    last_error    TEXT,
+    source        TEXT,
+    ingest        INTEGER NOT NULL,
+    submitted_at  REAL,
+    updated_at    REAL NOT NULL
+);
+CREATE INDEX jobs_by_state ON jobs (state, quota_key, seq);
+CREATE TABLE events (
+    seq        INTEGER PRIMARY KEY,
+    job_id     TEXT NOT NULL,
+    ts         REAL NOT NULL,
+    event      TEXT NOT NULL,
+    from_state TEXT NOT NULL,
+    to_state   TEXT NOT NULL,
+    attempt    INTEGER NOT NULL,
+    arn        TEXT,
+    detail     TEXT
+);
+CREATE INDEX events_by_job ON events (job_id, seq);
+"""
+
+_JOB_COLUMNS = (
+    "id, seq, service, quota_key, state, attempt, job_name, token, request, digest, arn, "
+    "remote_status, last_error, submitted_at, updated_at"
+)
+_FIELDS = frozenset({"arn", "remote_status", "last_error", "submitted_at", "job_name", "token", "attempt"})
+
+T = TypeVar("T")
+Durability = Literal["full", "normal"]
+
+
+def _row_to_job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
+    (id_, seq, service, quota_key, state, attempt, name, token, request, digest, arn, remote, error, sub, upd) = row
+    return Job(
+        id=id_,
+        seq=seq,
+        service=Service(service),
+        quota_key=quota_key,
+        state=JobState(state),
+        attempt=attempt,
+        job_name=name,
+        token=token,
+        request=json.loads(request),
+        digest=digest,
+        arn=arn,
+        remote_status=remote,
+        last_error=error,
+        submitted_at=sub,
+        updated_at=upd,
+    )
+
+
+def _is_unwritable(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN):
+        return True
+    text = str(exc).lower()
+    return any(w in text for w in ("readonly", "read-only", "disk is full", "disk i/o", "unable to open"))
+
+
+class SQLiteJournal:
+    """A campaign journal in one SQLite file. Open it with :meth:`open`."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int, campaign: str) -> None:
+        self._path = path
+        self._conn = conn
+        self._lock_fd = lock_fd
+        self._campaign = campaign
+        self._db = anyio.CapacityLimiter(1)
+        self._queue: list[tuple[Change, asyncio.Future[Job]]] = []
+        self._flushing = False
+        self._counts: dict[str, Counter[JobState]] = defaultdict(Counter)
+        self._closed = False
+
+    # ---------------------------------------------------------------- opening
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        campaign: str | None = None,
+        create: bool = True,
+        durability: Durability = "full",
+    ) -> SQLiteJournal:
+        """Open (or create) the journal at ``path``.
+
+        ``campaign`` names a new journal's campaign (default: the file's stem); an
+        existing journal keeps the name it was created with.
+        """
+        return await anyio.to_thread.run_sync(cls._open_sync, Path(path), campaign, create, durability)
+
+    @classmethod
+    def _open_sync(cls, path: Path, campaign: str | None, create: bool, durability: Durability) -> SQLiteJournal:
+        exists = path.exists()
+        if not exists and not create:
+            raise JournalError(f"{path}: no such journal")
+        lock_fd = cls._lock(path)
+        try:
+            if not exists:
+                try:
+                    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+                except FileExistsError:
+                    pass
+                except OSError as exc:
+                    raise JournalUnwritable(f"{path}: cannot create the journal: {exc.strerror}") from exc
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            try:
+                name = cls._prepare(conn, path, campaign or path.stem, durability)
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        journal = cls(path, conn, lock_fd, name)
+        journal._load_counts()
+        return journal
+
+    @staticmethod
+    def _lock(path: Path) -> int:
+        lock_path = path.with_name(path.name + ".lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise JournalError(f"{path}: cannot open the lock file {lock_path}: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = ""
+            with contextlib.suppress(OSError, ValueError):
+                holder = f" (pid {int(os.pread(fd, 32, 0).decode().strip())})"
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise JournalLocked(f"journal {path} is in use by another asyncjobs process{holder}") from None
+            raise JournalError(f"{path}: cannot lock the journal: {exc.strerror}") from exc
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
+
+    @staticmethod
+    def _prepare(conn: sqlite3.Connection, path: Path, campaign: str, durability: Durability) -> str:
+        try:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            app_id, version = (
+                conn.execute("PRAGMA application_id").fetchone()[0],
+                conn.execute("PRAGMA user_version").fetchone()[0],
+            )
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise JournalSchemaError(f"{path}: not an asyncjobs journal ({exc})") from exc
+        if tables and app_id != _APPLICATION_ID:
+            raise JournalSchemaError(f"{path}: not an asyncjobs journal")
+        if version > SCHEMA_VERSION:
+            raise JournalSchemaError(
+                f"{path}: journal schema version {version} is newer than this asyncjobs supports "
+                f"({SCHEMA_VERSION}); upgrade asyncjobs"
+            )
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {durability.upper()}")
+            if not tables:
+                meta = ",".join(
+                    f"('{k}', '{v}')" for k, v in (("created_at", time.time()), ("ingests", 0))
+                )
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute("SAVEPOINT s")
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                    conn.execute(f"PRAGMA application_id = {_APPLICATION_ID}")
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    conn.execute(f"INSERT INTO meta (key, value) VALUES {meta}")
+                    conn.execute("INSERT INTO meta (key, value) VALUES ('campaign', ?)", (campaign,))
+                    conn.execute("RELEASE s")
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            if _is_unwritable(exc):
+                raise JournalUnwritable(f"{path}: the journal is not writable: {exc}") from exc
+            raise JournalError(f"{path}: {exc}") from exc
+        row = conn.execute("SELECT value FROM meta WHERE key = 'campaign'").fetchone()
+        if row is None:
+            raise JournalSchemaError(f"{path}: not an asyncjobs journal (no campaign name)")
+        return str(row[0])
+
+    def _load_counts(self) -> None:
+        for key, state, n in self._conn.execute(
+            "SELECT quota_key, state, count(*) FROM jobs GROUP BY quota_key, state"
+        ):
+            self._counts[key][JobState(state)] = n
+
+    async def __aenter__(self) -> SQLiteJournal:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            await self._run(self._close_sync)
+
+    def _close_sync(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._conn.execute("PRAGMA optimize")
+        self._conn.close()
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._lock_fd, 0)
+        os.close(self._lock_fd)
+
+    # ------------------------------------------------------------- properties
+    @property
+    def campaign(self) -> str:
+        return self._campaign
+
+    @property
+    def path(self) -> str:
+        return str(self._path)
+
+    def counts(self) -> StateCounts:
+        total: Counter[JobState] = Counter()
+        for per_key in self._counts.values():
+            total.update(per_key)
+        return StateCounts({s: n for s, n in total.items() if n})
+
+    def counts_by_key(self) -> Mapping[str, StateCounts]:
+        return {k: StateCounts({s: n for s, n in c.items() if n}) for k, c in self._counts.items()}
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await anyio.to_thread.run_sync(fn, limiter=self._db)
+
+    # ---------------------------------------------------------------- ingest
+    async def add_specs(self, specs: Iterable[JobSpec]) -> AddResult:
+        result, added = await self._run(lambda: self._add_sync(specs))
+        for key, n in added.items():
+            self._counts[key][JobState.PENDING] += n
+        return result
+
+    def _add_sync(self, specs: Iterable[JobSpec]) -> tuple[AddResult, Counter[str]]:
+        conn = self._conn
+        added: Counter[str] = Counter()
+        existing = 0
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                ingest = int(conn.execute("SELECT value FROM meta WHERE key = 'ingests'").fetchone()[0]) + 1
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'ingests'", (str(ingest),))
+                for batch in _batches(specs, _INGEST_BATCH):
+                    rows, skipped = self._ingest_rows(batch, ingest)
+                    existing += skipped
+                    self._insert(rows, batch)
+                    added.update(r[2] for r in rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._write_error(exc) from exc
+        log.debug("asyncjobs.journal.ingested", added=sum(added.values()), existing=existing)
+        return AddResult(added=sum(added.values()), existing=existing), added
+
+    def _ingest_rows(self, batch: list[JobSpec], ingest: int) -> tuple[list[tuple[Any, ...]], int]:
+        """Rows to insert for ``batch``; skips known specs, raises on duplicates and changes."""
+        marks = ",".join("?" * len(batch))
+        known = {
+            row[0]: row[1:]
+            for row in self._conn.execute(
+                f"SELECT id, digest, ingest, source FROM jobs WHERE id IN ({marks})", [s.id for s in batch]
+            )
+        }
+        rows: list[tuple[Any, ...]] = []
+        seen: dict[str, JobSpec] = {}
+        now = time.time()
+        skipped = 0
+        for spec in batch:
+            digest = spec.digest
+            if spec.id in seen or (spec.id in known and known[spec.id][1] == ingest):
+                first = seen[spec.id].source if spec.id in seen else known[spec.id][2]
+                raise CampaignError(
+                    f"duplicate id {spec.id!r} (first at {first})", source=spec.source or "<specs>", field="id"
+                )
+            seen[spec.id] = spec
+            if spec.id in known:
+                if known[spec.id][0] != digest:
+                    raise SpecChanged(spec.id, spec.source)
+                skipped += 1
+                continue
+            given = spec.request.get("jobName")
+            name = job_name(self._campaign, spec.id, 1, given if isinstance(given, str) else None)
+            token = idempotency_token(self._campaign, spec.id, 1, digest)
+            rows.append(
+                (
+                    spec.id,
+                    str(spec.service),
+                    spec.quota_key,
+                    canonical_json(spec.request),
+                    digest,
+                    given,
+                    name,
+                    token,
+                    spec.source,
+                    ingest,
+                    now,
+                )
+            )
+        return rows, skipped
+
+    def _insert(self, rows: list[tuple[Any, ...]], batch: list[JobSpec]) -> None:
+        try:
+            self._conn.executemany(
+                "INSERT INTO jobs (id, service, quota_key, request, digest, given_name, job_name, token,"
+                " source, ingest, updated_at, state, attempt) VALUES (?,?,?,?,?,?,?,?,?,?,?, 'pending', 1)",
+                rows,
+            )
+        except sqlite3.IntegrityError:
+            self._raise_duplicate_name(rows)
+            raise
+
+    def _raise_duplicate_name(self, rows: list[tuple[Any, ...]]) -> None:
+        names: dict[str, str] = {}
+        for row in rows:
+            name, source = row[6], row[8] or "<specs>"
+            if name in names:
+                raise CampaignError(
+                    f"duplicate jobName {name!r} (first at {names[name]})", source=source, field="request.jobName"
+                )
+            names[name] = source
+        marks = ",".join("?" * len(rows))
+        for name, first in self._conn.execute(
+            f"SELECT job_name, source FROM jobs WHERE job_name IN ({marks})", [r[6] for r in rows]
+        ):
+            raise CampaignError(
+                f"duplicate jobName {name!r} (first at {first})", source=names[name], field="request.jobName"
+            )
+
+    # ----------------------------------------------------------------- reads
+    async def pending(self, quota_key: str, limit: int, exclude: Sequence[str] = ()) -> list[Job]:
+        if limit <= 0 or not self._counts[quota_key][JobState.PENDING]:
+            return []
+
+        def read() -> list[Job]:
+            skip = set(exclude)
+            cur = self._conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = 'pending' AND quota_key = ? ORDER BY seq LIMIT ?",
+                (quota_key, limit + len(skip)),
+            )
+            return [j for j in map(_row_to_job, cur) if j.id not in skip][:limit]
+
+        return await self._run(read)
+
+    async def active(self) -> list[Job]:
+        def read() -> list[Job]:
+            cur = self._conn.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN ('submitting', 'submitted', 'running') ORDER BY seq"
+            )
+            return list(map(_row_to_job, cur))
+
+        return await self._run(read)
+
+    async def get(self, job_id: str) -> Job | None:
+        def read() -> Job | None:
+            row = self._conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            return None if row is None else _row_to_job(row)
+
+        return await self._run(read)
+
+    async def jobs(self, states: Iterable[JobState] | None = None) -> AsyncIterator[Job]:
+        wanted = [str(s) for s in states] if states is not None else None
+        after = 0
+        while True:
+            where = "seq > ?"
+            args: list[Any] = [after]
+            if wanted is not None:
+                where += f" AND state IN ({','.join('?' * len(wanted))})"
+                args += wanted
+
+            def read(where: str = where, args: list[Any] = args) -> list[Job]:
+                cur = self._conn.execute(
+                    f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {where} ORDER BY seq LIMIT 1000", args
+                )
+                return list(map(_row_to_job, cur))
+
+            page = await self._run(read)
+            for job in page:
+                yield job
+            if len(page) < 1000:
+                return
+            after = page[-1].seq
+
+    async def events(self, job_id: str | None = None, limit: int | None = None) -> list[EventRecord]:
+        def read() -> list[EventRecord]:
+            sql = "SELECT seq, job_id, ts, event, from_state, to_state, attempt, arn, detail FROM events"
+            args: list[Any] = []
+            if job_id is not None:
+                sql += " WHERE job_id = ?"
+                args.append(job_id)
+            sql += " ORDER BY seq"
+            if limit is not None:
+                sql += " LIMIT ?"
+                args.append(limit)
+            return [EventRecord(*row) for row in self._conn.execute(sql, args)]
+
+        return await self._run(read)
+
+    # ---------------------------------------------------------------- writes
+    async def transition(self, job: Job, event: Event, *, detail: str | None = None, **fields: Any) -> Job:
+        (new,) = await self.transition_many([Change(job, event, fields, detail)])
+        return new
+
+    async def update_remote(self, job: Job, remote_status: str) -> Job:
+        """A remote status change within the same normalised state: no event row."""
+        new = dataclasses.replace(job, remote_status=remote_status, updated_at=time.time())
+
+        def write() -> None:
+            try:
+                self._conn.execute(
+                    "UPDATE jobs SET remote_status = ?, updated_at = ? WHERE id = ?",
+                    (remote_status, new.updated_at, job.id),
+                )
+            except sqlite3.Error as exc:
+                raise self._write_error(exc) from exc
+
+        with anyio.CancelScope(shield=True):
+            await self._run(write)
+        return new
+
+    async def transition_many(self, changes: Sequence[Change]) -> list[Job]:
+        if not changes:
+            return []
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Job]] = []
+        for change in changes:
+            lifecycle.apply(change.job.state, change.event)  # raise before queueing
+            unknown = set(change.fields) - _FIELDS
+            if unknown:
+                raise TypeError(f"unknown job fields {sorted(unknown)}")
+            fut: asyncio.Future[Job] = loop.create_future()
+            self._queue.append((change, fut))
+            futures.append(fut)
+        if not self._flushing:
+            self._flushing = True
+            try:
+                with anyio.CancelScope(shield=True):
+                    while self._queue:
+                        batch, self._queue = self._queue, []
+                        await self._flush(batch)
+            finally:
+                self._flushing = False
+        return [await asyncio.shield(f) for f in futures]
+
+    async def _flush(self, batch: list[tuple[Change, asyncio.Future[Job]]]) -> None:
+        now = time.time()
+        jobs = [
+            dataclasses.replace(
+                c.job, state=lifecycle.apply(c.job.state, c.event), updated_at=now, **c.fields
+            )
+            for c, _ in batch
+        ]
+        try:
+            await self._run(lambda: self._write_sync(batch, jobs, now))
+        except BaseException as exc:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (change, fut), new in zip(batch, jobs, strict=True):
+            per_key = self._counts[new.quota_key]
+            per_key[change.job.state] -= 1
+            per_key[new.state] += 1
+            fut.set_result(new)
+
+    def _write_sync(self, batch: list[tuple[Change, asyncio.Future[Job]]], jobs: list[Job], now: float) -> None:
+        conn = self._conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(
+                    "UPDATE jobs SET state = ?, attempt = ?, job_name = ?, token = ?, arn = ?, remote_status = ?,"
+                    " last_error = ?, submitted_at = ?, updated_at = ? WHERE id = ?",
+                    [
+                        (str(j.state), j.attempt, j.job_name, j.token, j.arn, j.remote_status, j.last_error,
+                         j.submitted_at, now, j.id)
+                        for j in jobs
+                    ],
+                )
+                conn.executemany(
+                    "INSERT INTO events (job_id, ts, event, from_state, to_state, attempt, arn, detail)"
+                    " VALUES (?,?,?,?,?,?,?,?)",
+                    [
+                        (j.id, now, str(c.event), str(c.job.state), str(j.state), j.attempt, j.arn, c.detail)
+                        for (c, _), j in zip(batch, jobs, strict=True)
+                    ],
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._write_error(exc) from exc
+
+    def _write_error(self, exc: sqlite3.Error) -> JournalError:
+        if _is_unwritable(exc):
+            return JournalUnwritable(f"journal {self._path} cannot be written: {exc}")
+        return JournalError(f"journal {self._path}: {exc}")
+
+
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
