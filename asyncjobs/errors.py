@@ -45,7 +45,9 @@ class CampaignError(InputError):
     ``str()`` is one line: ``campaign.jsonl:12: request.jobName: must match ...``.
     """
 
-    def __init__(self, reason: str, *, source: str, line: int | None = None, field: str | None = None) -> None:
+    def __init__(
+        self, reason: str, *, source: str, line: int | None = None, field: str | None = None
+    ) -> None:
         self.source = source
         self.line = line
         self.field = field
@@ -89,7 +91,9 @@ class IllegalTransition(AsyncJobsError):
 class ServiceError(AsyncJobsError):
     """A service call failed."""
 
-    def __init__(self, message: str | None = None, *, code: str | None = None, operation: str | None = None) -> None:
+    def __init__(
+        self, message: str | None = None, *, code: str | None = None, operation: str | None = None
+    ) -> None:
         self.code = code
         self.operation = operation
         super().__init__(message)

@@ -8,8 +8,8 @@ not in the table raises :class:`~asyncjobs.errors.IllegalTransition`.
 
     pending ──claim──▶ submitting ──created──▶ submitted ──observe_running──▶ running
        ▲                  │  │                     │                             │
-       └──────defer───────┘  └─reject─▶ rejected   └──────observe_<final>────────┴─▶ succeeded | partial
-                                                                                     | failed | stopped | expired
+       └──────defer───────┘  └─reject─▶ rejected   └──────observe_<final>────────┴─▶ succeeded
+                                                                   | partial | failed | stopped | expired
     pending ──cancel──▶ cancelled          failed | expired ──resubmit──▶ pending (next attempt)
 """
 

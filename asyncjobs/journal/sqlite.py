@@ -101,7 +101,23 @@ Durability = Literal["full", "normal"]
 
 
 def _row_to_job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
-    (id_, seq, service, quota_key, state, attempt, name, token, request, digest, arn, remote, error, sub, upd) = row
+    (
+        id_,
+        seq,
+        service,
+        quota_key,
+        state,
+        attempt,
+        name,
+        token,
+        request,
+        digest,
+        arn,
+        remote,
+        error,
+        sub,
+        upd,
+    ) = row
     return Job(
         id=id_,
         seq=seq,
@@ -161,7 +177,9 @@ class SQLiteJournal:
         return await anyio.to_thread.run_sync(cls._open_sync, Path(path), campaign, create, durability)
 
     @classmethod
-    def _open_sync(cls, path: Path, campaign: str | None, create: bool, durability: Durability) -> SQLiteJournal:
+    def _open_sync(
+        cls, path: Path, campaign: str | None, create: bool, durability: Durability
+    ) -> SQLiteJournal:
         exists = path.exists()
         if not exists and not create:
             raise JournalError(f"{path}: no such journal")
@@ -202,7 +220,9 @@ class SQLiteJournal:
                 holder = f" (pid {int(os.pread(fd, 32, 0).decode().strip())})"
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise JournalLocked(f"journal {path} is in use by another asyncjobs process{holder}") from None
+                raise JournalLocked(
+                    f"journal {path} is in use by another asyncjobs process{holder}"
+                ) from None
             raise JournalError(f"{path}: cannot lock the journal: {exc.strerror}") from exc
         with contextlib.suppress(OSError):
             os.ftruncate(fd, 0)
@@ -231,9 +251,7 @@ class SQLiteJournal:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {durability.upper()}")
             if not tables:
-                meta = ",".join(
-                    f"('{k}', '{v}')" for k, v in (("created_at", time.time()), ("ingests", 0))
-                )
+                meta = ",".join(f"('{k}', '{v}')" for k, v in (("created_at", time.time()), ("ingests", 0)))
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     conn.execute("SAVEPOINT s")
@@ -354,7 +372,9 @@ class SQLiteJournal:
             if spec.id in seen or (spec.id in known and known[spec.id][1] == ingest):
                 first = seen[spec.id].source if spec.id in seen else known[spec.id][2]
                 raise CampaignError(
-                    f"duplicate id {spec.id!r} (first at {first})", source=spec.source or "<specs>", field="id"
+                    f"duplicate id {spec.id!r} (first at {first})",
+                    source=spec.source or "<specs>",
+                    field="id",
                 )
             seen[spec.id] = spec
             if spec.id in known:
@@ -399,7 +419,9 @@ class SQLiteJournal:
             name, source = row[6], row[8] or "<specs>"
             if name in names:
                 raise CampaignError(
-                    f"duplicate jobName {name!r} (first at {names[name]})", source=source, field="request.jobName"
+                    f"duplicate jobName {name!r} (first at {names[name]})",
+                    source=source,
+                    field="request.jobName",
                 )
             names[name] = source
         marks = ",".join("?" * len(rows))
@@ -418,7 +440,8 @@ class SQLiteJournal:
         def read() -> list[Job]:
             skip = set(exclude)
             cur = self._conn.execute(
-                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = 'pending' AND quota_key = ? ORDER BY seq LIMIT ?",
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state = 'pending' AND quota_key = ?"
+                " ORDER BY seq LIMIT ?",
                 (quota_key, limit + len(skip)),
             )
             return [j for j in map(_row_to_job, cur) if j.id not in skip][:limit]
@@ -428,7 +451,8 @@ class SQLiteJournal:
     async def active(self) -> list[Job]:
         def read() -> list[Job]:
             cur = self._conn.execute(
-                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN ('submitting', 'submitted', 'running') ORDER BY seq"
+                f"SELECT {_JOB_COLUMNS} FROM jobs"
+                " WHERE state IN ('submitting', 'submitted', 'running') ORDER BY seq"
             )
             return list(map(_row_to_job, cur))
 
@@ -548,17 +572,29 @@ class SQLiteJournal:
             per_key[new.state] += 1
             fut.set_result(new)
 
-    def _write_sync(self, batch: list[tuple[Change, asyncio.Future[Job]]], jobs: list[Job], now: float) -> None:
+    def _write_sync(
+        self, batch: list[tuple[Change, asyncio.Future[Job]]], jobs: list[Job], now: float
+    ) -> None:
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.executemany(
-                    "UPDATE jobs SET state = ?, attempt = ?, job_name = ?, token = ?, arn = ?, remote_status = ?,"
-                    " last_error = ?, submitted_at = ?, updated_at = ? WHERE id = ?",
+                    "UPDATE jobs SET state = ?, attempt = ?, job_name = ?, token = ?, arn = ?,"
+                    " remote_status = ?, last_error = ?, submitted_at = ?, updated_at = ? WHERE id = ?",
                     [
-                        (str(j.state), j.attempt, j.job_name, j.token, j.arn, j.remote_status, j.last_error,
-                         j.submitted_at, now, j.id)
+                        (
+                            str(j.state),
+                            j.attempt,
+                            j.job_name,
+                            j.token,
+                            j.arn,
+                            j.remote_status,
+                            j.last_error,
+                            j.submitted_at,
+                            now,
+                            j.id,
+                        )
                         for j in jobs
                     ],
                 )

@@ -1,0 +1,737 @@
+"""The campaign scheduler: submit -> track -> finish, in one anyio task group.
+
+:class:`Campaign` owns every task it starts. Its :meth:`Campaign.run` is one task
+group holding a dispatcher (claims pending jobs while their quota key has a free
+slot), one submit task per job being created, and a tracker (status sweeps).
+
+Exactly-once rests on three rules:
+
+1. The intent to create (state ``submitting``, with the attempt's deterministic
+   token and name) is committed before the create call.
+2. The ARN the service returns is committed before anything else happens to the
+   job, shielded from cancellation.
+3. A ``submitting`` job found at start-up is reconciled by repeating the *same*
+   create: Bedrock answers a known ``clientRequestToken`` with the original ARN;
+   Personalize answers a known name with ``ResourceAlreadyExistsException``, and the
+   job is adopted if it is the one the spec asks for.
+
+A graceful stop (the ``stop`` event) ends claiming and retry loops; creates already
+sent finish and are journaled. Cancellation of the caller's scope is a hard stop
+that still never loses a journaled ARN.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+import structlog
+from aiolimiter import AsyncLimiter
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectSendStream
+
+from .errors import AlreadyExists, CapacityExceeded, Rejected, ServiceError, Throttled, Transient
+from .journal.base import AddResult, Change, Journal
+from .lifecycle import OBSERVE, Event
+from .limits import AdaptiveRate, Capacity, backoff, default_limit
+from .model import UNSUCCESSFUL_STATES, Job, JobSpec, JobState, Service, StateCounts
+from .naming import idempotency_token, job_name
+from .polling import Active, Durations, PollPolicy, next_sweep
+from .services.base import Remote, ServiceAdapter
+
+log = structlog.get_logger("asyncjobs")
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a campaign paces itself. Every field has a safe default."""
+
+    #: Ceiling on create calls per second, per service and region (None: discover it).
+    create_rate: float | None = None
+    #: Caps on submitted-plus-running jobs: by quota key (``bedrock:<modelId>``,
+    #: ``personalize:<region>:batch-inference``), by model id, or by service name.
+    max_running: Mapping[str, int] = field(default_factory=dict)
+    #: Longest gap between status sweeps, seconds.
+    poll_interval: float = 30.0
+    #: Shortest gap between status sweeps, seconds.
+    min_poll_interval: float = 1.0
+    #: Status reads per second, per service.
+    read_rate: float = 5.0
+    #: Extra attempts for a job that failed or expired (each with a new name and token).
+    resubmit_failed: int = 0
+    #: Create calls in flight at once.
+    max_inflight_creates: int = 32
+    #: Retries of a create after 5xx or a broken connection, before the job waits its turn again.
+    transient_retries: int = 8
+    #: Full-jitter backoff: base and cap, seconds.
+    backoff_base: float = 0.5
+    backoff_cap: float = 20.0
+    #: Seconds a lowered running-jobs cap waits before it probes one slot higher.
+    capacity_probe_after: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignEvent:
+    """Something that happened, for embedders (:meth:`Campaign.subscribe` or ``on_event``)."""
+
+    name: str  # e.g. "job.submitted", "job.final", "create.throttled"
+    job_id: str | None = None
+    state: JobState | None = None
+    arn: str | None = None
+    detail: str | None = None
+    ts: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyProgress:
+    key: str
+    running: int
+    cap: int
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A snapshot for progress displays."""
+
+    counts: StateCounts
+    keys: list[KeyProgress]
+    create_rate: float | None
+    creates: int
+    throttled: int
+    reads: int
+    elapsed: float
+    eta: float | None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """How a run ended."""
+
+    campaign: str
+    journal: str
+    counts: StateCounts
+    interrupted: bool
+    elapsed: float
+    creates: int
+    throttled: int
+    reads: int
+    unstoppable: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return all(self.counts[s] == 0 for s in UNSUCCESSFUL_STATES)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign,
+            "journal": self.journal,
+            "total": self.counts.total,
+            "counts": self.counts.as_dict(),
+            "interrupted": self.interrupted,
+            "elapsed_seconds": round(self.elapsed, 3),
+            "api": {"creates": self.creates, "throttled": self.throttled, "reads": self.reads},
+            "unstoppable": self.unstoppable,
+        }
+
+
+@dataclass
+class _Stats:
+    creates: int = 0
+    throttled: int = 0
+    reads: int = 0
+    finals: deque[float] = field(default_factory=lambda: deque(maxlen=256))
+
+
+class _Signal:
+    """A wake-up call that is consumed by the waiter (no wake-up is lost between waits)."""
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, seconds: float) -> None:
+        with anyio.move_on_after(max(0.0, seconds)):
+            await self._event.wait()
+        if self._event.is_set():
+            self._event = anyio.Event()
+
+
+class Campaign:
+    """A campaign of batch jobs, journaled in ``journal``, driven against AWS.
+
+    ``session`` is an ``aioboto3.Session`` (one is created if omitted); ``adapters``
+    replaces the AWS clients entirely (tests use it at the seam they own).
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        session: Any = None,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        verify: bool | str | None = None,
+        settings: Settings | None = None,
+        adapters: Mapping[Service, ServiceAdapter] | None = None,
+        clock: Clock = time.time,
+        rng: random.Random | None = None,
+        on_event: Callable[[CampaignEvent], None] | None = None,
+    ) -> None:
+        self.journal = journal
+        self.settings = settings or Settings()
+        self._session = session
+        self._region = region
+        self._endpoint_url = endpoint_url
+        self._verify = verify
+        self._given_adapters = dict(adapters) if adapters else None
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._hooks: list[Callable[[CampaignEvent], None]] = [on_event] if on_event else []
+        self._streams: list[MemoryObjectSendStream[CampaignEvent]] = []
+        self._stats = _Stats()
+        self._started = clock()
+        self._capacity: dict[str, Capacity] = {}
+        self._slots: dict[str, set[str]] = defaultdict(set)
+        self._tracked: dict[str, Job] = {}
+        self._later: dict[str, tuple[Job, float]] = {}
+        self._durations: dict[str, Durations] = defaultdict(Durations)
+        self._rates: dict[str, AdaptiveRate] = {}
+        self._adapters: dict[Service, ServiceAdapter] = {}
+        self._wake_dispatch = _Signal()
+        self._wake_track = _Signal()
+        self._stop = anyio.Event()
+        self._stopping = False
+        self._waiting: set[anyio.CancelScope] = set()
+
+    # ------------------------------------------------------------ public API
+    async def add(self, specs: Iterable[JobSpec]) -> AddResult:
+        """Journal ``specs`` (all or nothing) before anything is sent."""
+        return await self.journal.add_specs(specs)
+
+    def subscribe(self, buffer: int = 1000) -> AsyncIterator[CampaignEvent]:
+        """Events as an async iterator; it ends when the run ends. Slow readers lose events, not the run."""
+        send, receive = anyio.create_memory_object_stream[CampaignEvent](buffer)
+        self._streams.append(send)
+
+        async def iterate() -> AsyncIterator[CampaignEvent]:
+            async with receive:
+                async for event in receive:
+                    yield event
+
+        return iterate()
+
+    def progress(self) -> Progress:
+        counts = self.journal.counts()
+        keys = [
+            KeyProgress(key, len(self._slots[key]), self._cap(key).cap, c[JobState.PENDING])
+            for key, c in sorted(self.journal.counts_by_key().items())
+        ]
+        rates = [r.rate for r in self._rates.values()]
+        elapsed = self._clock() - self._started
+        return Progress(
+            counts=counts,
+            keys=keys,
+            create_rate=None if not rates or None in rates else sum(r for r in rates if r is not None),
+            creates=self._stats.creates,
+            throttled=self._stats.throttled,
+            reads=self._stats.reads,
+            elapsed=elapsed,
+            eta=self._eta(counts),
+        )
+
+    async def run(self, *, wait: bool = True, stop: anyio.Event | None = None) -> Summary:
+        """Submit every pending job and track them all to a final state.
+
+        With ``wait=False``, return once every job has been submitted. When ``stop`` is
+        set, stop submitting, let creates in flight finish, and return (resumable).
+        """
+        self._started = self._clock()
+        self._stopping = False
+        self._stop = anyio.Event()
+        async with contextlib.AsyncExitStack() as stack:
+            await self._open_adapters(stack)
+            await self._restore()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._dispatch, tg)
+                tg.start_soon(self._track)
+                tg.start_soon(self._watch, wait, stop)
+        for send in self._streams:
+            send.close()
+        self._streams.clear()
+        interrupted = bool(stop and stop.is_set()) and not self.journal.counts().done
+        return self._summary(interrupted=interrupted)
+
+    async def cancel(self) -> Summary:
+        """Cancel the campaign: unsubmitted jobs become ``cancelled``; Bedrock jobs are stopped.
+
+        Personalize jobs cannot be stopped; they keep running and are reported in
+        ``Summary.unstoppable``.
+        """
+        unstoppable = 0
+        async with contextlib.AsyncExitStack() as stack:
+            await self._open_adapters(stack)
+            for job in await self.journal.active():
+                adapter = self._adapter(job.service)
+                if job.state is JobState.SUBMITTING:
+                    job = await self._settle_unknown(job, adapter)
+                    if job.state is JobState.PENDING:
+                        continue
+                if job.state.is_final:
+                    continue
+                if await adapter.stop(job):
+                    log.info("asyncjobs.job.stop_requested", job_id=job.id, arn=job.arn)
+                else:
+                    unstoppable += 1
+                    log.warning(
+                        "asyncjobs.job.unstoppable", job_id=job.id, arn=job.arn, service=str(job.service)
+                    )
+            for key in list(self.journal.counts_by_key()):
+                while batch := await self.journal.pending(key, 1000):
+                    await self.journal.transition_many([Change(j, Event.CANCEL, {}) for j in batch])
+        return self._summary(interrupted=False, unstoppable=unstoppable)
+
+    # --------------------------------------------------------------- set-up
+    async def _open_adapters(self, stack: contextlib.AsyncExitStack) -> None:
+        if self._given_adapters is not None:
+            for adapter in self._given_adapters.values():
+                for service in adapter.services:
+                    self._adapters[service] = adapter
+            return
+        from botocore.config import Config
+
+        from .services.bedrock import BedrockAdapter
+        from .services.personalize import PersonalizeAdapter
+
+        if self._session is None:
+            import aioboto3
+
+            self._session = aioboto3.Session()
+        region = self._region or self._session.region_name or "us-east-1"
+        config = Config(
+            retries={"mode": "standard", "total_max_attempts": 1},
+            connect_timeout=10,
+            read_timeout=60,
+            max_pool_connections=self.settings.max_inflight_creates + 8,
+            user_agent_extra="asyncjobs",
+        )
+        kwargs: dict[str, Any] = {"region_name": region, "config": config}
+        if self._endpoint_url:
+            kwargs["endpoint_url"] = self._endpoint_url
+        if self._verify is not None:
+            kwargs["verify"] = self._verify
+        bedrock = await stack.enter_async_context(self._session.client("bedrock", **kwargs))
+        personalize = await stack.enter_async_context(self._session.client("personalize", **kwargs))
+        self._adapters[Service.BEDROCK] = BedrockAdapter(bedrock)
+        pz = PersonalizeAdapter(personalize)
+        self._adapters[Service.PERSONALIZE] = pz
+        self._adapters[Service.PERSONALIZE_SEGMENT] = pz
+
+    async def _restore(self) -> None:
+        """Rebuild in-memory state from the journal (start-up and resume)."""
+        self._slots.clear()
+        self._tracked.clear()
+        self._later.clear()
+        now = self._clock()
+        for job in await self.journal.active():
+            self._slots[job.quota_key].add(job.id)
+            if job.state is JobState.SUBMITTING:
+                self._later[job.id] = (job, now)  # reconcile by repeating the same create
+            else:
+                self._tracked[job.id] = job
+
+    def _adapter(self, service: Service) -> ServiceAdapter:
+        return self._adapters[service]
+
+    def _rate(self, service: Service) -> AdaptiveRate:
+        name = service.aws_service
+        if name not in self._rates:
+            self._rates[name] = AdaptiveRate(self._clock, ceiling=self.settings.create_rate)
+        return self._rates[name]
+
+    def _cap(self, key: str) -> Capacity:
+        if key not in self._capacity:
+            self._capacity[key] = Capacity(key, default_limit(key, dict(self.settings.max_running)))
+        return self._capacity[key]
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff(attempt, self._rng, base=self.settings.backoff_base, cap=self.settings.backoff_cap)
+
+    # ---------------------------------------------------------------- loops
+    def _notify(self) -> None:
+        self._wake_dispatch.set()
+        self._wake_track.set()
+
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep, unless the run is stopping; True if the sleep was cut short by a stop."""
+        with anyio.move_on_after(max(0.0, seconds)):
+            await self._stop.wait()
+        return self._stopping
+
+    async def _watch(self, wait: bool, stop: anyio.Event | None) -> None:
+        """End the run when everything is final (or submitted, without ``wait``), or on ``stop``."""
+        while True:
+            counts = self.journal.counts()
+            if stop is not None and stop.is_set():
+                log.info("asyncjobs.campaign.stopping", reason="stop requested")
+                break
+            if counts.done and not self._later:
+                break
+            if not wait and counts[JobState.PENDING] == 0 and counts[JobState.SUBMITTING] == 0:
+                break
+            if stop is not None:
+                with anyio.move_on_after(0.2):
+                    await stop.wait()
+            else:
+                await anyio.sleep(0.2)
+        self._stopping = True
+        self._stop.set()
+        for scope in list(self._waiting):
+            scope.cancel()
+        self._notify()
+
+    async def _dispatch(self, tg: TaskGroup) -> None:
+        inflight = anyio.Semaphore(self.settings.max_inflight_creates)
+        claimed: set[str] = set()
+        while not self._stopping:
+            now = self._clock()
+            wake_at = now + 1.0
+            for job_id, (job, not_before) in list(self._later.items()):
+                if not_before <= now:
+                    del self._later[job_id]
+                    tg.start_soon(self._submit, job, inflight, claimed)
+                else:
+                    wake_at = min(wake_at, not_before)
+            for key, counts in self.journal.counts_by_key().items():
+                waiting = counts[JobState.PENDING] - sum(1 for j in claimed if j in self._slots[key])
+                if waiting <= 0:
+                    continue
+                cap = self._cap(key)
+                if cap.probe(now, self.settings.capacity_probe_after):
+                    log.info("asyncjobs.capacity.probe", key=key, cap=cap.cap)
+                free = cap.free(len(self._slots[key]), now)
+                if cap.hold_until > now:
+                    wake_at = min(wake_at, cap.hold_until)
+                if free <= 0:
+                    continue
+                for job in await self.journal.pending(key, free, exclude=list(claimed)):
+                    claimed.add(job.id)
+                    self._slots[key].add(job.id)
+                    tg.start_soon(self._submit, job, inflight, claimed)
+            await self._wake_dispatch.wait(wake_at - self._clock())
+
+    async def _submit(self, job: Job, inflight: anyio.Semaphore, claimed: set[str]) -> None:
+        adapter = self._adapter(job.service)
+        rate = self._rate(job.service)
+        maybe_created = job.state is JobState.SUBMITTING  # resumed: an earlier create may have landed
+        try:
+            if job.state is JobState.PENDING:
+                job = await self.journal.transition(job, Event.CLAIM)
+        finally:
+            claimed.discard(job.id)
+        transient = throttles = 0
+        while True:
+            if self._stopping and not maybe_created:
+                await self._release(job, Event.DEFER, "stopped before the create was sent")
+                return
+            if self._stopping:
+                return  # stays submitting; reconciled on resume
+            with anyio.CancelScope() as waiting:
+                self._waiting.add(waiting)
+                try:
+                    await rate.acquire()
+                finally:
+                    self._waiting.discard(waiting)
+            if waiting.cancelled_caught:
+                continue
+            try:
+                async with inflight:
+                    arn = await adapter.create(job)
+            except Throttled as exc:
+                rate.on_throttle()
+                self._stats.throttled += 1
+                throttles += 1
+                log.info(
+                    "asyncjobs.create.throttled", job_id=job.id, service=str(job.service), rate=rate.rate
+                )
+                self._emit(CampaignEvent("create.throttled", job.id, job.state, detail=exc.describe()))
+                await self._pause(self._backoff(throttles))
+                continue
+            except CapacityExceeded as exc:
+                cap = self._cap(job.quota_key)
+                cap.exceeded(len(self._slots[job.quota_key]) - 1, self._clock(), self._rng)
+                log.info("asyncjobs.capacity.exceeded", job_id=job.id, key=job.quota_key, cap=cap.cap)
+                self._emit(CampaignEvent("capacity.exceeded", job.id, detail=exc.describe()))
+                if maybe_created:  # an earlier attempt may have created it: look before letting go
+                    job = await self._settle_unknown(job, adapter)
+                    if job.state is not JobState.PENDING:
+                        self._after_create(job)
+                        return
+                await self._release(job, Event.DEFER, exc.describe(), slot_freed=False)
+                return
+            except Transient as exc:
+                maybe_created = True
+                transient += 1
+                job = await self.journal.transition(
+                    job, Event.RETRY, detail=exc.describe(), last_error=exc.describe()
+                )
+                log.info("asyncjobs.create.retry", job_id=job.id, attempt=transient, error=exc.describe())
+                if transient > self.settings.transient_retries:
+                    self._later[job.id] = (job, self._clock() + self.settings.backoff_cap)
+                    self._notify()
+                    return
+                await self._pause(self._backoff(transient))
+                continue
+            except AlreadyExists:
+                job = await self._adopt(job, adapter)
+                self._after_create(job)
+                return
+            except Rejected as exc:
+                await self._release(job, Event.REJECT, exc.describe())
+                log.warning("asyncjobs.job.rejected", job_id=job.id, error=exc.describe())
+                return
+            rate.on_success()
+            self._stats.creates += 1
+            with anyio.CancelScope(shield=True):
+                job = await self.journal.transition(
+                    job, Event.CREATED, arn=arn, submitted_at=self._clock(), last_error=None
+                )
+            self._after_create(job)
+            return
+
+    async def _adopt(self, job: Job, adapter: ServiceAdapter) -> Job:
+        """A job of this name exists: adopt it if it is ours, else reject the spec as a conflict."""
+        try:
+            remote = await adapter.find(job)
+        except AlreadyExists as exc:
+            return await self._release(job, Event.REJECT, f"conflict: {exc.message}")
+        if remote is None:
+            self._later[job.id] = (job, self._clock() + self.settings.backoff_base)
+            return job
+        log.info("asyncjobs.job.adopted", job_id=job.id, arn=remote.arn)
+        with anyio.CancelScope(shield=True):
+            job = await self.journal.transition(
+                job,
+                Event.CREATED,
+                arn=remote.arn,
+                submitted_at=remote.submitted or self._clock(),
+                detail="adopted",
+            )
+        return await self._observe(job, remote)
+
+    async def _settle_unknown(self, job: Job, adapter: ServiceAdapter) -> Job:
+        """Find out whether an ambiguous create landed: record it if so, else release the job."""
+        try:
+            remote = await adapter.find(job)
+        except AlreadyExists as exc:
+            return await self._release(job, Event.REJECT, f"conflict: {exc.message}")
+        if remote is None:
+            return await self._release(job, Event.DEFER, "not created", slot_freed=False)
+        with anyio.CancelScope(shield=True):
+            job = await self.journal.transition(
+                job,
+                Event.CREATED,
+                arn=remote.arn,
+                submitted_at=remote.submitted or self._clock(),
+                detail="found",
+            )
+        return await self._observe(job, remote)
+
+    def _after_create(self, job: Job) -> None:
+        if job.state in (JobState.SUBMITTED, JobState.RUNNING):
+            self._tracked[job.id] = job
+            log.info(
+                "asyncjobs.job.submitted",
+                job_id=job.id,
+                service=str(job.service),
+                arn=job.arn,
+                attempt=job.attempt,
+            )
+            self._emit(CampaignEvent("job.submitted", job.id, job.state, job.arn))
+        self._notify()
+
+    async def _release(self, job: Job, event: Event, error: str, *, slot_freed: bool = True) -> Job:
+        """A job leaves its slot without a remote job: deferred, rejected or cancelled."""
+        with anyio.CancelScope(shield=True):
+            job = await self.journal.transition(job, event, last_error=error, detail=error)
+        self._slots[job.quota_key].discard(job.id)
+        if slot_freed:
+            self._cap(job.quota_key).released()
+        if job.state.is_final:
+            self._finished(job)
+        self._notify()
+        return job
+
+    # --------------------------------------------------------------- tracking
+    async def _track(self) -> None:
+        limiters: dict[str, AsyncLimiter] = {}
+        policy = PollPolicy(self.settings.min_poll_interval, self.settings.poll_interval)
+        last = self._clock()
+        idle = 0
+        while not self._stopping:
+            now = self._clock()
+            at = next_sweep(
+                now,
+                last,
+                (Active(j.quota_key, str(j.service), j.submitted_at or now) for j in self._tracked.values()),
+                waiting_keys=self._waiting_keys(now),
+                finishing=self._finishing(),
+                durations=self._durations,
+                idle=idle,
+                policy=policy,
+            )
+            if at > now:
+                await self._wake_track.wait(min(at - now, 1.0))
+                continue
+            last = self._clock()
+            changed = await self._sweep(limiters)
+            idle = 0 if changed else idle + 1
+
+    def _waiting_keys(self, now: float) -> frozenset[str]:
+        return frozenset(
+            key
+            for key, counts in self.journal.counts_by_key().items()
+            if counts[JobState.PENDING] and self._cap(key).free(len(self._slots[key]), now) == 0
+        )
+
+    def _finishing(self) -> bool:
+        counts = self.journal.counts()
+        return counts[JobState.PENDING] == 0 and counts[JobState.SUBMITTING] == 0
+
+    async def _sweep(self, limiters: dict[str, AsyncLimiter]) -> bool:
+        by_adapter: dict[int, tuple[ServiceAdapter, list[Job]]] = {}
+        for job in self._tracked.values():
+            adapter = self._adapter(job.service)
+            by_adapter.setdefault(id(adapter), (adapter, []))[1].append(job)
+        changed = False
+        for adapter, jobs in by_adapter.values():
+            name = next(iter(adapter.services)).aws_service
+            limiter = limiters.setdefault(name, AsyncLimiter(1, 1.0 / self.settings.read_rate))
+            await limiter.acquire()
+            try:
+                result = await adapter.poll(jobs)
+            except ServiceError as exc:
+                log.warning("asyncjobs.poll.failed", service=name, error=exc.describe())
+                continue
+            self._stats.reads += result.calls
+            for job in jobs:
+                remote = result.found.get(job.arn or "")
+                if remote is not None and self._tracked.get(job.id) is job:
+                    before = job
+                    job = await self._observe(job, remote)
+                    changed = changed or job.state is not before.state
+        return changed
+
+    async def _observe(self, job: Job, remote: Remote) -> Job:
+        """Record what the service says of ``job``."""
+        if remote.state is job.state or (
+            remote.state is JobState.SUBMITTED and job.state is JobState.RUNNING
+        ):
+            if remote.status != job.remote_status:
+                job = await self.journal.update_remote(job, remote.status)
+                if job.id in self._tracked:
+                    self._tracked[job.id] = job
+            return job
+        error = (
+            remote.message if remote.state in (JobState.FAILED, JobState.EXPIRED, JobState.STOPPED) else None
+        )
+        with anyio.CancelScope(shield=True):
+            job = await self.journal.transition(
+                job,
+                OBSERVE[remote.state],
+                remote_status=remote.status,
+                last_error=error,
+                detail=remote.status,
+            )
+        if job.state.is_final:
+            if remote.submitted is not None and remote.ended is not None:
+                self._durations[str(job.service)].add(remote.ended - remote.submitted)
+            self._tracked.pop(job.id, None)
+            self._slots[job.quota_key].discard(job.id)
+            self._cap(job.quota_key).released()
+            self._finished(job)
+            if (
+                job.state in (JobState.FAILED, JobState.EXPIRED)
+                and job.attempt <= self.settings.resubmit_failed
+            ):
+                await self._resubmit(job)
+            self._notify()
+        else:
+            self._tracked[job.id] = job
+            if job.state is JobState.RUNNING:
+                self._emit(CampaignEvent("job.running", job.id, job.state, job.arn))
+        return job
+
+    async def _resubmit(self, job: Job) -> None:
+        attempt = job.attempt + 1
+        given = job.request.get("jobName")
+        await self.journal.transition(
+            job,
+            Event.RESUBMIT,
+            attempt=attempt,
+            job_name=job_name(
+                self.journal.campaign, job.id, attempt, given if isinstance(given, str) else None
+            ),
+            token=idempotency_token(self.journal.campaign, job.id, attempt, job.digest),
+            arn=None,
+            remote_status=None,
+            submitted_at=None,
+            detail=f"attempt {attempt} after {job.state}",
+        )
+        log.info("asyncjobs.job.resubmitted", job_id=job.id, attempt=attempt)
+        self._emit(CampaignEvent("job.resubmitted", job.id, JobState.PENDING, detail=f"attempt {attempt}"))
+
+    # ------------------------------------------------------------- reporting
+    def _finished(self, job: Job) -> None:
+        self._stats.finals.append(self._clock())
+        log.info(
+            "asyncjobs.job.final",
+            job_id=job.id,
+            service=str(job.service),
+            state=str(job.state),
+            arn=job.arn,
+            error=job.last_error,
+        )
+        self._emit(CampaignEvent("job.final", job.id, job.state, job.arn, job.last_error))
+
+    def _emit(self, event: CampaignEvent) -> None:
+        for hook in self._hooks:
+            hook(event)
+        for send in self._streams:
+            with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                send.send_nowait(event)
+
+    def _eta(self, counts: StateCounts) -> float | None:
+        remaining = sum(n for s, n in counts.counts.items() if not s.is_final)
+        finals = self._stats.finals
+        if remaining == 0:
+            return 0.0
+        if len(finals) < 2 or finals[-1] <= finals[0]:
+            return None
+        rate = (len(finals) - 1) / (finals[-1] - finals[0])
+        return remaining / rate if rate > 0 else math.inf
+
+    def _summary(self, *, interrupted: bool, unstoppable: int = 0) -> Summary:
+        return Summary(
+            campaign=self.journal.campaign,
+            journal=self.journal.path,
+            counts=self.journal.counts(),
+            interrupted=interrupted,
+            elapsed=self._clock() - self._started,
+            creates=self._stats.creates,
+            throttled=self._stats.throttled,
+            reads=self._stats.reads,
+            unstoppable=unstoppable,
+        )

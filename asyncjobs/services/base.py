@@ -1,0 +1,159 @@
+"""The service adapter protocol, and the translation of botocore errors into asyncjobs classes.
+
+Everything a service does differently lives in its adapter (``bedrock.py``,
+``personalize.py``); the scheduler sees only :class:`ServiceAdapter` and the
+:class:`~asyncjobs.errors.ServiceError` classes, and keys its retry policy off them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    HTTPClientError,
+    ParamValidationError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
+
+from ..errors import AlreadyExists, CapacityExceeded, NotFound, Rejected, ServiceError, Throttled, Transient
+from ..model import Job, JobState, Service
+
+#: Error codes that mean "too many requests" (botocore's standard throttle list, trimmed).
+THROTTLE_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "SlowDown",
+    }
+)
+TRANSIENT_CODES = frozenset(
+    {
+        "InternalServerException",
+        "InternalServerError",
+        "InternalFailure",
+        "ServiceUnavailableException",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "ResourceInUseException",
+    }
+)
+REJECTED_CODES = frozenset(
+    {
+        "ValidationException",
+        "InvalidInputException",
+        "AccessDeniedException",
+        "TooManyTagsException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "ConflictException",
+    }
+)
+# Personalize uses LimitExceededException both for the request rate and for the
+# running-jobs quota; its message tells them apart.
+_RATE_WORDS = ("per second", "rate", "throttl", "too many requests")
+
+
+@dataclass(frozen=True, slots=True)
+class Remote:
+    """A job as the service reports it."""
+
+    arn: str
+    status: str
+    state: JobState
+    name: str | None = None
+    message: str | None = None
+    submitted: float | None = None  # epoch seconds, the service's clock
+    ended: float | None = None  # epoch seconds, when it reached a final status
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """What one status poll found: the jobs seen (by ARN) and the read calls it cost."""
+
+    found: dict[str, Remote]
+    calls: int
+
+
+class ServiceAdapter(Protocol):
+    """One AWS service's batch-job API, reduced to what the scheduler needs."""
+
+    @property
+    def services(self) -> frozenset[Service]:
+        """The job kinds this adapter drives."""
+        ...
+
+    async def create(self, job: Job) -> str:
+        """Create the job; return its ARN. Raises ServiceError subclasses only."""
+        ...
+
+    async def find(self, job: Job) -> Remote | None:
+        """Reconcile: the remote job this attempt created, if any (by token, name or ARN)."""
+        ...
+
+    async def poll(self, jobs: Sequence[Job]) -> PollResult:
+        """Current status of ``jobs`` (which all have ARNs), as cheaply as the API allows."""
+        ...
+
+    async def stop(self, job: Job) -> bool:
+        """Ask the service to stop the job; False when the service cannot stop this kind."""
+        ...
+
+
+def classify(exc: BaseException, *, operation: str, service: str) -> ServiceError:
+    """The asyncjobs class for a botocore (or network) error; the original becomes ``__cause__``."""
+    err: ServiceError
+    if isinstance(exc, ClientError):
+        info = exc.response.get("Error", {})
+        code = str(info.get("Code", "")) or "Unknown"
+        message = str(info.get("Message", "")) or str(exc)
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        err = _classify_code(code, message, status, service)(message, code=code, operation=operation)
+    elif isinstance(exc, ParamValidationError):
+        err = Rejected(str(exc).replace("\n", " "), code="ParamValidationError", operation=operation)
+    elif isinstance(exc, (BotoConnectionError, HTTPClientError, OSError, asyncio.TimeoutError)):
+        err = Transient(f"{type(exc).__name__}: {exc}", code="ConnectionError", operation=operation)
+    elif isinstance(exc, BotoCoreError):
+        err = Transient(f"{type(exc).__name__}: {exc}", code=type(exc).__name__, operation=operation)
+    else:
+        err = Transient(f"{type(exc).__name__}: {exc}", code=type(exc).__name__, operation=operation)
+    err.__cause__ = exc
+    return err
+
+
+def _classify_code(code: str, message: str, status: int, service: str) -> type[ServiceError]:
+    if code in THROTTLE_CODES or status == 429:
+        return Throttled
+    if code == "LimitExceededException":
+        text = message.lower()
+        return Throttled if any(w in text for w in _RATE_WORDS) else CapacityExceeded
+    if code == "ServiceQuotaExceededException":
+        return CapacityExceeded
+    if code == "ResourceAlreadyExistsException":
+        return AlreadyExists
+    if code == "ResourceNotFoundException":
+        return NotFound
+    if code in TRANSIENT_CODES or status >= 500 or (code.isdigit() and int(code) >= 500):
+        return Transient
+    return Rejected
+
+
+def region_account(arn: str) -> tuple[str, str, str] | None:
+    """(partition, region, account) of an ARN, or None."""
+    parts = arn.split(":", 5)
+    if len(parts) == 6 and parts[0] == "arn" and parts[3] and parts[4]:
+        return parts[1], parts[3], parts[4]
+    return None
