@@ -1,0 +1,19 @@
+"""A local, wire-compatible emulator of the AWS Bedrock batch-inference and Personalize batch-job APIs.
+
+The real botocore/aioboto3/boto3 clients and the AWS CLI talk to it through
+``endpoint_url``::
+
+    async with Emulator(EmulatorConfig(seed=7, job_seconds=(2.0, 4.0))) as emu:
+        session.client("bedrock", endpoint_url=emu.url, ...)
+
+Modules: :mod:`.config` (the knobs), :mod:`.jobs` (a job's lifecycle), :mod:`.state`
+(jobs, quotas, idempotency), :mod:`.stats`, :mod:`.limits` (rate buckets),
+:mod:`.faults`, :mod:`.wire` (error codes and messages), :mod:`.bedrock` and
+:mod:`.personalize` (the operations), :mod:`.server` (HTTP and :class:`Emulator`),
+:mod:`.cli` (the ``emulator`` command).
+"""
+
+from .config import EmulatorConfig
+from .server import Emulator
+
+__all__ = ["Emulator", "EmulatorConfig"]

@@ -1,0 +1,129 @@
+"""The ``emulator`` command: serve the emulated AWS APIs until Ctrl-C (or SIGTERM).
+
+On start it prints exactly one line to stdout, ``asyncjobs emulator listening on
+http://HOST:PORT``, and flushes it; logs go to stderr. It exits 0 on SIGINT/SIGTERM,
+2 on a bad option (a click usage error), 1 if it cannot bind.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import Any
+
+import anyio
+import click
+import structlog
+
+from .config import TOKEN_MISMATCH_CHOICES, EmulatorConfig
+from .server import Emulator
+
+
+class Pair(click.ParamType[tuple[float, float]]):
+    """``MIN,MAX`` (or one number for both): two non-negative numbers with MIN <= MAX."""
+
+    name = "MIN,MAX"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[float, float]:
+        if isinstance(value, tuple):
+            return value
+        parts = str(value).split(",")
+        try:
+            numbers = [float(part) for part in parts]
+        except ValueError:
+            self.fail(f"{value!r} is not MIN,MAX (two numbers)", param, ctx)
+        if len(numbers) == 1:
+            numbers *= 2
+        if len(numbers) != 2 or not 0 <= numbers[0] <= numbers[1]:
+            self.fail(f"{value!r} is not MIN,MAX with 0 <= MIN <= MAX", param, ctx)
+        return numbers[0], numbers[1]
+
+
+_RATE = click.FloatRange(min=0)
+_PROBABILITY = click.FloatRange(0, 1)
+_DEFAULTS = EmulatorConfig()
+
+
+@click.command("emulator")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0 picks a free port."
+)
+@click.option(
+    "--seed", type=int, default=_DEFAULTS.seed, show_default=True, help="Seed of every random draw."
+)
+@click.option("--region", default=_DEFAULTS.region, show_default=True, help="Region for unsigned scopes.")
+@click.option("--create-rate", type=_RATE, default=_DEFAULTS.create_rate, show_default=True,
+              help="Create (and Stop) calls per second per service; 0 = unlimited.")  # fmt: skip
+@click.option("--get-rate", type=_RATE, default=_DEFAULTS.get_rate, show_default=True,
+              help="Get/Describe calls per second per service; 0 = unlimited.")  # fmt: skip
+@click.option("--list-rate", type=_RATE, default=_DEFAULTS.list_rate, show_default=True,
+              help="List calls per second per service; 0 = unlimited.")  # fmt: skip
+@click.option("--bedrock-max-running", type=click.IntRange(min=1), default=_DEFAULTS.bedrock_max_running,
+              show_default=True, help="Submitted + in-progress Bedrock jobs per model.")  # fmt: skip
+@click.option("--personalize-max-running", type=click.IntRange(min=1),
+              default=_DEFAULTS.personalize_max_running, show_default=True,
+              help="Pending + in-progress Personalize jobs per region and job kind.")  # fmt: skip
+@click.option("--job-seconds", type=Pair(), default=",".join(map(str, _DEFAULTS.job_seconds)),
+              show_default=True, help="Running time of a job, drawn from MIN,MAX seconds.")  # fmt: skip
+@click.option("--time-scale", type=click.FloatRange(min=0, min_open=True), default=_DEFAULTS.time_scale,
+              show_default=True, help="Multiplies every duration.")  # fmt: skip
+@click.option(
+    "--fail-rate", type=_PROBABILITY, default=0.0, show_default=True, help="Share of jobs that fail."
+)
+@click.option("--partial-rate", type=_PROBABILITY, default=0.0, show_default=True,
+              help="Share of Bedrock jobs that end PartiallyCompleted.")  # fmt: skip
+@click.option("--expire-rate", type=_PROBABILITY, default=0.0, show_default=True,
+              help="Share of Bedrock jobs that expire in Scheduled.")  # fmt: skip
+@click.option("--error-rate", type=_PROBABILITY, default=0.0, show_default=True,
+              help="Share of requests answered with a 500.")  # fmt: skip
+@click.option("--drop-rate", type=_PROBABILITY, default=0.0, show_default=True,
+              help="Share of requests whose connection is dropped.")  # fmt: skip
+@click.option("--latency", type=Pair(), default="0,0", show_default=True,
+              help="Latency added to each request, MIN,MAX seconds.")  # fmt: skip
+@click.option("--token-mismatch", type=click.Choice(TOKEN_MISMATCH_CHOICES), default="original",
+              show_default=True, help="Answer to a reused Bedrock token with other parameters.")  # fmt: skip
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True, help="Log level (stderr); debug logs every request.")  # fmt: skip
+def emulator(host: str, port: int, log_level: str, **settings: Any) -> None:
+    """Serve emulated AWS Bedrock and Personalize batch-job APIs (use with --endpoint-url)."""
+    settings["bedrock_token_mismatch"] = settings.pop("token_mismatch")
+    try:
+        config = EmulatorConfig(**settings)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    _configure_logging(log_level)
+    try:
+        anyio.run(_serve, config, host, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with Emulator(config, host=host, port=port) as emu:
+            click.echo(f"asyncjobs emulator listening on {emu.url}")
+            sys.stdout.flush()
+            async for signum in signals:
+                structlog.get_logger("asyncjobs.emulator").info(
+                    "asyncjobs.emulator.signal", signal=signal.Signals(signum).name
+                )
+                break
+
+
+def _configure_logging(level: str) -> None:
+    """Logs to stderr, unless the application (the asyncjobs CLI) configured structlog already."""
+    if structlog.is_configured():
+        return
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+    )

@@ -1,0 +1,118 @@
+"""Personalize batch inference and batch segment jobs over json 1.1: parse, validate, act, serialize.
+
+Every call is ``POST /`` with ``X-Amz-Target: AmazonPersonalize.<Operation>``.
+Timestamps are epoch-second numbers. Describe echoes every member the create call
+took (tags excepted, as AWS does), with the documented defaults filled in:
+``batchInferenceJobMode`` BATCH_INFERENCE and ``numResults`` 25 (the console's).
+Lists are newest first, 100 per page by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .calls import Call, check_input
+from .jobs import PERSONALIZE, PERSONALIZE_SEGMENT, EmuJob
+from .state import EmulatorState
+from .wire import epoch_number
+
+SERVICE = "personalize"
+TARGET_PREFIX = "AmazonPersonalize."
+INVALID = "InvalidInputException"
+DEFAULT_MAX_RESULTS = 100
+DEFAULT_NUM_RESULTS = 25
+
+Handler = Callable[[EmulatorState, Call], dict[str, Any]]
+
+#: Per job kind: the ARN member, the Describe wrapper, the List result key.
+_NAMES = {
+    PERSONALIZE: ("batchInferenceJobArn", "batchInferenceJob", "batchInferenceJobs"),
+    PERSONALIZE_SEGMENT: ("batchSegmentJobArn", "batchSegmentJob", "batchSegmentJobs"),
+}
+_ECHOED = ("filterArn", "numResults", "jobInput", "jobOutput", "roleArn")
+_INFERENCE_ONLY = ("batchInferenceJobConfig", "batchInferenceJobMode", "themeGenerationConfig")
+
+
+def _create(kind: str) -> Handler:
+    def handler(state: EmulatorState, call: Call) -> dict[str, Any]:
+        params = call.json_body()
+        check_input(SERVICE, call.operation, params, INVALID)
+        job = state.create_personalize(kind, call.region, params)
+        return {_NAMES[kind][0]: job.arn}
+
+    return handler
+
+
+def _describe(kind: str) -> Handler:
+    def handler(state: EmulatorState, call: Call) -> dict[str, Any]:
+        params = call.json_body()
+        check_input(SERVICE, call.operation, params, INVALID)
+        arn_member, wrapper, _ = _NAMES[kind]
+        job = state.find_personalize(kind, params[arn_member])
+        return {wrapper: job_json(job, state.now())}
+
+    return handler
+
+
+def _list(kind: str) -> Handler:
+    def handler(state: EmulatorState, call: Call) -> dict[str, Any]:
+        params = call.json_body()
+        check_input(SERVICE, call.operation, params, INVALID)
+        jobs, next_token = state.list_personalize(
+            kind,
+            call.region,
+            solution_version_arn=params.get("solutionVersionArn"),
+            max_results=params.get("maxResults", DEFAULT_MAX_RESULTS),
+            next_token=params.get("nextToken"),
+        )
+        now = state.now()
+        result: dict[str, Any] = {_NAMES[kind][2]: [summary_json(job, now) for job in jobs]}
+        if next_token is not None:
+            result["nextToken"] = next_token
+        return result
+
+    return handler
+
+
+HANDLERS: dict[str, Handler] = {
+    "CreateBatchInferenceJob": _create(PERSONALIZE),
+    "DescribeBatchInferenceJob": _describe(PERSONALIZE),
+    "ListBatchInferenceJobs": _list(PERSONALIZE),
+    "CreateBatchSegmentJob": _create(PERSONALIZE_SEGMENT),
+    "DescribeBatchSegmentJob": _describe(PERSONALIZE_SEGMENT),
+    "ListBatchSegmentJobs": _list(PERSONALIZE_SEGMENT),
+}
+
+
+def _common(job: EmuJob, now: float) -> dict[str, Any]:
+    start, status = job.entry_at(now)
+    out: dict[str, Any] = {
+        _NAMES[job.kind][0]: job.arn,
+        "jobName": job.name,
+        "status": status,
+        "creationDateTime": epoch_number(job.submit_time),
+        "lastUpdatedDateTime": epoch_number(start),
+        "solutionVersionArn": job.request["solutionVersionArn"],
+    }
+    message = job.message_at(now)
+    if message is not None:
+        out["failureReason"] = message
+    if job.kind == PERSONALIZE:
+        out["batchInferenceJobMode"] = job.request.get("batchInferenceJobMode", "BATCH_INFERENCE")
+    return out
+
+
+def job_json(job: EmuJob, now: float) -> dict[str, Any]:
+    """The Describe output's job object."""
+    out = _common(job, now)
+    request = job.request
+    fields = _ECHOED + _INFERENCE_ONLY if job.kind == PERSONALIZE else _ECHOED
+    out.update({name: request[name] for name in fields if name in request})
+    out.setdefault("numResults", DEFAULT_NUM_RESULTS)
+    return out
+
+
+def summary_json(job: EmuJob, now: float) -> dict[str, Any]:
+    """A List output's job summary."""
+    return _common(job, now)

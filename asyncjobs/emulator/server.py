@@ -1,0 +1,350 @@
+"""The HTTP server: routing, authentication, throttling, injected faults, and :class:`Emulator`.
+
+Every API request goes through one pipeline, in this order: count it, add latency,
+draw a fault (a 500, or a connection dropped before or after the work), require a
+SigV4 ``Authorization`` header (AccessDeniedException), take a token from the
+(service, class) rate bucket (ThrottlingException 429 / LimitExceededException),
+then hand the parsed :class:`~asyncjobs.emulator.calls.Call` to the service's
+handler, which validates and acts. Every response carries ``x-amzn-RequestId``.
+
+Introspection routes need no auth: ``GET /_emulator/stats``, ``GET /_emulator/jobs``,
+``GET|POST /_emulator/config`` (POST takes a JSON object of settings),
+``POST /_emulator/reset`` (forget every job and counter).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+import uuid
+from types import TracebackType
+from typing import Any
+
+import anyio
+import structlog
+from aiohttp import web
+
+from . import bedrock, personalize
+from .calls import Call
+from .config import EmulatorConfig
+from .faults import Fault, FaultInjector
+from .limits import RateLimits
+from .state import EmulatorState
+from .wire import (
+    BEDROCK_STATUS,
+    BEDROCK_THROTTLED_MESSAGE,
+    INTERNAL_ERROR_MESSAGE,
+    MISSING_AUTH_MESSAGE,
+    RATE_EXCEEDED_MESSAGE,
+    ApiError,
+)
+
+log = structlog.get_logger("asyncjobs.emulator")
+
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/")
+_CREATES = frozenset({"CreateModelInvocationJob", "CreateBatchInferenceJob", "CreateBatchSegmentJob"})
+_PERSONALIZE_JSON = "application/x-amz-json-1.1"
+
+
+class _Service:
+    """The pipeline every API request goes through, and the state behind it."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.state = EmulatorState(config)
+        self.faults = FaultInjector(config.seed)
+        self.limits = self._limits()
+
+    def _limits(self) -> RateLimits:
+        return RateLimits(lambda op_class: self.state.config.rate(op_class), self.state.config.clock)
+
+    def configure(self, config: EmulatorConfig) -> None:
+        if config.seed != self.state.config.seed:
+            self.faults = FaultInjector(config.seed)
+        self.state.config = config
+        self.limits = self._limits()
+
+    def reset(self) -> None:
+        config = self.state.config
+        self.state = EmulatorState(config)
+        self.faults = FaultInjector(config.seed)
+        self.limits = self._limits()
+
+    # -- routes
+
+    async def bedrock(self, request: web.Request) -> web.StreamResponse:
+        operation: str = request.match_info.route.name or ""
+        return await self._handle(request, "bedrock", operation)
+
+    async def personalize(self, request: web.Request) -> web.StreamResponse:
+        target = request.headers.get("X-Amz-Target", "")
+        operation = target.removeprefix(personalize.TARGET_PREFIX)
+        if not target.startswith(personalize.TARGET_PREFIX) or operation not in personalize.HANDLERS:
+            error = ApiError(
+                "UnknownOperationException", f"Unknown operation {target or '(no X-Amz-Target)'}"
+            )
+            return _error_response("personalize", error, _request_id())
+        return await self._handle(request, "personalize", operation)
+
+    async def unknown(self, request: web.Request) -> web.StreamResponse:
+        error = ApiError("UnknownOperationException", f"No operation at {request.method} {request.path}")
+        return _error_response("bedrock", error, _request_id())
+
+    # -- the pipeline
+
+    async def _handle(self, request: web.Request, service: str, operation: str) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = _request_id()
+        config = self.state.config
+        stats = self.state.stats
+        stats.requests[operation] += 1
+        delay = self.faults.latency(config)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        fault = self.faults.draw(config, is_create=operation in _CREATES)
+        if fault is not Fault.NONE:
+            stats.faults[fault.value] += 1
+            log.info(
+                "asyncjobs.emulator.fault", fault=fault.value, operation=operation, request_id=request_id
+            )
+        if fault is Fault.DROP_BEFORE:
+            return _drop(request)
+        response: web.StreamResponse
+        code: str | None = None
+        try:
+            if fault is Fault.ERROR:
+                internal = "InternalServerException" if service == "bedrock" else "InternalFailure"
+                raise ApiError(internal, INTERNAL_ERROR_MESSAGE, status=500)
+            region = self._authenticate(request)
+            if not self.limits.allow(service, operation):
+                stats.throttled[operation] += 1
+                raise _throttled(service)
+            call = Call(
+                operation=operation,
+                region=region,
+                body=await request.read(),
+                path_params=dict(request.match_info),
+                query=dict(request.query),
+            )
+            handlers = bedrock.HANDLERS if service == "bedrock" else personalize.HANDLERS
+            result = handlers[operation](self.state, call)
+            response = _ok_response(service, result, request_id)
+        except ApiError as error:
+            stats.errors[error.code] += 1
+            response = _error_response(service, error, request_id)
+            code = error.code
+        log.debug(
+            "asyncjobs.emulator.request",
+            operation=operation,
+            status=response.status,
+            code=code,
+            fault=None if fault is Fault.NONE else fault.value,
+            request_id=request_id,
+            ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+        if fault is Fault.DROP_AFTER:
+            return _drop(request)
+        return response
+
+    def _authenticate(self, request: web.Request) -> str:
+        """The caller's region (from the SigV4 credential scope); AccessDenied if unsigned."""
+        authorization = request.headers.get("Authorization")
+        if not authorization:
+            raise ApiError("AccessDeniedException", MISSING_AUTH_MESSAGE, status=403)
+        match = _CREDENTIAL_SCOPE.search(authorization)
+        return match.group(1) if match else self.state.config.region
+
+    # -- introspection
+
+    async def get_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state.snapshot())
+
+    async def get_jobs(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state.job_records())
+
+    async def get_config(self, request: web.Request) -> web.Response:
+        return web.json_response(self.state.config.as_json())
+
+    async def post_config(self, request: web.Request) -> web.Response:
+        try:
+            changes = await request.json()
+            if not isinstance(changes, dict):
+                raise ValueError("the body must be a JSON object of settings")
+            self.configure(self.state.config.replace_from_json(changes))
+        except (ValueError, TypeError) as exc:
+            return web.json_response({"message": str(exc)}, status=400)
+        return web.json_response(self.state.config.as_json())
+
+    async def post_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"reset": True})
+
+
+def _request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _throttled(service: str) -> ApiError:
+    if service == "bedrock":
+        return ApiError("ThrottlingException", BEDROCK_THROTTLED_MESSAGE)
+    return ApiError("LimitExceededException", RATE_EXCEEDED_MESSAGE)
+
+
+def _ok_response(service: str, result: dict[str, Any], request_id: str) -> web.Response:
+    content_type = "application/json" if service == "bedrock" else _PERSONALIZE_JSON
+    return web.Response(
+        body=json.dumps(result).encode(),
+        content_type=content_type,
+        headers={"x-amzn-RequestId": request_id},
+    )
+
+
+def _error_response(service: str, error: ApiError, request_id: str) -> web.Response:
+    headers = {"x-amzn-RequestId": request_id}
+    if service == "bedrock":
+        status = error.status or BEDROCK_STATUS.get(error.code, 400)
+        headers["x-amzn-ErrorType"] = error.code
+        content_type = "application/json"
+    else:
+        status = error.status or 400
+        content_type = _PERSONALIZE_JSON
+    body = {"__type": error.code, "message": error.message}
+    return web.Response(
+        status=status, body=json.dumps(body).encode(), content_type=content_type, headers=headers
+    )
+
+
+def _drop(request: web.Request) -> web.StreamResponse:
+    """Close the connection without a response (aiohttp then finds nothing to write to)."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+    return web.Response(status=204)
+
+
+def build_app(service: _Service) -> web.Application:
+    app = web.Application(client_max_size=8 * 1024 * 1024)
+    routes = app.router
+    routes.add_post("/model-invocation-job", service.bedrock, name="CreateModelInvocationJob")
+    routes.add_get(
+        "/model-invocation-jobs", service.bedrock, name="ListModelInvocationJobs", allow_head=False
+    )
+    routes.add_get(
+        "/model-invocation-job/{jobIdentifier}",
+        service.bedrock,
+        name="GetModelInvocationJob",
+        allow_head=False,
+    )
+    routes.add_post(
+        "/model-invocation-job/{jobIdentifier}/stop", service.bedrock, name="StopModelInvocationJob"
+    )
+    routes.add_post("/", service.personalize)
+    routes.add_get("/_emulator/stats", service.get_stats)
+    routes.add_get("/_emulator/jobs", service.get_jobs)
+    routes.add_get("/_emulator/config", service.get_config)
+    routes.add_post("/_emulator/config", service.post_config)
+    routes.add_post("/_emulator/reset", service.post_reset)
+    routes.add_route("*", "/{tail:.*}", service.unknown)
+    return app
+
+
+class Emulator:
+    """The emulated Bedrock and Personalize control planes, served over HTTP.
+
+    ``async with Emulator(config) as emu`` binds ``host:port`` on enter (port 0 picks a free
+    port; a bind error raises there) and serves until exit. In a task group,
+    ``url = await tg.start(Emulator(config).serve)`` does the same until cancelled.
+    """
+
+    def __init__(
+        self, config: EmulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self._service = _Service(config or EmulatorConfig())
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+
+    @property
+    def config(self) -> EmulatorConfig:
+        return self._service.state.config
+
+    @property
+    def state(self) -> EmulatorState:
+        """The jobs and counters (for tests that want to look closer than :meth:`stats`)."""
+        return self._service.state
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT``, the ``endpoint_url`` for clients; only while serving."""
+        if self._url is None:
+            raise RuntimeError("the emulator is not serving")
+        return self._url
+
+    def stats(self) -> dict[str, Any]:
+        """The counters, as ``GET /_emulator/stats`` returns them."""
+        return self._service.state.snapshot()
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job, as ``GET /_emulator/jobs`` returns them."""
+        return self._service.state.job_records()
+
+    def configure(self, **changes: Any) -> EmulatorConfig:
+        """Change settings of the running emulator (rate buckets start full again)."""
+        config = self.config.replace(**changes)
+        self._service.configure(config)
+        return config
+
+    def reset(self) -> None:
+        """Forget every job and counter."""
+        self._service.reset()
+
+    async def start(self) -> str:
+        """Bind and start serving; returns the URL."""
+        if self._runner is not None:
+            raise RuntimeError("the emulator is already serving")
+        runner = web.AppRunner(build_app(self._service), access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, self._host, self._port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        host, port = runner.addresses[0][:2]
+        self._runner = runner
+        self._url = f"http://{_url_host(host)}:{port}"
+        log.info("asyncjobs.emulator.started", url=self._url)
+        return self._url
+
+    async def stop(self) -> None:
+        """Stop serving (idempotent)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            with anyio.CancelScope(shield=True):
+                await runner.cleanup()
+            log.info("asyncjobs.emulator.stopped", url=self._url)
+        self._url = None
+
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Serve until cancelled; reports the URL to ``TaskGroup.start``."""
+        url = await self.start()
+        try:
+            task_status.started(url)
+            await anyio.sleep_forever()
+        finally:
+            await self.stop()
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

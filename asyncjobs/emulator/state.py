@@ -1,0 +1,353 @@
+"""The emulated services' state: jobs, running-job quotas, idempotency and stats. No HTTP.
+
+Requests arrive here already parsed and validated; errors leave as
+:class:`~asyncjobs.emulator.wire.ApiError`. Every operation costs O(1) or O(active
+jobs of one quota key), except the list operations, which walk the jobs of one kind
+and region from where the page token points.
+
+Decisions AWS does not document, taken here:
+
+- A repeated Bedrock ``clientRequestToken`` is looked up after throttling and
+  validation but *before* the running-jobs quota: replaying a create that already
+  succeeded must not fail because the quota has since filled up (the job it names
+  already holds its slot). Tokens are scoped to the region.
+- Bedrock job names are not unique; a second create with the same name and no
+  matching token makes a second job, counted in ``duplicates``.
+- Bedrock's quota key is ``bedrock:<modelId>`` (as the request spells the model);
+  Personalize's is ``personalize:<region>:batch-inference|batch-segment``, where the
+  region is the request's (the endpoint's), like AWS.
+- Lists are newest first by default (Bedrock ``sortOrder`` may ask otherwise).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .config import EmulatorConfig
+from .jobs import (
+    BEDROCK,
+    KINDS,
+    PERSONALIZE,
+    EmuJob,
+    draw_bedrock,
+    draw_personalize,
+)
+from .stats import Stats
+from .wire import (
+    PERSONALIZE_JOB_NOUN,
+    ApiError,
+    bedrock_quota_message,
+    decode_page_token,
+    encode_page_token,
+    personalize_quota_message,
+)
+
+_ARN_RESOURCE = {BEDROCK: "model-invocation-job", PERSONALIZE: "batch-inference-job"}
+_ARN_RESOURCE["personalize-segment"] = "batch-segment-job"
+_QUOTA_SUFFIX = {PERSONALIZE: "batch-inference", "personalize-segment": "batch-segment"}
+
+
+class EmulatorState:
+    """All jobs of one emulator, and the bookkeeping around them."""
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.stats = Stats()
+        self._seq = 0
+        self._by_arn: dict[str, EmuJob] = {}
+        self._bedrock_by_id: dict[str, EmuJob] = {}
+        self._tokens: dict[tuple[str, str], EmuJob] = {}
+        self._name_counts: Counter[tuple[str, str]] = Counter()
+        #: Jobs of each (kind, region) in creation (seq) order, for the list operations.
+        self._listing: dict[tuple[str, str], list[EmuJob]] = {}
+        #: Jobs that may still hold a quota slot, per quota key (pruned lazily).
+        self._active: dict[str, dict[str, EmuJob]] = {}
+
+    def now(self) -> float:
+        return self.config.clock()
+
+    # -- shared bookkeeping
+
+    def running(self, quota_key: str, now: float) -> int:
+        """Jobs holding a slot of ``quota_key`` at ``now``; forgets the ones that finished."""
+        active = self._active.get(quota_key)
+        if not active:
+            return 0
+        for arn in [arn for arn, job in active.items() if job.is_done_at(now)]:
+            del active[arn]
+        return len(active)
+
+    def _add(self, job: EmuJob) -> None:
+        self._by_arn[job.arn] = job
+        self._listing.setdefault((job.kind, job.region), []).append(job)
+        self._active.setdefault(job.quota_key, {})[job.arn] = job
+        occurrence_key = (job.kind, job.name)
+        self._name_counts[occurrence_key] += 1
+        if self._name_counts[occurrence_key] > 1:
+            self.stats.duplicates[f"{job.kind}/{job.name}"] += 1
+        self.stats.jobs_created[job.kind] += 1
+        self.stats.note_running(job.quota_key, len(self._active[job.quota_key]))
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _arn(self, kind: str, region: str, resource_id: str) -> str:
+        service = "bedrock" if kind == BEDROCK else "personalize"
+        return f"arn:aws:{service}:{region}:{self.config.account_id}:{_ARN_RESOURCE[kind]}/{resource_id}"
+
+    # -- Bedrock
+
+    def create_bedrock(self, region: str, params: dict[str, Any]) -> tuple[EmuJob, bool]:
+        """Create a model invocation job; returns it and whether this was a token replay."""
+        token = params.get("clientRequestToken")
+        if token is not None:
+            previous = self._tokens.get((region, token))
+            if previous is not None:
+                self._check_token_match(previous, params)
+                self.stats.idempotent_replays += 1
+                return previous, True
+        now = self.now()
+        model_id = str(params["modelId"])
+        quota_key = f"bedrock:{model_id}"
+        limit = self.config.bedrock_max_running
+        if self.running(quota_key, now) >= limit:
+            self.stats.quota_rejections["CreateModelInvocationJob"] += 1
+            raise ApiError("ServiceQuotaExceededException", bedrock_quota_message(model_id, limit))
+        name = str(params["jobName"])
+        timeout = int(params.get("timeoutDurationInHours") or self.config.bedrock_default_timeout_hours)
+        occurrence = self._name_counts[(BEDROCK, name)]
+        job_id, schedule, message, expiration = draw_bedrock(self.config, name, occurrence, now, timeout)
+        while job_id in self._bedrock_by_id:  # astronomically unlikely; keep ids unique anyway
+            job_id = job_id[1:] + job_id[0]
+        job = EmuJob(
+            seq=self._next_seq(),
+            kind=BEDROCK,
+            name=name,
+            job_id=job_id,
+            arn=self._arn(BEDROCK, region, job_id),
+            region=region,
+            quota_key=quota_key,
+            request=dict(params),
+            token=token,
+            submit_time=now,
+            schedule=schedule,
+            message=message,
+            expiration_time=expiration,
+            timeout_hours=timeout,
+        )
+        self._bedrock_by_id[job_id] = job
+        if token is not None:
+            self._tokens[(region, token)] = job
+        self._add(job)
+        return job, False
+
+    def _check_token_match(self, previous: EmuJob, params: dict[str, Any]) -> None:
+        mode = self.config.bedrock_token_mismatch
+        if mode == "original":
+            return
+        if previous.request != params:
+            code = "ConflictException" if mode == "conflict" else "ValidationException"
+            raise ApiError(
+                code,
+                "The clientRequestToken was already used by a request with different parameters",
+            )
+
+    def find_bedrock(self, region: str, identifier: str) -> EmuJob:
+        """The job named by a bare 12-character id or a full ARN, in ``region``."""
+        job_id = identifier.rsplit("/", 1)[-1]
+        job = self._bedrock_by_id.get(job_id)
+        if job is None or job.region != region or (identifier != job_id and identifier != job.arn):
+            raise ApiError("ResourceNotFoundException", f"Could not find model invocation job {identifier}")
+        return job
+
+    def stop_bedrock(self, region: str, identifier: str) -> EmuJob:
+        job = self.find_bedrock(region, identifier)
+        now = self.now()
+        status = job.status_at(now)
+        if status in job.terminal:
+            raise ApiError("ConflictException", f"The job {job.arn} is {status} and can no longer be stopped")
+        if status != "Stopping":  # stopping a job that is already stopping changes nothing
+            job.stop(now, self.config.stop_seconds * self.config.time_scale)
+        return job
+
+    def list_bedrock(
+        self,
+        region: str,
+        *,
+        status: str | None = None,
+        name_contains: str | None = None,
+        after: float | None = None,
+        before: float | None = None,
+        descending: bool = True,
+        max_results: int = 100,
+        next_token: str | None = None,
+    ) -> tuple[list[EmuJob], str | None]:
+        now = self.now()
+
+        def matches(job: EmuJob) -> bool:
+            return (
+                (name_contains is None or name_contains in job.name)
+                and (after is None or job.submit_time > after)
+                and (before is None or job.submit_time < before)
+                and (status is None or job.status_at(now) == status)
+            )
+
+        return self._page(
+            BEDROCK, region, matches, descending, max_results, next_token, "ValidationException"
+        )
+
+    # -- Personalize
+
+    def create_personalize(self, kind: str, region: str, params: dict[str, Any]) -> EmuJob:
+        name = str(params["jobName"])
+        arn = self._arn(kind, region, name)
+        if arn in self._by_arn:
+            self.stats.already_exists += 1
+            raise ApiError(
+                "ResourceAlreadyExistsException",
+                f"The {PERSONALIZE_JOB_NOUN[kind]} job {arn} already exists.",
+            )
+        now = self.now()
+        quota_key = f"personalize:{region}:{_QUOTA_SUFFIX[kind]}"
+        limit = self.config.personalize_max_running
+        if self.running(quota_key, now) >= limit:
+            self.stats.quota_rejections[_create_operation(kind)] += 1
+            raise ApiError(
+                "LimitExceededException",
+                personalize_quota_message(
+                    kind,
+                    limit,
+                    self.config.personalize_pending_status,
+                    self.config.personalize_running_status,
+                ),
+            )
+        schedule, message = draw_personalize(self.config, kind, name, self._name_counts[(kind, name)], now)
+        job = EmuJob(
+            seq=self._next_seq(),
+            kind=kind,
+            name=name,
+            job_id=name,
+            arn=arn,
+            region=region,
+            quota_key=quota_key,
+            request=dict(params),
+            token=None,
+            submit_time=now,
+            schedule=schedule,
+            message=message,
+        )
+        self._add(job)
+        return job
+
+    def find_personalize(self, kind: str, arn: str) -> EmuJob:
+        job = self._by_arn.get(arn)
+        if job is None or job.kind != kind:
+            raise ApiError(
+                "ResourceNotFoundException", f"Could not find the {PERSONALIZE_JOB_NOUN[kind]} job {arn}"
+            )
+        return job
+
+    def list_personalize(
+        self,
+        kind: str,
+        region: str,
+        *,
+        solution_version_arn: str | None = None,
+        max_results: int = 100,
+        next_token: str | None = None,
+    ) -> tuple[list[EmuJob], str | None]:
+        def matches(job: EmuJob) -> bool:
+            return (
+                solution_version_arn is None or job.request.get("solutionVersionArn") == solution_version_arn
+            )
+
+        return self._page(kind, region, matches, True, max_results, next_token, "InvalidNextTokenException")
+
+    # -- paging
+
+    def _page(
+        self,
+        kind: str,
+        region: str,
+        matches: Callable[[EmuJob], bool],
+        descending: bool,
+        max_results: int,
+        next_token: str | None,
+        bad_token_code: str,
+    ) -> tuple[list[EmuJob], str | None]:
+        jobs = self._listing.get((kind, region), [])
+        start_after: int | None = None
+        if next_token is not None:
+            start_after = decode_page_token(next_token, descending)
+            if start_after is None:
+                raise ApiError(bad_token_code, "The pagination token is invalid")
+        page: list[EmuJob] = []
+        for job in _walk(jobs, descending, start_after):
+            if not matches(job):
+                continue
+            if len(page) == max_results:
+                return page, encode_page_token(page[-1].seq, descending)
+            page.append(job)
+        return page, None
+
+    # -- introspection
+
+    def running_all(self) -> dict[str, int]:
+        now = self.now()
+        return {key: self.running(key, now) for key in list(self._active)}
+
+    def jobs_by_status(self) -> dict[str, dict[str, int]]:
+        now = self.now()
+        counts: dict[str, Counter[str]] = {kind: Counter() for kind in KINDS}
+        for job in self._by_arn.values():
+            counts[job.kind][job.status_at(now)] += 1
+        return {kind: dict(counter) for kind, counter in counts.items()}
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.stats.snapshot(self.running_all(), self.jobs_by_status())
+
+    def job_records(self) -> list[dict[str, Any]]:
+        now = self.now()
+        running = {BEDROCK: "InProgress"}
+        return [
+            {
+                "kind": job.kind,
+                "jobName": job.name,
+                "arn": job.arn,
+                "id": job.job_id,
+                "region": job.region,
+                "quota_key": job.quota_key,
+                "status": job.status_at(now),
+                "submit_time": job.submit_time,
+                "start_time": job.start_time_at(
+                    now, running.get(job.kind, self.config.personalize_running_status)
+                ),
+                "end_time": job.end_time_at(now),
+                "client_request_token": job.token,
+            }
+            for job in sorted(self._by_arn.values(), key=lambda j: j.seq)
+        ]
+
+
+def _walk(jobs: list[EmuJob], descending: bool, start_after: int | None) -> Iterator[EmuJob]:
+    """Jobs in seq order (or reversed), strictly after the job ``start_after``."""
+    if descending:
+        end = len(jobs) if start_after is None else bisect.bisect_left(jobs, start_after, key=_seq)
+        for index in range(end - 1, -1, -1):
+            yield jobs[index]
+    else:
+        begin = 0 if start_after is None else bisect.bisect_right(jobs, start_after, key=_seq)
+        for index in range(begin, len(jobs)):
+            yield jobs[index]
+
+
+def _seq(job: EmuJob) -> int:
+    return job.seq
+
+
+def _create_operation(kind: str) -> str:
+    return "CreateBatchInferenceJob" if kind == PERSONALIZE else "CreateBatchSegmentJob"
