@@ -1,0 +1,217 @@
+"""``asyncjobs demo``: a sample campaign against an in-process emulator.
+
+The demo folder (``.asyncjobs-demo/`` by default) holds three files:
+
+- ``campaign.jsonl``: the sample campaign (Bedrock over two models, Personalize
+  batch inference and batch segment jobs);
+- ``journal.db``: the campaign's journal;
+- ``emulator.pickle``: the emulated services' jobs, saved while the demo runs and
+  when it stops, so that a resumed demo meets the remote jobs it left running (as
+  it would on AWS, where jobs keep running while the client is down).
+
+Running the demo again resumes an unfinished one; a finished one (or ``--fresh``)
+starts over. The emulator is set up with AWS-like running-job quotas, a create
+rate low enough to throttle a client that does not pace itself, a few failed jobs
+and a few 5xx errors, and short job durations so that the demo ends in well under
+a minute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from .emulator import Emulator, EmulatorConfig
+from .emulator.jobs import EmuJob
+from .journal import open_journal
+from .scheduler import Settings
+
+#: The demo's (fake) AWS account and credentials: the emulator accepts any.
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+CREDENTIALS = {"aws_access_key_id": "AKIDEMODEMODEMODEMO0", "aws_secret_access_key": "demo-secret-not-real"}
+BEDROCK_MODELS = ("anthropic.claude-3-haiku-20240307-v1:0", "amazon.nova-micro-v1:0")
+#: How often the emulator's state is saved while the demo runs (seconds).
+SAVE_EVERY = 0.5
+_STATE_VERSION = 1
+
+CAMPAIGN_FILE = "campaign.jsonl"
+JOURNAL_FILE = "journal.db"
+STATE_FILE = "emulator.pickle"
+
+
+def emulator_config(seed: int = 7) -> EmulatorConfig:
+    """Quotas, throttling and a few failures, with jobs that last seconds instead of hours."""
+    return EmulatorConfig(
+        seed=seed,
+        create_rate=20.0,  # creates/s per service: the unpaced start meets ThrottlingException
+        bedrock_max_running=20,  # the AWS default per model
+        personalize_max_running=10,  # AWS's default is 5; raised to keep the demo short
+        job_seconds=(0.5, 2.0),
+        bedrock_phase_seconds=(0.1, 0.4),
+        personalize_pending_seconds=(0.2, 0.6),
+        fail_rate=0.03,
+        partial_rate=0.01,
+        error_rate=0.01,
+    )
+
+
+def demo_settings() -> Settings:
+    """Faster polling than the production default (the demo's jobs last seconds), one retry of failed jobs."""
+    return Settings(
+        poll_interval=2.0,
+        min_poll_interval=0.5,
+        read_rate=10.0,
+        resubmit_failed=1,
+        max_running={"personalize": 10},  # what the emulator allows, as for a raised AWS quota
+    )
+
+
+# ------------------------------------------------------------------ the campaign
+def sample_specs(jobs: int = 300) -> Iterator[dict[str, Any]]:
+    """The sample campaign: 70% Bedrock (two models), 20% Personalize inference, 10% segment."""
+    bedrock = round(jobs * 0.7)
+    personalize = round(jobs * 0.2)
+    segment = jobs - bedrock - personalize
+    role = f"arn:aws:iam::{ACCOUNT}:role"
+    solution = f"arn:aws:personalize:{REGION}:{ACCOUNT}:solution"
+    for i in range(bedrock):
+        model = BEDROCK_MODELS[i % len(BEDROCK_MODELS)]
+        yield {
+            "id": f"summaries-{i:04d}",
+            "service": "bedrock",
+            "request": {
+                "roleArn": f"{role}/BedrockBatchInference",
+                "modelId": model,
+                "inputDataConfig": {
+                    "s3InputDataConfig": {"s3Uri": f"s3://demo-bucket/bedrock/in/part-{i:04d}.jsonl"}
+                },
+                "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": "s3://demo-bucket/bedrock/out/"}},
+                "timeoutDurationInHours": 24,
+            },
+        }
+    for i in range(personalize):
+        yield {
+            "id": f"recs-{i:04d}",
+            "service": "personalize",
+            "request": {
+                "solutionVersionArn": f"{solution}/demo-recs/1a2b3c4d",
+                "jobInput": {"s3DataSource": {"path": f"s3://demo-bucket/personalize/in/users-{i:04d}.json"}},
+                "jobOutput": {
+                    "s3DataDestination": {"path": f"s3://demo-bucket/personalize/out/recs-{i:04d}/"}
+                },
+                "roleArn": f"{role}/PersonalizeBatch",
+                "numResults": 25,
+            },
+        }
+    for i in range(segment):
+        yield {
+            "id": f"segments-{i:04d}",
+            "service": "personalize-segment",
+            "request": {
+                "solutionVersionArn": f"{solution}/demo-segments/5e6f7a8b",
+                "jobInput": {"s3DataSource": {"path": f"s3://demo-bucket/personalize/in/items-{i:04d}.json"}},
+                "jobOutput": {
+                    "s3DataDestination": {"path": f"s3://demo-bucket/personalize/out/segments-{i:04d}/"}
+                },
+                "roleArn": f"{role}/PersonalizeBatch",
+                "numResults": 100,
+            },
+        }
+
+
+def write_campaign(path: Path, jobs: int = 300) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        for spec in sample_specs(jobs):
+            out.write(json.dumps(spec, separators=(",", ":")) + "\n")
+
+
+# ------------------------------------------------------------------ emulator state
+def _fingerprint(emulator: Emulator) -> tuple[Any, ...]:
+    """What the saved state's shape depends on: a state saved by other emulator code is not reused."""
+    return (
+        _STATE_VERSION,
+        tuple(f.name for f in dataclasses.fields(EmuJob)),
+        tuple(sorted(vars(emulator.state))),
+    )
+
+
+def save_state(emulator: Emulator, path: Path) -> None:
+    """Write the emulator's jobs and counters atomically (a crash leaves the previous copy)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as out:
+        pickle.dump((_fingerprint(emulator), emulator.state), out, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+
+
+def restore_state(emulator: Emulator, path: Path) -> bool:
+    """Put the saved jobs back into a new emulator; False if there is nothing usable to restore."""
+    try:
+        with path.open("rb") as src:
+            fingerprint, state = pickle.load(src)  # our own file, in the demo folder
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError, TypeError):
+        return False
+    if fingerprint != _fingerprint(emulator) or type(state) is not type(emulator.state):
+        return False
+    state.config = emulator.config
+    vars(emulator.state).update(vars(state))
+    return True
+
+
+async def autosave(emulator: Emulator, path: Path) -> None:
+    """Save the emulator's state every :data:`SAVE_EVERY` seconds until cancelled, and once more."""
+    try:
+        while True:
+            await anyio.sleep(SAVE_EVERY)
+            save_state(emulator, path)
+    finally:
+        save_state(emulator, path)
+
+
+# ------------------------------------------------------------------ the folder
+async def journal_finished(path: Path) -> bool:
+    """Whether the journal at ``path`` holds a campaign whose jobs are all final."""
+    journal = await open_journal(path, create=False)
+    try:
+        return journal.counts().done
+    finally:
+        await journal.aclose()
+
+
+def reset_folder(directory: Path, jobs: int) -> None:
+    """Start over: a new campaign file, no journal, no emulator state."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in (
+        JOURNAL_FILE,
+        f"{JOURNAL_FILE}-wal",
+        f"{JOURNAL_FILE}-shm",
+        f"{JOURNAL_FILE}.lock",
+        STATE_FILE,
+    ):
+        with contextlib.suppress(FileNotFoundError):
+            (directory / name).unlink()
+    write_campaign(directory / CAMPAIGN_FILE, jobs)
+
+
+async def prepare(directory: Path, *, fresh: bool, jobs: int) -> tuple[bool, str | None]:
+    """Decide whether to resume; returns (resuming, why not) and leaves the folder ready."""
+    journal = directory / JOURNAL_FILE
+    state = directory / STATE_FILE
+    if fresh or not journal.exists():
+        reset_folder(directory, jobs)
+        return False, None
+    if await journal_finished(journal):
+        reset_folder(directory, jobs)
+        return False, "the previous demo had finished; starting a new one"
+    if not state.exists():
+        reset_folder(directory, jobs)
+        return False, "the emulator's saved state is missing; starting a new demo"
+    return True, None

@@ -1,0 +1,277 @@
+"""Progress and result rendering for the ``asyncjobs`` command.
+
+Two progress styles, both fed by :meth:`asyncjobs.scheduler.Campaign.progress` snapshots:
+
+- :func:`live_progress`: a rich live display (counts per state, create rate and
+  throttles, running against capacity per quota key, elapsed time and ETA), for a
+  terminal.
+- :func:`line_progress`: one plain line every few seconds, for logs and pipes.
+
+Both run until cancelled and show a last snapshot on the way out. The module also
+renders the final summary and the ``status`` table. It never configures logging.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import anyio
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from .model import JobState, StateCounts
+from .scheduler import Progress
+
+Snapshot = Callable[[], Progress]
+
+#: The display order of states and the style of each.
+STATE_STYLES: Mapping[JobState, str] = {
+    JobState.PENDING: "dim",
+    JobState.SUBMITTING: "cyan",
+    JobState.SUBMITTED: "cyan",
+    JobState.RUNNING: "blue",
+    JobState.SUCCEEDED: "green",
+    JobState.PARTIAL: "yellow",
+    JobState.FAILED: "red",
+    JobState.STOPPED: "red",
+    JobState.EXPIRED: "red",
+    JobState.REJECTED: "red",
+    JobState.CANCELLED: "magenta",
+}
+
+
+def duration(seconds: float | None) -> str:
+    """``1:02:03`` or ``2:03``; ``?`` when unknown, ``-`` when unbounded."""
+    if seconds is None:
+        return "?"
+    if not math.isfinite(seconds):
+        return "-"
+    total = max(0, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def rate_text(rate: float | None) -> str:
+    """The create-rate limit: ``unpaced`` until a throttle sets one (or no ceiling was given)."""
+    return "unpaced" if rate is None else f"{rate:.1f}/s"
+
+
+def state_style(name: str) -> str:
+    try:
+        return STATE_STYLES[JobState(name)]
+    except ValueError:
+        return ""
+
+
+def final_count(counts: StateCounts) -> int:
+    return sum(n for state, n in counts.counts.items() if state.is_final)
+
+
+# ------------------------------------------------------------------ progress
+class RateMeter:
+    """The create calls per second actually achieved over the last ``window`` seconds."""
+
+    def __init__(self, window: float = 5.0) -> None:
+        self._window = window
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def __call__(self, progress: Progress) -> float | None:
+        samples = self._samples
+        if samples and progress.elapsed < samples[-1][0]:
+            samples.clear()  # a new run
+        samples.append((progress.elapsed, progress.creates))
+        while len(samples) > 2 and samples[1][0] <= progress.elapsed - self._window:
+            samples.popleft()
+        (t0, c0), (t1, c1) = samples[0], samples[-1]
+        return (c1 - c0) / (t1 - t0) if t1 - t0 >= 0.5 else None
+
+
+def render_progress(progress: Progress, achieved: float | None = None) -> RenderableType:
+    """The live display of one snapshot; ``achieved`` is the measured create rate."""
+    counts = progress.counts
+    line1 = Text.assemble(
+        ("asyncjobs ", "bold"),
+        (f"{final_count(counts)}/{counts.total}", "bold"),
+        " final   ",
+        f"elapsed {duration(progress.elapsed)}   eta {duration(progress.eta)}",
+    )
+    line2 = Text.assemble(
+        f"creates {progress.creates} ({'-' if achieved is None else f'{achieved:.1f}/s'}, "
+        f"limit {rate_text(progress.create_rate)})   ",
+        (f"throttled {progress.throttled}", "yellow" if progress.throttled else ""),
+        f"   status reads {progress.reads}",
+    )
+    states = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
+    shown = [s for s in JobState if counts[s] or not s.is_final or s is JobState.SUCCEEDED]
+    for state in shown:
+        states.add_column(str(state), justify="right", style=STATE_STYLES[state])
+    states.add_row(*(str(counts[s]) for s in shown))
+
+    keys = Table(box=None, pad_edge=False, header_style="bold")
+    keys.add_column("quota key")
+    keys.add_column("running / cap", justify="right")
+    keys.add_column("", no_wrap=True)
+    keys.add_column("pending", justify="right")
+    for key in progress.keys:
+        keys.add_row(key.key, f"{key.running} / {key.cap}", _bar(key.running, key.cap), str(key.pending))
+    return Group(line1, line2, Text(""), states, Text(""), keys)
+
+
+def _bar(used: int, cap: int, width: int = 20) -> Text:
+    filled = 0 if cap <= 0 else min(width, round(width * used / cap))
+    return Text.assemble(("█" * filled, "blue"), ("░" * (width - filled), "dim"))
+
+
+def progress_line(progress: Progress) -> str:
+    """One plain line: what :func:`line_progress` prints."""
+    counts = progress.counts
+    parts = [f"{final_count(counts)}/{counts.total} final"]
+    parts += [f"{state} {counts[state]}" for state in JobState if counts[state]]
+    parts += [
+        f"rate limit {rate_text(progress.create_rate)}",
+        f"creates {progress.creates}",
+        f"throttled {progress.throttled}",
+        f"reads {progress.reads}",
+        f"elapsed {duration(progress.elapsed)}",
+        f"eta {duration(progress.eta)}",
+    ]
+    return "progress: " + ", ".join(parts)
+
+
+async def live_progress(snapshot: Snapshot, console: Console, *, interval: float = 0.25) -> None:
+    """Redraw the live display until cancelled; the last frame stays on screen."""
+    meter = RateMeter()
+
+    def frame() -> RenderableType:
+        progress = snapshot()
+        return render_progress(progress, meter(progress))
+
+    with Live(
+        frame(),
+        console=console,
+        auto_refresh=False,
+        transient=False,
+        redirect_stderr=True,
+        redirect_stdout=False,
+    ) as live:
+        try:
+            while True:
+                await anyio.sleep(interval)
+                live.update(frame(), refresh=True)
+        finally:
+            live.update(frame(), refresh=True)
+
+
+async def line_progress(snapshot: Snapshot, write: Callable[[str], None], *, interval: float = 5.0) -> None:
+    """Write a progress line every ``interval`` seconds until cancelled, and a last one."""
+    try:
+        while True:
+            await anyio.sleep(interval)
+            write(progress_line(snapshot()))
+    finally:
+        write(progress_line(snapshot()))
+
+
+# ------------------------------------------------------------------- results
+def counts_table(counts: Mapping[str, int], title: str | None = None) -> Table:
+    """Per-state counts, non-zero states only (all of them if every count is zero)."""
+    table = Table(title=title, title_justify="left", header_style="bold")
+    table.add_column("state")
+    table.add_column("jobs", justify="right")
+    rows = [(s, n) for s, n in counts.items() if n] or list(counts.items())
+    for state, n in rows:
+        table.add_row(Text(state, style=state_style(state)), str(n))
+    table.add_row(Text("total", style="bold"), Text(str(sum(counts.values())), style="bold"))
+    return table
+
+
+def summary_renderable(doc: Mapping[str, Any]) -> RenderableType:
+    """The table form of a run/cancel summary document."""
+    api = doc.get("api", {})
+    lines = Text.assemble(
+        ("campaign ", "bold"),
+        str(doc.get("campaign")),
+        ("   journal ", "bold"),
+        str(doc.get("journal")),
+        "\n",
+        f"elapsed {duration(doc.get('elapsed_seconds'))}   creates {api.get('creates', 0)}   "
+        f"throttled {api.get('throttled', 0)}   reads {api.get('reads', 0)}",
+    )
+    return Group(lines, counts_table(doc["counts"]))
+
+
+JOB_COLUMNS: Sequence[tuple[str, str]] = (
+    ("id", "id"),
+    ("service", "service"),
+    ("state", "state"),
+    ("arn", "ARN"),
+    ("attempts", "attempts"),
+    ("last_error", "last error"),
+)
+
+
+def status_renderable(doc: Mapping[str, Any]) -> RenderableType:
+    """The table form of a ``status`` document."""
+    head = Text.assemble(
+        ("campaign ", "bold"), str(doc.get("campaign")), ("   journal ", "bold"), str(doc.get("journal"))
+    )
+    parts: list[RenderableType] = [head, counts_table(doc["counts"])]
+    if doc.get("jobs"):
+        jobs = Table(header_style="bold")
+        for _, title in JOB_COLUMNS:
+            jobs.add_column(title, overflow="fold")
+        for job in doc["jobs"]:
+            jobs.add_row(
+                *(
+                    Text(_cell(job.get(key)), style=state_style(job["state"]) if key == "state" else "")
+                    for key, _ in JOB_COLUMNS
+                )
+            )
+        parts.append(jobs)
+    return Group(*parts)
+
+
+def generic_renderable(value: Any) -> RenderableType:
+    """Any JSON value (what ``--query`` returns) in table form, like the AWS CLI's ``--output table``."""
+    if isinstance(value, Mapping):
+        table = Table(show_header=False, header_style="bold")
+        table.add_column("key", style="bold")
+        table.add_column("value", overflow="fold")
+        for key, item in value.items():
+            table.add_row(str(key), _cell(item))
+        return table
+    if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+        columns = _columns(value)
+        table = Table(header_style="bold")
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for row in value:
+            table.add_row(*(_cell(row.get(c)) for c in columns))
+        return table
+    if isinstance(value, list):
+        return Text("\n".join(_cell(v) for v in value))
+    return Text(_cell(value))
+
+
+def _columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    seen: dict[str, None] = {}
+    for row in rows:
+        seen.update(dict.fromkeys(row))
+    return list(seen)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (Mapping, list)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
