@@ -405,6 +405,15 @@ def test_unknown_member_suggests_a_close_name() -> None:
     assert issue.message == "is not a member of CreateModelInvocationJob"
 
 
+def test_recently_valid_values_are_remembered_but_never_wrongly() -> None:
+    # Each string member remembers recent valid values; invalid ones are checked every time.
+    for n in range(1000):
+        assert issues_of("bedrock", "jobName", f"job-{n}") == []
+        assert issues_of("bedrock", "jobName", "job-1") == []
+        assert [i.constraint for i in issues_of("bedrock", "jobName", "bad name")] == ["pattern"]
+    assert [i.path for i in issues_of("bedrock", "roleArn", "job-1")] == ["roleArn"]
+
+
 def test_personalize_tag_pattern_accepts_unicode_letters() -> None:
     tags = [{"tagKey": "équipe", "tagValue": "東京 ٣"}]
     assert issues_of("personalize", "tags", tags) == []
