@@ -24,6 +24,7 @@ from tests.emulator_process import emulator_process, emulator_process_sync
 
 __all__ = [
     "ACCOUNT",
+    "CREDENTIALS",
     "MODEL",
     "ROLE",
     "SOLUTION_VERSION",

@@ -85,6 +85,8 @@ class EmuJob:
     stop_time: float | None = None
     #: Bedrock: the effective timeoutDurationInHours (the request's or the default).
     timeout_hours: int | None = None
+    #: The status that means "running" (Personalize's is configurable, so each job keeps its own).
+    running_status: str = "InProgress"
 
     @property
     def terminal(self) -> frozenset[str]:
@@ -110,12 +112,12 @@ class EmuJob:
         start, status = self.entry_at(now)
         return start if status in self.terminal else None
 
-    def start_time_at(self, now: float, running_status: str) -> float | None:
+    def start_time_at(self, now: float) -> float | None:
         """When the job began running, if it has by ``now``."""
         for start, status in self.schedule:
             if start > now:
                 return None
-            if status == running_status:
+            if status == self.running_status:
                 return start
         return None
 

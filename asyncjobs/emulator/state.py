@@ -239,6 +239,7 @@ class EmulatorState:
             submit_time=now,
             schedule=schedule,
             message=message,
+            running_status=self.config.personalize_running_status,
         )
         self._add(job)
         return job
@@ -312,7 +313,6 @@ class EmulatorState:
 
     def job_records(self) -> list[dict[str, Any]]:
         now = self.now()
-        running = {BEDROCK: "InProgress"}
         return [
             {
                 "kind": job.kind,
@@ -323,9 +323,7 @@ class EmulatorState:
                 "quota_key": job.quota_key,
                 "status": job.status_at(now),
                 "submit_time": job.submit_time,
-                "start_time": job.start_time_at(
-                    now, running.get(job.kind, self.config.personalize_running_status)
-                ),
+                "start_time": job.start_time_at(now),
                 "end_time": job.end_time_at(now),
                 "client_request_token": job.token,
             }

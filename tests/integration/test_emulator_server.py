@@ -1,0 +1,236 @@
+"""The server around the services: auth, faults, introspection, determinism, ways to run it."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+import aiohttp
+import anyio
+import botocore.exceptions
+import pytest
+
+from asyncjobs.emulator import Emulator, EmulatorConfig
+from tests.conftest import (
+    MODEL,
+    FakeClock,
+    MakeEmulator,
+    aws_client,
+    bedrock_job,
+    fast_config,
+    personalize_job,
+)
+
+
+async def _raw(method: str, url: str, **kwargs: Any) -> tuple[int, dict[str, str], Any]:
+    async with aiohttp.ClientSession() as http, http.request(method, url, **kwargs) as response:
+        return response.status, dict(response.headers), await response.json(content_type=None)
+
+
+async def test_no_authorization_header_is_access_denied(make_emulator: MakeEmulator) -> None:
+    emu = await make_emulator()
+    status, headers, body = await _raw("GET", f"{emu.url}/model-invocation-job/abcdefghijkl")
+    assert status == 403
+    assert headers["x-amzn-ErrorType"] == "AccessDeniedException"
+    assert headers["x-amzn-RequestId"]
+    assert body["message"]
+    status, headers, body = await _raw(
+        "POST",
+        f"{emu.url}/",
+        headers={"X-Amz-Target": "AmazonPersonalize.ListBatchInferenceJobs"},
+        data=b"{}",
+    )
+    assert status == 403
+    assert body["__type"] == "AccessDeniedException"
+    assert headers["Content-Type"] == "application/x-amz-json-1.1"
+    assert emu.stats()["jobs_total"] == 0
+
+
+async def test_unknown_operation_and_bad_body(make_emulator: MakeEmulator) -> None:
+    emu = await make_emulator()
+    auth = {"Authorization": "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/personalize/aws4_request"}
+    status, _, body = await _raw(
+        "POST",
+        f"{emu.url}/",
+        headers={**auth, "X-Amz-Target": "AmazonPersonalize.DeleteEverything"},
+        data=b"{}",
+    )
+    assert (status, body["__type"]) == (400, "UnknownOperationException")
+    target = {**auth, "X-Amz-Target": "AmazonPersonalize.CreateBatchInferenceJob"}
+    status, _, body = await _raw("POST", f"{emu.url}/", headers=target, data=b"{not json")
+    assert (status, body["__type"]) == (400, "SerializationException")
+    status, _, body = await _raw(
+        "POST", f"{emu.url}/", headers=target, data=json.dumps({"jobName": "x"}).encode()
+    )
+    assert (status, body["__type"]) == (400, "InvalidInputException")
+    assert "at 'solutionVersionArn'" in body["message"]
+    status, headers, _ = await _raw("DELETE", f"{emu.url}/model-invocation-job/abcdefghijkl", headers=auth)
+    assert (status, headers["x-amzn-ErrorType"]) == (404, "UnknownOperationException")
+
+
+async def test_injected_errors_are_modeled_and_retried(make_emulator: MakeEmulator) -> None:
+    emu = await make_emulator(error_rate=1.0)
+    async with aws_client("bedrock", emu.url, retries=1) as client:
+        with pytest.raises(client.exceptions.InternalServerException) as info:
+            await client.list_model_invocation_jobs()
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    async with aws_client("personalize", emu.url, retries=3) as client:
+        with pytest.raises(botocore.exceptions.ClientError) as failure:
+            await client.list_batch_inference_jobs()
+    response = failure.value.response
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    assert response["ResponseMetadata"]["RetryAttempts"] == 2  # botocore treats it as transient
+    stats = emu.stats()
+    assert stats["faults"]["error"] == 4
+    assert stats["requests"] == {"ListModelInvocationJobs": 1, "ListBatchInferenceJobs": 3}
+
+
+async def test_dropped_connections_before_and_after_the_create(make_emulator: MakeEmulator) -> None:
+    emu = await make_emulator(drop_rate=1.0, seed=3)
+    async with aws_client("bedrock", emu.url, retries=1) as client:
+        for index in range(20):
+            with pytest.raises(botocore.exceptions.ConnectionClosedError):
+                await client.create_model_invocation_job(**bedrock_job(f"job-{index}"))
+        emu.configure(drop_rate=0.0)
+        listed = await client.list_model_invocation_jobs()
+    stats = emu.stats()
+    faults = stats["faults"]
+    assert faults["drop_before"] + faults["drop_after"] == 20
+    assert faults["drop_before"] > 0 and faults["drop_after"] > 0
+    # a drop after the work: the job exists although the client never heard of it
+    assert stats["jobs_total"] == faults["drop_after"] == len(listed["invocationJobSummaries"])
+
+
+async def test_latency_is_added_without_breaking_requests(make_emulator: MakeEmulator) -> None:
+    emu = await make_emulator(latency=(0.01, 0.02))
+    async with aws_client("personalize", emu.url) as client:
+        arn = (await client.create_batch_inference_job(**personalize_job()))["batchInferenceJobArn"]
+        await client.describe_batch_inference_job(batchInferenceJobArn=arn)
+    assert emu.stats()["jobs_total"] == 1
+
+
+async def test_introspection_over_http_matches_python(make_emulator: MakeEmulator) -> None:
+    clock = FakeClock()
+    emu = await make_emulator(clock=clock)
+    async with aws_client("bedrock", emu.url) as client:
+        await client.create_model_invocation_job(**bedrock_job(clientRequestToken="tok"))
+    _, _, stats = await _raw("GET", f"{emu.url}/_emulator/stats")
+    _, _, jobs = await _raw("GET", f"{emu.url}/_emulator/jobs")
+    assert stats == emu.stats()
+    assert jobs == emu.jobs()
+    assert set(stats) >= {
+        "requests",
+        "throttled",
+        "throttled_total",
+        "quota_rejections",
+        "quota_rejections_total",
+        "faults",
+        "jobs_created",
+        "jobs_total",
+        "duplicate_jobs",
+        "duplicates",
+        "idempotent_replays",
+        "already_exists",
+        "peak_running",
+        "running",
+        "jobs_by_status",
+    }
+    assert stats["jobs_by_status"]["bedrock"] == {"Submitted": 1}
+    (job,) = jobs
+    assert job["kind"] == "bedrock"
+    assert job["quota_key"] == f"bedrock:{MODEL}"
+    assert job["client_request_token"] == "tok"
+    assert job["submit_time"] == clock.now
+    assert job["start_time"] is None and job["end_time"] is None
+
+
+async def test_configure_over_http_and_reset(make_emulator: MakeEmulator) -> None:
+    emu = await make_emulator()
+    status, _, config = await _raw(
+        "POST", f"{emu.url}/_emulator/config", json={"create_rate": 0.5, "latency": [0, 0]}
+    )
+    assert status == 200
+    assert config["create_rate"] == 0.5
+    assert emu.config.create_rate == 0.5
+    status, _, error = await _raw("POST", f"{emu.url}/_emulator/config", json={"fail_rate": 2})
+    assert status == 400 and "fail_rate" in error["message"]
+    status, _, error = await _raw("POST", f"{emu.url}/_emulator/config", json={"no_such_knob": 1})
+    assert status == 400 and "no_such_knob" in error["message"]
+    _, _, config = await _raw("GET", f"{emu.url}/_emulator/config")
+    assert config["create_rate"] == 0.5
+    async with aws_client("bedrock", emu.url, retries=1) as client:
+        await client.create_model_invocation_job(**bedrock_job())
+        with pytest.raises(client.exceptions.ThrottlingException):
+            await client.create_model_invocation_job(**bedrock_job())
+    assert emu.stats()["jobs_total"] == 1
+    status, _, _ = await _raw("POST", f"{emu.url}/_emulator/reset")
+    assert status == 200
+    assert emu.jobs() == []
+    assert emu.stats()["requests"] == {}
+    with pytest.raises(ValueError, match="job_seconds"):
+        emu.configure(job_seconds=(5, 1))
+
+
+async def _statuses(config: EmulatorConfig, clock: FakeClock, names: list[str]) -> dict[str, list[str]]:
+    """Create Bedrock and Personalize jobs in the order given; poll them all at fixed times."""
+    seen: dict[str, list[str]] = {}
+    async with (
+        Emulator(config) as emu,
+        aws_client("bedrock", emu.url) as bedrock,
+        aws_client("personalize", emu.url) as personalize,
+    ):
+        arns = {}
+        for name in names:
+            arns[f"b/{name}"] = (await bedrock.create_model_invocation_job(**bedrock_job(name)))["jobArn"]
+            arns[f"p/{name}"] = (await personalize.create_batch_inference_job(**personalize_job(name)))[
+                "batchInferenceJobArn"
+            ]
+        for _ in range(12):
+            for key in sorted(arns):
+                if key.startswith("b/"):
+                    job = await bedrock.get_model_invocation_job(jobIdentifier=arns[key])
+                else:
+                    job = (await personalize.describe_batch_inference_job(batchInferenceJobArn=arns[key]))[
+                        "batchInferenceJob"
+                    ]
+                seen.setdefault(key, []).append(job["status"])
+            clock.advance(0.5)
+    return seen
+
+
+async def test_same_seed_same_statuses_whatever_the_request_order() -> None:
+    names = [f"job-{index}" for index in range(8)]
+    knobs = {"job_seconds": (0.5, 4.0), "fail_rate": 0.3, "partial_rate": 0.2, "personalize_max_running": 50}
+    first_clock, second_clock, third_clock = FakeClock(), FakeClock(), FakeClock()
+    first = await _statuses(fast_config(seed=7, clock=first_clock, **knobs), first_clock, names)
+    second = await _statuses(fast_config(seed=7, clock=second_clock, **knobs), second_clock, names[::-1])
+    other = await _statuses(fast_config(seed=8, clock=third_clock, **knobs), third_clock, names)
+    assert first == second
+    assert first != other
+    finals = {statuses[-1] for statuses in first.values()}
+    assert len(finals) > 1  # the draw really varies between jobs
+
+
+async def test_started_from_a_task_group() -> None:
+    async with anyio.create_task_group() as tg:
+        url = await tg.start(Emulator(fast_config()).serve)
+        async with aws_client("bedrock", url) as client:
+            assert (await client.list_model_invocation_jobs())["invocationJobSummaries"] == []
+        tg.cancel_scope.cancel()
+    with pytest.raises(aiohttp.ClientConnectionError):
+        await _raw("GET", f"{url}/_emulator/stats")
+
+
+async def test_bind_error_raises_on_enter(emulator: Emulator) -> None:
+    port = int(emulator.url.rsplit(":", 1)[1])
+    with pytest.raises(OSError):
+        async with Emulator(port=port):
+            pass
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        with pytest.raises(OSError):
+            await Emulator(port=sock.getsockname()[1]).start()
+    with pytest.raises(RuntimeError):
+        _ = Emulator().url
