@@ -471,7 +471,8 @@ class Campaign:
                 continue
             except CapacityExceeded as exc:
                 cap = self._cap(job.quota_key)
-                cap.exceeded(len(self._slots[job.quota_key]) - 1, self._clock(), self._rng)
+                running = sum(1 for j in self._tracked.values() if j.quota_key == job.quota_key)
+                cap.exceeded(running, self._clock(), self._rng)
                 log.info("asyncjobs.capacity.exceeded", job_id=job.id, key=job.quota_key, cap=cap.cap)
                 self._emit(CampaignEvent("capacity.exceeded", job.id, detail=exc.describe()))
                 if maybe_created:  # an earlier attempt may have created it: look before letting go

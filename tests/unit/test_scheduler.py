@@ -1,0 +1,214 @@
+"""The scheduler against a fake adapter (the seam it owns) and a real SQLite journal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import pytest
+from structlog.testing import capture_logs
+
+from asyncjobs.journal import SQLiteJournal, open_journal
+from asyncjobs.model import JobSpec, JobState, Service
+from asyncjobs.scheduler import Campaign, CampaignEvent, Settings
+from tests.fakes import FakeService
+
+FAST = dict(min_poll_interval=0.01, poll_interval=0.05, read_rate=200.0, backoff_base=0.01, backoff_cap=0.05)
+
+
+def specs(n: int, model: str = "m1") -> list[JobSpec]:
+    return [
+        JobSpec(
+            id=f"job{i}", service=Service.BEDROCK, request={"modelId": model, "roleArn": "r"}, source=f"t:{i}"
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+async def journal(tmp_path: Path) -> SQLiteJournal:
+    j = await open_journal(tmp_path / "c.db", campaign="camp")
+    yield j  # type: ignore[misc]
+    await j.aclose()
+
+
+async def run(journal: SQLiteJournal, fake: FakeService, **settings: object) -> Campaign:
+    campaign = Campaign(journal, adapters={Service.BEDROCK: fake}, settings=Settings(**{**FAST, **settings}))  # type: ignore[arg-type]
+    with anyio.fail_after(30):
+        await campaign.run()
+    return campaign
+
+
+async def test_runs_every_job_to_success_once(journal: SQLiteJournal) -> None:
+    fake = FakeService()
+    await journal.add_specs(specs(25))
+    campaign = await run(journal, fake)
+    assert journal.counts()[JobState.SUCCEEDED] == 25
+    assert max(fake.names().values()) == 1 and len(fake.jobs) == 25
+    assert campaign.progress().creates == 25
+
+
+async def test_never_exceeds_the_running_cap(journal: SQLiteJournal) -> None:
+    fake = FakeService(duration=0.05)
+    await journal.add_specs(specs(30))
+    await run(journal, fake, max_running={"m1": 4})
+    assert fake.peak_running <= 4
+    assert journal.counts()[JobState.SUCCEEDED] == 30
+
+
+async def test_a_quota_lower_than_believed_waits_instead_of_failing(journal: SQLiteJournal) -> None:
+    fake = FakeService(max_running=3, duration=0.05)
+    await journal.add_specs(specs(20))
+    with capture_logs() as logs:
+        await run(journal, fake)
+    assert journal.counts()[JobState.SUCCEEDED] == 20
+    exceeded = [e for e in logs if e["event"] == "asyncjobs.capacity.exceeded"]
+    assert exceeded, "the service's quota error was seen"
+    assert len(exceeded) < 20, "no retry storm"
+    assert fake.peak_running <= 3
+
+
+async def test_throttles_are_retried_and_counted(journal: SQLiteJournal) -> None:
+    fake = FakeService(throttle_next=4)
+    await journal.add_specs(specs(5))
+    with capture_logs() as logs:
+        campaign = await run(journal, fake, create_rate=50.0)
+    assert journal.counts()[JobState.SUCCEEDED] == 5
+    assert campaign.progress().throttled == 4
+    assert sum(e["event"] == "asyncjobs.create.throttled" for e in logs) == 4
+
+
+async def test_ambiguous_create_is_not_duplicated(journal: SQLiteJournal) -> None:
+    fake = FakeService(error_after_create_next=3)
+    await journal.add_specs(specs(3))
+    await run(journal, fake)
+    assert journal.counts()[JobState.SUCCEEDED] == 3
+    assert len(fake.jobs) == 3
+    retries = [e for e in await journal.events() if e.event == "retry"]
+    assert len(retries) == 3 and all("connection reset" in (e.detail or "") for e in retries)
+
+
+async def test_rejected_specs_are_final_with_the_message(journal: SQLiteJournal) -> None:
+    fake = FakeService(reject_names={"camp-job1"})
+    await journal.add_specs(specs(3))
+    await run(journal, fake)
+    job = await journal.get("job1")
+    assert job is not None and job.state is JobState.REJECTED
+    assert job.last_error == "ValidationException: bad request"
+
+
+async def test_failed_jobs_are_resubmitted_with_a_new_name_and_token(journal: SQLiteJournal) -> None:
+    fake = FakeService(fail_first={"job0"})
+    await journal.add_specs(specs(2))
+    await run(journal, fake, resubmit_failed=1)
+    job = await journal.get("job0")
+    assert job is not None and job.state is JobState.SUCCEEDED and job.attempt == 2
+    assert sorted(fake.names()) == ["camp-job0", "camp-job0-r2", "camp-job1"]
+
+
+async def test_failed_jobs_stay_failed_without_resubmission(journal: SQLiteJournal) -> None:
+    fake = FakeService(fail_first={"job0"})
+    await journal.add_specs(specs(2))
+    campaign = await run(journal, fake)
+    assert journal.counts()[JobState.FAILED] == 1
+    assert not campaign._summary(interrupted=False).ok
+
+
+async def test_resume_reconciles_submitting_jobs_by_repeating_the_token(tmp_path: Path) -> None:
+    fake = FakeService()
+    async with await open_journal(tmp_path / "r.db", campaign="camp") as journal:
+        await journal.add_specs(specs(4))
+        # a process journaled its intent, created the job, and died before journaling the ARN
+        (job,) = await journal.pending("bedrock:m1", 1)
+        from asyncjobs.lifecycle import Event
+
+        job = await journal.transition(job, Event.CLAIM)
+        await fake.create(job)
+    async with await open_journal(tmp_path / "r.db") as journal:
+        await run(journal, fake)
+        assert journal.counts()[JobState.SUCCEEDED] == 4
+    assert len(fake.jobs) == 4 and max(fake.names().values()) == 1
+
+
+async def test_personalize_style_names_are_adopted(tmp_path: Path) -> None:
+    fake = FakeService(by_token=False)
+    async with await open_journal(tmp_path / "p.db", campaign="camp") as journal:
+        await journal.add_specs(specs(3))
+        (job,) = await journal.pending("bedrock:m1", 1)
+        from asyncjobs.lifecycle import Event
+
+        job = await journal.transition(job, Event.CLAIM)
+        await fake.create(job)
+    async with await open_journal(tmp_path / "p.db") as journal:
+        await run(journal, fake)
+        assert journal.counts()[JobState.SUCCEEDED] == 3
+        adopted = [e for e in await journal.events("job0") if e.detail == "adopted"]
+        assert len(adopted) == 1
+    assert len(fake.jobs) == 3
+
+
+async def test_stop_event_leaves_the_campaign_resumable(journal: SQLiteJournal) -> None:
+    fake = FakeService(duration=0.2)
+    await journal.add_specs(specs(40))
+    stop = anyio.Event()
+    events: list[CampaignEvent] = []
+    campaign = Campaign(
+        journal,
+        adapters={Service.BEDROCK: fake},
+        settings=Settings(create_rate=50, **FAST),
+        on_event=events.append,  # type: ignore[arg-type]
+    )
+
+    async def stop_soon() -> None:
+        while sum(e.name == "job.submitted" for e in events) < 5:
+            await anyio.sleep(0.01)
+        stop.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(stop_soon)
+        summary = await campaign.run(stop=stop)
+    assert summary.interrupted
+    assert journal.counts()[JobState.PENDING] > 0
+    assert journal.counts()[JobState.SUBMITTING] == 0
+    await run(journal, fake)
+    assert journal.counts()[JobState.SUCCEEDED] == 40
+    assert len(fake.jobs) == 40
+
+
+async def test_cancel_stops_remote_jobs_and_cancels_the_rest(journal: SQLiteJournal) -> None:
+    fake = FakeService(duration=60)
+    await journal.add_specs(specs(10))
+    stop = anyio.Event()
+
+    def on_event(event: CampaignEvent) -> None:
+        if journal.counts()[JobState.SUBMITTED] + journal.counts()[JobState.RUNNING] == 3:
+            stop.set()
+
+    campaign = Campaign(
+        journal,
+        adapters={Service.BEDROCK: fake},
+        settings=Settings(max_running={"m1": 3}, **FAST),  # type: ignore[arg-type]
+        on_event=on_event,
+    )
+    with anyio.fail_after(10):
+        await campaign.run(stop=stop)
+    assert journal.counts()[JobState.PENDING] == 7
+    summary = await Campaign(journal, adapters={Service.BEDROCK: fake}).cancel()
+    assert summary.counts[JobState.CANCELLED] == 7
+    assert fake.calls["stop"] == 3 and all(j.stopped for j in fake.jobs.values())
+
+
+async def test_events_are_available_as_an_async_iterator(journal: SQLiteJournal) -> None:
+    await journal.add_specs(specs(3))
+    campaign = Campaign(journal, adapters={Service.BEDROCK: FakeService()}, settings=Settings(**FAST))  # type: ignore[arg-type]
+    seen: list[CampaignEvent] = []
+
+    async def consume() -> None:
+        async for event in campaign.subscribe():
+            seen.append(event)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume)
+        await campaign.run()
+    assert sum(e.name == "job.final" for e in seen) == 3
+    assert {e.job_id for e in seen if e.name == "job.submitted"} == {"job0", "job1", "job2"}
