@@ -384,10 +384,12 @@ async def drive(
                     raise InputError(f"{options.source or path}: the campaign has no jobs")
             if ingesting.cancelled_caught:
                 raise _Interrupted()
-        except BaseException:
+        except BaseException as exc:
             await journal.aclose()
             if created:
                 remove_journal(path)
+            if isinstance(exc, JournalError):  # e.g. a spec changed under the same id: nothing was sent
+                raise Failure(exc.message, EXIT_USAGE) from exc
             raise
         try:
             stop = anyio.Event()

@@ -1,0 +1,49 @@
+"""``asyncjobs demo``: runs a sample campaign on its in-process emulator, and resumes after Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+from tests.acceptance.clitools import Cli, finish
+
+
+async def test_demo_runs_and_starts_over(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+
+    result = await cli("demo", "--dir", "d", "--jobs", "20", "--output", "json")
+
+    assert result.code == 0, result
+    doc = result.json()
+    assert doc["total"] == 20
+    assert sum(doc["counts"][s] for s in ("succeeded", "partial", "failed")) == 20
+    assert "duplicate jobs 0" in result.stderr
+    assert "asyncjobs status --journal d/journal.db" in result.stderr
+    assert {p.name for p in (tmp_path / "d").iterdir()} >= {"campaign.jsonl", "journal.db", "emulator.pickle"}
+
+    again = await cli("demo", "--dir", "d", "--jobs", "20", "--output", "json")
+    assert again.code == 0, again
+    assert "starting a new one" in again.stderr
+
+
+async def test_demo_interrupted_then_resumed(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    process = await cli.start("demo", "--dir", "d", "--jobs", "60", "--output", "json")
+    for _ in range(400):  # until the campaign is journaled and running
+        if (tmp_path / "d" / "emulator.pickle").exists():
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    first = await finish(process)
+    assert first.code == 130, first
+    assert "Resume with: asyncjobs demo --dir d" in first.stderr
+
+    second = await cli("demo", "--dir", "d", "--output", "json")
+
+    assert second.code == 0, second
+    assert "resuming the demo campaign" in second.stderr
+    assert second.json()["total"] == 60
+    assert second.json()["counts"]["pending"] == 0
+    assert "duplicate jobs 0" in second.stderr
