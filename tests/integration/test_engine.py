@@ -75,11 +75,11 @@ async def journal(tmp_path: Path) -> AsyncIterator[SQLiteJournal]:
         yield j
 
 
-async def run(journal: SQLiteJournal, emu: Emulator, *, timeout: float = 60, **settings: Any) -> Campaign:
+async def run(journal: SQLiteJournal, emu: Emulator, *, limit: float = 60, **settings: Any) -> Campaign:
     campaign = Campaign(
         journal, endpoint_url=emu.url, region="us-east-1", settings=Settings(**{**FAST, **settings})
     )
-    with anyio.fail_after(timeout):
+    with anyio.fail_after(limit):
         await campaign.run()
     return campaign
 
@@ -176,7 +176,7 @@ async def test_failures_are_final_or_resubmitted(tmp_path: Path, make_emulator: 
         await run(journal, emu)
         failed = journal.counts()[JobState.FAILED]
         assert 0 < failed < 10
-        job = [j async for j in journal.jobs([JobState.FAILED])][0]
+        (job, *_) = [j async for j in journal.jobs([JobState.FAILED])]
         assert job.last_error, "the service's failure message is kept"
     async with await open_journal(tmp_path / "b.db", campaign="resub") as journal:
         await journal.add_specs(bedrock_specs(10))

@@ -151,22 +151,21 @@ async def test_stop_event_leaves_the_campaign_resumable(journal: SQLiteJournal) 
     fake = FakeService(duration=0.2)
     await journal.add_specs(specs(40))
     stop = anyio.Event()
-    events: list[CampaignEvent] = []
+    submitted: list[CampaignEvent] = []
+
+    def on_event(event: CampaignEvent) -> None:
+        if event.name == "job.submitted":
+            submitted.append(event)
+            if len(submitted) == 5:
+                stop.set()
+
     campaign = Campaign(
         journal,
         adapters={Service.BEDROCK: fake},
-        settings=Settings(create_rate=50, **FAST),
-        on_event=events.append,  # type: ignore[arg-type]
+        settings=Settings(create_rate=50, **FAST),  # type: ignore[arg-type]
+        on_event=on_event,
     )
-
-    async def stop_soon() -> None:
-        while sum(e.name == "job.submitted" for e in events) < 5:
-            await anyio.sleep(0.01)
-        stop.set()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(stop_soon)
-        summary = await campaign.run(stop=stop)
+    summary = await campaign.run(stop=stop)
     assert summary.interrupted
     assert journal.counts()[JobState.PENDING] > 0
     assert journal.counts()[JobState.SUBMITTING] == 0
