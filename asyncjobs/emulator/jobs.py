@@ -104,8 +104,10 @@ class EmuJob:
     def status_at(self, now: float) -> str:
         return self.entry_at(now)[1]
 
-    def is_done_at(self, now: float) -> bool:
-        return self.status_at(now) in self.terminal
+    @property
+    def end_time(self) -> float:
+        """When the job reaches its terminal status (every schedule ends with one)."""
+        return self.schedule[-1][0]
 
     def end_time_at(self, now: float) -> float | None:
         """When the job reached its terminal status, if it has by ``now``."""

@@ -49,7 +49,7 @@ def _describe(kind: str) -> Handler:
         params = call.json_body()
         check_input(SERVICE, call.operation, params, INVALID)
         arn_member, wrapper, _ = _NAMES[kind]
-        job = state.find_personalize(kind, params[arn_member])
+        job = state.find_personalize(kind, call.region, params[arn_member])
         return {wrapper: job_json(job, state.now())}
 
     return handler

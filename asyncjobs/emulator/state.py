@@ -22,6 +22,7 @@ Decisions AWS does not document, taken here:
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -63,8 +64,11 @@ class EmulatorState:
         self._name_counts: Counter[tuple[str, str]] = Counter()
         #: Jobs of each (kind, region) in creation (seq) order, for the list operations.
         self._listing: dict[tuple[str, str], list[EmuJob]] = {}
-        #: Jobs that may still hold a quota slot, per quota key (pruned lazily).
-        self._active: dict[str, dict[str, EmuJob]] = {}
+        #: Per quota key: the jobs holding a slot, as a heap of (end time, seq, job), pruned lazily.
+        #: An entry whose end time is no longer the job's (the job was stopped) is stale and
+        #: does not count; ``_running`` counts the entries that do.
+        self._ends: dict[str, list[tuple[float, int, EmuJob]]] = {}
+        self._running: Counter[str] = Counter()
 
     def now(self) -> float:
         return self.config.clock()
@@ -72,24 +76,29 @@ class EmulatorState:
     # -- shared bookkeeping
 
     def running(self, quota_key: str, now: float) -> int:
-        """Jobs holding a slot of ``quota_key`` at ``now``; forgets the ones that finished."""
-        active = self._active.get(quota_key)
-        if not active:
-            return 0
-        for arn in [arn for arn, job in active.items() if job.is_done_at(now)]:
-            del active[arn]
-        return len(active)
+        """Jobs holding a slot of ``quota_key`` at ``now``; forgets the ones that finished (O(log n))."""
+        ends = self._ends.get(quota_key)
+        while ends and ends[0][0] <= now:
+            end, _, job = heapq.heappop(ends)
+            if end == job.end_time:  # not stale: this job has finished
+                self._running[quota_key] -= 1
+        return self._running[quota_key]
+
+    def _track_end(self, job: EmuJob) -> None:
+        """(Re)schedule the moment ``job`` gives its quota slot back."""
+        heapq.heappush(self._ends.setdefault(job.quota_key, []), (job.end_time, job.seq, job))
 
     def _add(self, job: EmuJob) -> None:
         self._by_arn[job.arn] = job
         self._listing.setdefault((job.kind, job.region), []).append(job)
-        self._active.setdefault(job.quota_key, {})[job.arn] = job
+        self._track_end(job)
+        self._running[job.quota_key] += 1
         occurrence_key = (job.kind, job.name)
         self._name_counts[occurrence_key] += 1
         if self._name_counts[occurrence_key] > 1:
             self.stats.duplicates[f"{job.kind}/{job.name}"] += 1
         self.stats.jobs_created[job.kind] += 1
-        self.stats.note_running(job.quota_key, len(self._active[job.quota_key]))
+        self.stats.note_running(job.quota_key, self._running[job.quota_key])
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -171,7 +180,10 @@ class EmulatorState:
         if status in job.terminal:
             raise ApiError("ConflictException", f"The job {job.arn} is {status} and can no longer be stopped")
         if status != "Stopping":  # stopping a job that is already stopping changes nothing
+            old_end = job.end_time
             job.stop(now, self.config.stop_seconds * self.config.time_scale)
+            if job.end_time != old_end:
+                self._track_end(job)  # the entry for its old end time is now stale
         return job
 
     def list_bedrock(
@@ -244,12 +256,12 @@ class EmulatorState:
         self._add(job)
         return job
 
-    def find_personalize(self, kind: str, arn: str) -> EmuJob:
+    def find_personalize(self, kind: str, region: str, arn: str) -> EmuJob:
+        """The job of this kind with this ARN, in ``region`` (another region's job is not found)."""
         job = self._by_arn.get(arn)
-        if job is None or job.kind != kind:
-            raise ApiError(
-                "ResourceNotFoundException", f"Could not find the {PERSONALIZE_JOB_NOUN[kind]} job {arn}"
-            )
+        if job is None or job.kind != kind or job.region != region:
+            noun = PERSONALIZE_JOB_NOUN[kind]
+            raise ApiError("ResourceNotFoundException", f"Could not find the {noun} job {arn}")
         return job
 
     def list_personalize(
@@ -299,7 +311,7 @@ class EmulatorState:
 
     def running_all(self) -> dict[str, int]:
         now = self.now()
-        return {key: self.running(key, now) for key in list(self._active)}
+        return {key: self.running(key, now) for key in list(self._running)}
 
     def jobs_by_status(self) -> dict[str, dict[str, int]]:
         now = self.now()

@@ -130,6 +130,10 @@ async def test_not_found(make_emulator: MakeEmulator) -> None:
         arn = (await client.create_batch_segment_job(**segment_job("seg")))["batchSegmentJobArn"]
         with pytest.raises(client.exceptions.ResourceNotFoundException):  # the wrong kind
             await client.describe_batch_inference_job(batchInferenceJobArn=arn)
+    async with aws_client("personalize", emu.url, region="eu-west-1") as client:
+        with pytest.raises(client.exceptions.ResourceNotFoundException):  # another region's job
+            await client.describe_batch_segment_job(batchSegmentJobArn=arn)
+        assert (await client.list_batch_segment_jobs())["batchSegmentJobs"] == []
 
 
 @pytest.mark.parametrize(
