@@ -84,9 +84,17 @@ UNSUCCESSFUL_STATES: frozenset[JobState] = frozenset(
 )
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no spaces: the form that is hashed and stored."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
+
+
+def spec_digest(service: str, request_json: str) -> str:
+    """The digest of a spec from its service and its request's canonical JSON."""
+    return hashlib.sha256(f"{service}\0{request_json}".encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +115,7 @@ class JobSpec:
     @property
     def digest(self) -> str:
         """A stable hash of what the spec asks for (service and request)."""
-        payload = canonical_json({"service": str(self.service), "request": self.request})
-        return hashlib.sha256(payload.encode()).hexdigest()
+        return spec_digest(str(self.service), canonical_json(self.request))
 
     @property
     def quota_key(self) -> str:

@@ -13,6 +13,7 @@ characters: valid for both Bedrock's and Personalize's name patterns.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -29,6 +30,7 @@ def _short_hash(*parts: str, length: int = 8) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:length]
 
 
+@functools.lru_cache(maxsize=64)
 def campaign_slug(name: str) -> str:
     """The campaign part of derived job names: at most 24 characters, never empty."""
     return slug(name, 24) or "campaign"

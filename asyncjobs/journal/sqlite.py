@@ -43,7 +43,7 @@ from ..errors import (
     SpecChanged,
 )
 from ..lifecycle import Event
-from ..model import Job, JobSpec, JobState, Service, StateCounts, canonical_json
+from ..model import Job, JobSpec, JobState, Service, StateCounts, canonical_json, spec_digest
 from ..naming import idempotency_token, job_name
 from .base import AddResult, Change, EventRecord
 
@@ -250,6 +250,7 @@ class SQLiteJournal:
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {durability.upper()}")
+            conn.execute("PRAGMA cache_size = -32768")  # 32 MiB: keeps index pages hot during ingest
             if not tables:
                 meta = ",".join(f"('{k}', '{v}')" for k, v in (("created_at", time.time()), ("ingests", 0)))
                 conn.execute("BEGIN IMMEDIATE")
@@ -368,7 +369,8 @@ class SQLiteJournal:
         now = time.time()
         skipped = 0
         for spec in batch:
-            digest = spec.digest
+            request_json = canonical_json(spec.request)
+            digest = spec_digest(str(spec.service), request_json)
             if spec.id in seen or (spec.id in known and known[spec.id][1] == ingest):
                 first = seen[spec.id].source if spec.id in seen else known[spec.id][2]
                 raise CampaignError(
@@ -390,7 +392,7 @@ class SQLiteJournal:
                     spec.id,
                     str(spec.service),
                     spec.quota_key,
-                    canonical_json(spec.request),
+                    request_json,
                     digest,
                     given,
                     name,
