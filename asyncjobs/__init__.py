@@ -1,1 +1,81 @@
-"""asyncjobs."""
+"""asyncjobs: submit and shepherd very large campaigns of AWS batch jobs.
+
+Bedrock batch inference (model invocation jobs) and Personalize batch inference and
+batch segment jobs: rate-limited, quota-aware, exactly-once and resumable. See the
+README for the command; the Python API in brief::
+
+    journal = await asyncjobs.open_journal("campaign.db")
+    campaign = asyncjobs.Campaign(journal, session=aioboto3.Session())
+    await campaign.add(asyncjobs.read_campaign("campaign.jsonl"))
+    summary = await campaign.run()
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .campaign import check_spec, read_campaign
+from .errors import (
+    AlreadyExists,
+    AsyncJobsError,
+    CampaignError,
+    CapacityExceeded,
+    IllegalTransition,
+    InputError,
+    JournalError,
+    JournalLocked,
+    JournalSchemaError,
+    JournalUnwritable,
+    NotFound,
+    Rejected,
+    ServiceError,
+    SpecChanged,
+    Throttled,
+    Transient,
+)
+from .journal import AddResult, EventRecord, Journal, SQLiteJournal, open_journal
+from .model import Job, JobSpec, JobState, Service, StateCounts
+from .scheduler import Campaign, CampaignEvent, KeyProgress, Progress, Settings, Summary
+
+try:
+    __version__ = version("asyncjobs")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
+    __version__ = "0.0.0"
+
+__all__ = [
+    "AddResult",
+    "AlreadyExists",
+    "AsyncJobsError",
+    "Campaign",
+    "CampaignError",
+    "CampaignEvent",
+    "CapacityExceeded",
+    "EventRecord",
+    "IllegalTransition",
+    "InputError",
+    "Job",
+    "JobSpec",
+    "JobState",
+    "Journal",
+    "JournalError",
+    "JournalLocked",
+    "JournalSchemaError",
+    "JournalUnwritable",
+    "KeyProgress",
+    "NotFound",
+    "Progress",
+    "Rejected",
+    "SQLiteJournal",
+    "Service",
+    "ServiceError",
+    "Settings",
+    "SpecChanged",
+    "StateCounts",
+    "Summary",
+    "Throttled",
+    "Transient",
+    "__version__",
+    "check_spec",
+    "open_journal",
+    "read_campaign",
+]
