@@ -1,0 +1,150 @@
+"""The journal contract: every Journal implementation must pass this suite (SQLite today)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import anyio
+import pytest
+
+from asyncjobs.errors import CampaignError, IllegalTransition, JournalLocked, JournalSchemaError, SpecChanged
+from asyncjobs.journal import Change, SQLiteJournal, open_journal
+from asyncjobs.lifecycle import Event
+from asyncjobs.model import JobSpec, JobState, Service
+
+Opener = Callable[..., Awaitable[SQLiteJournal]]
+
+
+def spec(i: int, model: str = "m1", **extra: object) -> JobSpec:
+    return JobSpec(
+        f"s{i}", Service.BEDROCK, {"modelId": model, "roleArn": "r", **extra}, source=f"c.jsonl:{i + 1}"
+    )
+
+
+@pytest.fixture(params=["sqlite"])
+async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
+    opened: list[SQLiteJournal] = []
+
+    async def open_(name: str = "j.db", **kw: object) -> SQLiteJournal:
+        journal = await open_journal(tmp_path / name, **kw)  # type: ignore[arg-type]
+        opened.append(journal)
+        return journal
+
+    yield open_
+    for journal in opened:
+        await journal.aclose()
+
+
+async def test_add_is_idempotent_and_all_or_nothing(opener: Opener) -> None:
+    journal = await opener(campaign="camp")
+    assert (await journal.add_specs([spec(i) for i in range(5)])).added == 5
+    again = await journal.add_specs([spec(i) for i in range(7)])
+    assert (again.added, again.existing) == (2, 5)
+
+    def bad_stream() -> object:
+        yield spec(10)
+        yield spec(11)
+        raise CampaignError("broken", source="c.jsonl", line=13, field="id")
+
+    with pytest.raises(CampaignError):
+        await journal.add_specs(bad_stream())  # type: ignore[arg-type]
+    assert journal.counts().total == 7
+    assert await journal.get("s10") is None
+
+
+async def test_duplicates_and_changes_are_named(opener: Opener) -> None:
+    journal = await opener(campaign="camp")
+    with pytest.raises(CampaignError, match=r"c\.jsonl:3: id: duplicate id 's1' \(first at c\.jsonl:2\)"):
+        await journal.add_specs(
+            [spec(0), spec(1), JobSpec("s1", Service.BEDROCK, {"modelId": "x"}, "c.jsonl:3")]
+        )
+    named = [spec(0, jobName="same"), spec(1, jobName="same")]
+    with pytest.raises(CampaignError, match=r"c\.jsonl:2: request\.jobName: duplicate jobName 'same'"):
+        await journal.add_specs(named)
+    assert journal.counts().total == 0
+    await journal.add_specs([spec(0)])
+    with pytest.raises(SpecChanged, match="'s0'"):
+        await journal.add_specs([spec(0, model="m2")])
+
+
+async def test_pending_order_exclusion_and_keys(opener: Opener) -> None:
+    journal = await opener()
+    await journal.add_specs([spec(i, model="m1" if i % 2 else "m2") for i in range(10)])
+    first = await journal.pending("bedrock:m1", 3)
+    assert [j.id for j in first] == ["s1", "s3", "s5"]
+    rest = await journal.pending("bedrock:m1", 10, exclude=["s1", "s3"])
+    assert [j.id for j in rest] == ["s5", "s7", "s9"]
+    assert {k: c[JobState.PENDING] for k, c in journal.counts_by_key().items()} == {
+        "bedrock:m1": 5,
+        "bedrock:m2": 5,
+    }
+
+
+async def test_transitions_are_durable_and_logged(opener: Opener) -> None:
+    journal = await opener("d.db", campaign="camp")
+    await journal.add_specs([spec(0)])
+    (job,) = await journal.pending("bedrock:m1", 1)
+    job = await journal.transition(job, Event.CLAIM)
+    job = await journal.transition(job, Event.CREATED, arn="arn:aws:bedrock:x", submitted_at=1.0)
+    with pytest.raises(IllegalTransition):
+        await journal.transition(job, Event.CLAIM)
+    await journal.aclose()
+    reopened = await opener("d.db")
+    again = await reopened.get("s0")
+    assert again is not None and again.state is JobState.SUBMITTED and again.arn == "arn:aws:bedrock:x"
+    assert reopened.campaign == "camp"
+    assert reopened.counts()[JobState.SUBMITTED] == 1
+    log = await reopened.events("s0")
+    assert [(e.event, e.from_state, e.to_state) for e in log] == [
+        ("claim", "pending", "submitting"),
+        ("created", "submitting", "submitted"),
+    ]
+
+
+async def test_concurrent_changes_share_commits(opener: Opener) -> None:
+    journal = await opener()
+    await journal.add_specs([spec(i) for i in range(300)])
+    jobs = await journal.pending("bedrock:m1", 300)
+
+    async def claim(job_list: list) -> None:  # type: ignore[type-arg]
+        for job in job_list:
+            await journal.transition(job, Event.CLAIM)
+
+    async with anyio.create_task_group() as tg:
+        for k in range(30):
+            tg.start_soon(claim, jobs[k::30])
+    assert journal.counts()[JobState.SUBMITTING] == 300
+    assert len(await journal.events()) == 300
+    many = await journal.transition_many(
+        [Change(j, Event.DEFER, {"last_error": "quota"}) for j in await journal.active()]
+    )
+    assert all(j.state is JobState.PENDING and j.last_error == "quota" for j in many)
+
+
+async def test_jobs_iterates_everything_in_order(opener: Opener) -> None:
+    journal = await opener()
+    await journal.add_specs([spec(i) for i in range(2500)])
+    ids = [j.id async for j in journal.jobs()]
+    assert ids == [f"s{i}" for i in range(2500)]
+    assert [j async for j in journal.jobs([JobState.FAILED])] == []
+
+
+async def test_file_is_private_locked_and_versioned(opener: Opener, tmp_path: Path) -> None:
+    await opener("p.db")
+    assert stat.S_IMODE(os.stat(tmp_path / "p.db").st_mode) == 0o600
+    with pytest.raises(JournalLocked, match="in use by another asyncjobs process"):
+        await open_journal(tmp_path / "p.db")
+    (tmp_path / "x.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(JournalSchemaError, match="not an asyncjobs journal"):
+        await open_journal(tmp_path / "x.db")
+    future = tmp_path / "future.db"
+    await (await open_journal(future)).aclose()
+    conn = sqlite3.connect(future)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(JournalSchemaError, match="schema version 99 is newer"):
+        await open_journal(future)
