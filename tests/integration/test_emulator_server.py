@@ -234,3 +234,28 @@ async def test_bind_error_raises_on_enter(emulator: Emulator) -> None:
             await Emulator(port=sock.getsockname()[1]).start()
     with pytest.raises(RuntimeError):
         _ = Emulator().url
+
+
+async def test_personalize_create_dropped_after_the_work_then_already_exists(
+    make_emulator: MakeEmulator,
+) -> None:
+    emu = await make_emulator(drop_rate=1.0, seed=5, personalize_max_running=100)
+    outcomes = []
+    async with aws_client("personalize", emu.url, retries=1) as client:
+        for index in range(10):
+            name = f"nightly-{index}"
+            emu.configure(drop_rate=1.0)
+            with pytest.raises(botocore.exceptions.ConnectionClosedError):
+                await client.create_batch_inference_job(**personalize_job(name))
+            existed = any(job["jobName"] == name for job in emu.jobs())
+            emu.configure(drop_rate=0.0)
+            if existed:  # the retry of a create that happened: the name is taken
+                with pytest.raises(client.exceptions.ResourceAlreadyExistsException):
+                    await client.create_batch_inference_job(**personalize_job(name))
+            else:
+                await client.create_batch_inference_job(**personalize_job(name))
+            outcomes.append(existed)
+    assert any(outcomes) and not all(outcomes)
+    stats = emu.stats()
+    assert stats["faults"]["drop_after"] == stats["already_exists"] == sum(outcomes)
+    assert stats["jobs_created"]["personalize"] == 10
