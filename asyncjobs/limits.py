@@ -141,6 +141,11 @@ class Capacity:
         if in_use == 0:  # nothing of ours will free a slot: back off instead of asking again at once
             self.hold_until = now + backoff(min(self.rejections, 6), rng, base=1.0, cap=60.0) + 1.0
 
+    def accepted(self, running: int) -> None:
+        """The service accepted a job while ``running`` of ours hold slots: the quota is at least that."""
+        if running > self.cap:
+            self.cap = min(self.limit, running)
+
     def released(self) -> None:
         """One of ours left the quota: a slot is really free."""
         self.hold_until = 0.0

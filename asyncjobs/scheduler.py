@@ -553,6 +553,8 @@ class Campaign:
     def _after_create(self, job: Job) -> None:
         if job.state in (JobState.SUBMITTED, JobState.RUNNING):
             self._tracked[job.id] = job
+            running = sum(1 for j in self._tracked.values() if j.quota_key == job.quota_key)
+            self._cap(job.quota_key).accepted(running)
             log.info(
                 "asyncjobs.job.submitted",
                 job_id=job.id,

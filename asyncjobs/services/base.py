@@ -8,6 +8,7 @@ Everything a service does differently lives in its adapter (``bedrock.py``,
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -64,7 +65,7 @@ REJECTED_CODES = frozenset(
 )
 # Personalize uses LimitExceededException both for the request rate and for the
 # running-jobs quota; its message tells them apart.
-_RATE_WORDS = ("per second", "rate", "throttl", "too many requests")
+_RATE_WORDS = re.compile(r"per second|\brate\b|throttl|too many requests", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +139,7 @@ def _classify_code(code: str, message: str, status: int, service: str) -> type[S
     if code in THROTTLE_CODES or status == 429:
         return Throttled
     if code == "LimitExceededException":
-        text = message.lower()
-        return Throttled if any(w in text for w in _RATE_WORDS) else CapacityExceeded
+        return Throttled if _RATE_WORDS.search(message) else CapacityExceeded
     if code == "ServiceQuotaExceededException":
         return CapacityExceeded
     if code == "ResourceAlreadyExistsException":

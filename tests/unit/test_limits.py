@@ -115,3 +115,14 @@ def test_capacity_full_with_none_of_ours_holds_off() -> None:
 )
 def test_default_limits(key: str, overrides: dict[str, int], expected: int) -> None:
     assert default_limit(key, overrides) == expected
+
+
+def test_capacity_rises_to_what_the_service_accepted() -> None:
+    cap = Capacity("bedrock:m", 20)
+    cap.exceeded(3, 0.0, random.Random(0))  # rejected while 3 were journaled; more were in flight
+    cap.accepted(5)
+    assert cap.cap == 5
+    cap.accepted(4)
+    assert cap.cap == 5
+    cap.accepted(50)
+    assert cap.cap == 20

@@ -211,3 +211,24 @@ async def test_events_are_available_as_an_async_iterator(journal: SQLiteJournal)
         await campaign.run()
     assert sum(e.name == "job.final" for e in seen) == 3
     assert {e.job_id for e in seen if e.name == "job.submitted"} == {"job0", "job1", "job2"}
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        ("Rate exceeded: too many requests per second", "Throttled"),
+        ("Request rate is too high", "Throttled"),
+        ("The limit of 5 active batch inference jobs (CREATE PENDING or CREATE IN_PROGRESS) has been reached",
+         "CapacityExceeded"),
+        ("You have reached the limit of concurrent jobs; moderate, separate, generate", "CapacityExceeded"),
+    ],
+)  # fmt: skip
+def test_personalize_limit_exceeded_is_told_apart_by_its_words(message: str, kind: str) -> None:
+    from botocore.exceptions import ClientError
+
+    from asyncjobs.services.base import classify
+
+    error = ClientError(
+        {"Error": {"Code": "LimitExceededException", "Message": message}}, "CreateBatchInferenceJob"
+    )
+    assert type(classify(error, operation="CreateBatchInferenceJob", service="personalize")).__name__ == kind
