@@ -1,0 +1,105 @@
+"""``python -m benchmarks [--quick] [--only NAME] [--out PATH]``: run the benchmarks.
+
+Prints a markdown table and writes a JSON file of the results (``benchmarks/results.json``
+for a full run, ``benchmarks/results-quick.json`` with ``--quick``). ``--only`` takes a
+scenario (``quota_bound``, ``overhead``, ``scale``, ``journal``) or a quota_bound contender
+(``asyncjobs_given``, ``asyncjobs_discovered``, ``baseline_standard``, ``baseline_adaptive``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from . import journal_bench, overhead, quota_bound, report, scale
+
+HERE = Path(__file__).resolve().parent
+SCENARIOS = ("quota_bound", "overhead", "scale", "journal")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    quota_jobs: int
+    overhead_jobs: int
+    overhead_rounds: int
+    scale_specs: int
+    scale_run_seconds: float
+    journal_jobs: int
+
+
+FULL = Sizes(100, 5_000, 3, 1_000_000, 60.0, 25_000)
+QUICK = Sizes(24, 1_000, 1, 100_000, 10.0, 5_000)
+
+
+async def run_all(sizes: Sizes, only: str | None) -> list[dict[str, Any]]:
+    scenario = only if only in SCENARIOS else ("quota_bound" if only else None)
+    contender = only if only and only not in SCENARIOS else None
+    results: list[dict[str, Any]] = []
+    if scenario in (None, "quota_bound"):
+        results += await _timed("quota_bound", quota_bound.run(sizes.quota_jobs, contender))
+    if scenario in (None, "overhead"):
+        results += await _timed("overhead", overhead.run(sizes.overhead_jobs, sizes.overhead_rounds))
+    if scenario in (None, "scale"):
+        results += await _timed("scale", scale.run(sizes.scale_specs, sizes.scale_run_seconds))
+    if scenario in (None, "journal"):
+        results += await _timed("journal", journal_bench.run(sizes.journal_jobs))
+    return results
+
+
+async def _timed(name: str, work: Any) -> list[dict[str, Any]]:
+    started = time.perf_counter()
+    print(f"running {name} ...", file=sys.stderr, flush=True)
+    results: list[dict[str, Any]] = await work
+    print(f"  {name} took {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="reduced sizes (under two minutes)")
+    parser.add_argument("--only", metavar="NAME", help="one scenario, or one quota_bound contender")
+    parser.add_argument("--out", type=Path, help="where to write the JSON results")
+    args = parser.parse_args()
+    valid = (*SCENARIOS, *quota_bound.CONTENDERS)
+    if args.only and args.only not in valid:
+        parser.error(f"--only must be one of {', '.join(valid)}")
+    # the emulator checks that requests are signed, not by whom; nothing leaves the loopback
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    sizes = QUICK if args.quick else FULL
+    out = args.out or HERE / ("results-quick.json" if args.quick else "results.json")
+    started = time.perf_counter()
+    begun = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    results = asyncio.run(run_all(sizes, args.only))
+    meta = {
+        "mode": "quick" if args.quick else "full",
+        "only": args.only,
+        "started_at": begun,
+        "duration_s": round(time.perf_counter() - started, 1),
+        "sizes": asdict(sizes),
+        "machine": report.machine(),
+    }
+    report.write(out, results, meta)
+    m = meta["machine"]
+    print(
+        f"\nasyncjobs benchmarks ({meta['mode']}, {meta['duration_s']} s) on {m['cpu_count']} x {m['cpu']},"
+    )
+    print(f"{m['memory_gb']} GB, Python {m['python']}, {m['platform']}\n")
+    print(report.table(results))
+    print(f"\nwritten to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""The ideal makespan: a lower bound on the makespan of *any* schedule of a campaign.
+
+It is computed from the emulator's own limits and from the durations the emulator drew
+for each job (``GET /_emulator/jobs``: a job holds its quota slot from ``submit_time`` to
+``end_time``; that hold time ``d`` is drawn from the job's name and the seed, so it does not
+depend on when the job is created). Time 0 is the first create.
+
+Two bounds, each true of every schedule; the ideal is the larger of all of them.
+
+**Create rate (per service).** The emulator's token bucket holds ``B = max(1, r)`` tokens
+and starts full, so the ``p``-th create of a service (from 0) cannot be accepted before
+``t_p = max(0, (p + 1 - B) / r)``. Whichever job is created ``p``-th still runs for its ``d``,
+so the makespan is at least ``max_p (t_p + d_p)`` for the order the schedule used; of all
+orders, the one that pairs the longest jobs with the earliest creates minimises that maximum
+(an exchange argument), so ``max_p (t_p + d_desc[p])`` bounds every order.
+
+**Slots (per quota key with S slots and n jobs).** Let ``m = min(S, n)``. Each job occupies a
+slot for ``d``; at most ``m`` slots are ever busy. The slot first used ``j``-th is first used
+by the key's ``j``-th create, which is no earlier than the service's ``j``-th create, ``t_j``; so
+it offers at most ``T - t_j`` of busy time before the makespan ``T``. Hence
+``sum(d) <= m*T - sum_{j<m} t_j``, i.e. ``T >= (sum(d) + sum_{j<m} t_j) / m``; and ``T >= max(d)``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class IdealBound:
+    seconds: float
+    binding: str  # which bound is the largest, e.g. "slots personalize:us-east-1:batch-segment"
+    bounds: dict[str, float]
+
+
+def earliest_creates(count: int, rate: float | None) -> list[float]:
+    """The earliest acceptance time of each of ``count`` creates under the emulator's bucket."""
+    if not rate:
+        return [0.0] * count
+    burst = max(1.0, rate)
+    return [max(0.0, (p + 1 - burst) / rate) for p in range(count)]
+
+
+def hold_times(records: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], tuple[str, str, float]]:
+    """(kind, jobName) -> (service, quota key, seconds from submit to end) of each job's first creation."""
+    holds: dict[tuple[str, str], tuple[str, str, float]] = {}
+    for record in records:
+        key = (record["kind"], record["jobName"])
+        if key in holds or record.get("end_time") is None:
+            continue
+        service = "bedrock" if record["kind"] == "bedrock" else "personalize"
+        holds[key] = (service, record["quota_key"], float(record["end_time"]) - float(record["submit_time"]))
+    return holds
+
+
+def ideal_makespan(
+    records: Iterable[Mapping[str, Any]], *, create_rate: float | None, slots: Mapping[str, int]
+) -> IdealBound:
+    """The lower bound for the jobs in ``records``; ``slots`` by service (``bedrock``, ``personalize``)."""
+    by_service: dict[str, list[float]] = defaultdict(list)
+    by_key: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for service, quota_key, seconds in hold_times(records).values():
+        by_service[service].append(seconds)
+        by_key[(service, quota_key)].append(seconds)
+    bounds: dict[str, float] = {}
+    for service, durations in by_service.items():
+        starts = earliest_creates(len(durations), create_rate)
+        longest_first = sorted(durations, reverse=True)
+        bounds[f"rate {service}"] = max(t + d for t, d in zip(starts, longest_first, strict=True))
+    for (service, key), durations in by_key.items():
+        used = min(slots[service], len(durations))
+        starts = earliest_creates(used, create_rate)
+        bounds[f"slots {key}"] = max(max(durations), (sum(durations) + sum(starts)) / used)
+    binding = max(bounds, key=lambda name: bounds[name])
+    return IdealBound(seconds=bounds[binding], binding=binding, bounds=bounds)
