@@ -885,8 +885,11 @@ def _report_error(g: Globals, exc: BaseException) -> int:
     leaf = _leaf(exc)
     if isinstance(leaf, SystemExit):
         raise leaf
-    if isinstance(leaf, _Interrupted | KeyboardInterrupt):
+    if isinstance(leaf, _Interrupted):
         note("interrupted before anything was submitted")
+        return EXIT_INTERRUPTED
+    if isinstance(leaf, KeyboardInterrupt):
+        note("interrupted")
         return EXIT_INTERRUPTED
     if isinstance(leaf, Failure):
         message, code = str(leaf), leaf.code

@@ -228,10 +228,12 @@ async def test_json_logs_on_stderr(cli: Cli, make_emulator: MakeEmulator, tmp_pa
     write_campaign(tmp_path / "campaign.jsonl", [spec("only", "bedrock")])
 
     result = await cli(
-        "run", "campaign.jsonl", "--journal", "c.db", "--endpoint-url", emu.url, "--log-format", "json", *FAST
-    )
+        "run", "campaign.jsonl", "--journal", "c.db", "--endpoint-url", emu.url,
+        "--log-format", "json", "--debug", *FAST,
+    )  # fmt: skip
 
     assert result.code == 0, result
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
-    assert "asyncjobs.job.submitted" in {e["event"] for e in events}
-    assert SECRET not in result.stderr
+    assert {"asyncjobs.job.submitted", "asyncjobs.job.final"} <= {e["event"] for e in events}
+    assert all(e["level"] in {"debug", "info", "warning", "error"} for e in events)
+    assert SECRET not in result.stdout + result.stderr
