@@ -90,6 +90,7 @@ def main() -> None:
         "duration_s": round(time.perf_counter() - started, 1),
         "sizes": asdict(sizes),
         "machine": report.machine(),
+        "source": report.source_revision(HERE.parent),
     }
     report.write(out, results, meta)
     m = meta["machine"]

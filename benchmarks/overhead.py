@@ -29,7 +29,7 @@ from asyncjobs.model import JobState
 from asyncjobs.scheduler import Campaign, Settings
 
 from . import specs
-from .emulator import EmulatorProcess, emulator
+from .emulator import EmulatorProcess, emulator, read_calls
 from .report import entry
 
 UNLIMITED = 1_000_000
@@ -84,11 +84,11 @@ async def _bare_gather(emu: EmulatorProcess, jobs: int) -> float:
     return time.perf_counter() - started
 
 
-async def _span(emu: EmulatorProcess) -> tuple[int, float]:
-    """Jobs the emulator created, and the seconds from its first create to its last."""
+async def _span(emu: EmulatorProcess) -> tuple[int, float, int]:
+    """Jobs the emulator created, the seconds from its first create to its last, and read calls."""
     stats = await emu.stats()
     times = [r["submit_time"] for r in await emu.jobs()]
-    return stats["jobs_total"], (max(times) - min(times)) if times else 0.0
+    return stats["jobs_total"], (max(times) - min(times)) if times else 0.0, read_calls(stats)
 
 
 async def run(jobs: int, rounds: int = 1, only: str | None = None) -> list[dict[str, Any]]:
@@ -97,7 +97,7 @@ async def run(jobs: int, rounds: int = 1, only: str | None = None) -> list[dict[
         for name, contender in (("bare_gather", _bare_gather), ("asyncjobs", _asyncjobs)):
             async with emulator(**emulator_settings()) as emu:
                 seconds = await contender(emu, jobs)
-                created, span = await _span(emu)
+                created, span, reads = await _span(emu)
             if created != jobs:
                 raise RuntimeError(f"{name}: the emulator created {created} jobs, not {jobs}")
             figures = {
@@ -105,6 +105,8 @@ async def run(jobs: int, rounds: int = 1, only: str | None = None) -> list[dict[
                 "seconds": round(seconds, 3),
                 "creates_per_s": round(jobs / seconds, 1),
                 "create_span_s": round(span, 3),
+                "creates_per_s_in_span": round(jobs / span, 1) if span else None,
+                "read_calls": reads,
             }
             if name not in best or figures["seconds"] < best[name]["seconds"]:
                 best[name] = figures

@@ -28,7 +28,7 @@ from asyncjobs.scheduler import Campaign, Settings
 from . import specs
 from .baseline import run_baseline
 from .emulator import EmulatorProcess, create_calls, create_throttles, emulator, read_calls, read_throttles
-from .ideal import ideal_makespan
+from .ideal import ideal_makespan, slot_turnaround
 from .report import entry
 
 CREATE_RATE = 2.0
@@ -122,6 +122,8 @@ async def run_contender(contender: str, jobs: int) -> dict[str, Any]:
         "duplicates": stats["duplicate_jobs"],
         "failed": failed,
         "peak_running": stats["peak_running"],
+        "ideal_bounds": {name: round(seconds, 2) for name, seconds in ideal.bounds.items()},
+        "slot_turnaround": slot_turnaround(records, slots=SLOTS),
         **detail,
     }
     target = {"asyncjobs_given": GIVEN_TARGET, "asyncjobs_discovered": DISCOVERED_TARGET}.get(contender)

@@ -60,6 +60,20 @@ def machine() -> dict[str, Any]:
     }
 
 
+def source_revision(repo: Path) -> dict[str, Any]:
+    """The commit measured, and whether the engine's files differed from it (others edit in parallel)."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "dirty": sorted(git("status", "--porcelain", "asyncjobs").splitlines()),
+    }
+
+
 def _cpu_model() -> str | None:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
