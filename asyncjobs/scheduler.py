@@ -44,7 +44,7 @@ from .lifecycle import OBSERVE, Event
 from .limits import AdaptiveRate, Capacity, backoff, default_limit
 from .model import UNSUCCESSFUL_STATES, Job, JobSpec, JobState, Service, StateCounts
 from .naming import idempotency_token, job_name
-from .polling import Active, Durations, PollPolicy, next_sweep
+from .polling import Active, Durations, KeyLoad, PollPolicy, next_sweep, urgent_keys
 from .services.base import Remote, ServiceAdapter
 
 log = structlog.get_logger("asyncjobs")
@@ -63,8 +63,8 @@ class Settings:
     max_running: Mapping[str, int] = field(default_factory=dict)
     #: Longest gap between status sweeps, seconds.
     poll_interval: float = 30.0
-    #: Shortest gap between status sweeps, seconds.
-    min_poll_interval: float = 1.0
+    #: Shortest gap between status sweeps of one job kind, seconds.
+    min_poll_interval: float = 0.5
     #: Status reads per second, per service.
     read_rate: float = 5.0
     #: Extra attempts for a job that failed or expired (each with a new name and token).
@@ -579,28 +579,44 @@ class Campaign:
 
     # --------------------------------------------------------------- tracking
     async def _track(self) -> None:
+        """Sweep each job kind when the poll policy says a sweep would pay off."""
         limiters: dict[str, AsyncLimiter] = {}
         policy = PollPolicy(self.settings.min_poll_interval, self.settings.poll_interval)
-        last = self._clock()
-        idle = 0
+        start = self._clock()
+        last: dict[Service, float] = defaultdict(lambda: start)
+        idle: dict[Service, int] = defaultdict(int)
         while not self._stopping:
             now = self._clock()
-            at = next_sweep(
-                now,
-                last,
-                (Active(j.quota_key, str(j.service), j.submitted_at or now) for j in self._tracked.values()),
-                waiting_keys=self._waiting_keys(now),
-                finishing=self._finishing(),
-                durations=self._durations,
-                idle=idle,
-                policy=policy,
-            )
-            if at > now:
-                await self._wake_track.wait(min(at - now, 1.0))
+            groups: dict[Service, list[Job]] = defaultdict(list)
+            for job in self._tracked.values():
+                groups[job.service].append(job)
+            waiting = self._waiting_keys(now)
+            urgent = urgent_keys(self._loads(waiting), self._durations, self._create_rates())
+            finishing = self._finishing()
+            due: list[Service] = []
+            soonest = now + 1.0
+            for service, jobs in groups.items():
+                at = next_sweep(
+                    now,
+                    last[service],
+                    (Active(j.quota_key, str(j.service), j.submitted_at or now) for j in jobs),
+                    waiting_keys=waiting,
+                    urgent=urgent,
+                    finishing=finishing,
+                    durations=self._durations,
+                    idle=idle[service],
+                    policy=policy,
+                )
+                if at <= now:
+                    due.append(service)
+                soonest = min(soonest, at)
+            if not due:
+                await self._wake_track.wait(soonest - now)
                 continue
-            last = self._clock()
-            changed = await self._sweep(limiters)
-            idle = 0 if changed else idle + 1
+            for service in due:
+                last[service] = self._clock()
+                changed = await self._sweep(groups[service], limiters)
+                idle[service] = 0 if changed else idle[service] + 1
 
     def _waiting_keys(self, now: float) -> frozenset[str]:
         return frozenset(
@@ -609,32 +625,47 @@ class Campaign:
             if counts[JobState.PENDING] and self._cap(key).free(len(self._slots[key]), now) == 0
         )
 
+    def _loads(self, keys: Iterable[str]) -> list[KeyLoad]:
+        counts = self.journal.counts_by_key()
+        loads = []
+        for key in keys:
+            kind = next((j.service for j in self._tracked.values() if j.quota_key == key), None)
+            if kind is not None:
+                loads.append(
+                    KeyLoad(
+                        key, str(kind), kind.aws_service, counts[key][JobState.PENDING], self._cap(key).cap
+                    )
+                )
+        return loads
+
+    def _create_rates(self) -> dict[str, float | None]:
+        return {name: rate.rate for name, rate in self._rates.items()}
+
     def _finishing(self) -> bool:
         counts = self.journal.counts()
         return counts[JobState.PENDING] == 0 and counts[JobState.SUBMITTING] == 0
 
-    async def _sweep(self, limiters: dict[str, AsyncLimiter]) -> bool:
-        by_adapter: dict[int, tuple[ServiceAdapter, list[Job]]] = {}
-        for job in self._tracked.values():
-            adapter = self._adapter(job.service)
-            by_adapter.setdefault(id(adapter), (adapter, []))[1].append(job)
+    async def _sweep(self, jobs: list[Job], limiters: dict[str, AsyncLimiter]) -> bool:
+        """Poll ``jobs`` (all of one kind) and record what changed; True if any state changed."""
+        adapter = self._adapter(jobs[0].service)
+        name = jobs[0].service.aws_service
+        limiter = limiters.setdefault(name, AsyncLimiter(1, 1.0 / self.settings.read_rate))
+        await limiter.acquire()
+        try:
+            result = await adapter.poll(jobs)
+        except ServiceError as exc:
+            log.warning("asyncjobs.poll.failed", service=name, error=exc.describe())
+            return False
+        finally:
+            self._stats.reads += 1
+        self._stats.reads += result.calls - 1
         changed = False
-        for adapter, jobs in by_adapter.values():
-            name = next(iter(adapter.services)).aws_service
-            limiter = limiters.setdefault(name, AsyncLimiter(1, 1.0 / self.settings.read_rate))
-            await limiter.acquire()
-            try:
-                result = await adapter.poll(jobs)
-            except ServiceError as exc:
-                log.warning("asyncjobs.poll.failed", service=name, error=exc.describe())
-                continue
-            self._stats.reads += result.calls
-            for job in jobs:
-                remote = result.found.get(job.arn or "")
-                if remote is not None and self._tracked.get(job.id) is job:
-                    before = job
-                    job = await self._observe(job, remote)
-                    changed = changed or job.state is not before.state
+        for job in jobs:
+            remote = result.found.get(job.arn or "")
+            if remote is not None and self._tracked.get(job.id) is job:
+                before = job
+                job = await self._observe(job, remote)
+                changed = changed or job.state is not before.state
         return changed
 
     async def _observe(self, job: Job, remote: Remote) -> Job:
