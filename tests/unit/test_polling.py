@@ -87,4 +87,4 @@ def test_an_urgent_key_keeps_looking_without_backing_off() -> None:
     # the first job may be done since t=3; nothing seen for five sweeps: still every min_interval
     assert sweep(10, 10, jobs, waiting_keys=key, urgent=key, durations=d, idle=5) == 11.0
     # the same key off the critical path backs off
-    assert sweep(10, 10, jobs, waiting_keys=key, durations=d, idle=5) == 30.0
+    assert sweep(10, 10, jobs, waiting_keys=key, durations=d, idle=5) == 40.0
