@@ -341,11 +341,11 @@ class SQLiteJournal:
             try:
                 ingest = int(conn.execute("SELECT value FROM meta WHERE key = 'ingests'").fetchone()[0]) + 1
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'ingests'", (str(ingest),))
+                fresh = conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchone() is None
                 for batch in _batches(specs, _INGEST_BATCH):
-                    rows, skipped = self._ingest_rows(batch, ingest)
+                    stored, skipped = self._store(self._encode(batch, ingest), ingest, fresh)
                     existing += skipped
-                    self._insert(rows, batch)
-                    added.update(r[2] for r in rows)
+                    added.update(r[2] for r in stored)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -355,38 +355,26 @@ class SQLiteJournal:
         log.debug("asyncjobs.journal.ingested", added=sum(added.values()), existing=existing)
         return AddResult(added=sum(added.values()), existing=existing), added
 
-    def _ingest_rows(self, batch: list[JobSpec], ingest: int) -> tuple[list[tuple[Any, ...]], int]:
-        """Rows to insert for ``batch``; skips known specs, raises on duplicates and changes."""
-        marks = ",".join("?" * len(batch))
-        known = {
-            row[0]: row[1:]
-            for row in self._conn.execute(
-                f"SELECT id, digest, ingest, source FROM jobs WHERE id IN ({marks})", [s.id for s in batch]
-            )
-        }
+    def _encode(self, batch: list[JobSpec], ingest: int) -> list[tuple[Any, ...]]:
+        """The rows of ``batch`` (no I/O); raises on an id repeated within the batch."""
         rows: list[tuple[Any, ...]] = []
-        seen: dict[str, JobSpec] = {}
+        seen: dict[str, str | None] = {}
         now = time.time()
-        skipped = 0
+        campaign = self._campaign
         for spec in batch:
-            request_json = canonical_json(spec.request)
-            digest = spec_digest(str(spec.service), request_json)
-            if spec.id in seen or (spec.id in known and known[spec.id][1] == ingest):
-                first = seen[spec.id].source if spec.id in seen else known[spec.id][2]
+            if spec.id in seen:
                 raise CampaignError(
-                    f"duplicate id {spec.id!r} (first at {first})",
+                    f"duplicate id {spec.id!r} (first at {seen[spec.id]})",
                     source=spec.source or "<specs>",
                     field="id",
                 )
-            seen[spec.id] = spec
-            if spec.id in known:
-                if known[spec.id][0] != digest:
-                    raise SpecChanged(spec.id, spec.source)
-                skipped += 1
-                continue
+            seen[spec.id] = spec.source
+            request_json = canonical_json(spec.request)
+            digest = spec_digest(str(spec.service), request_json)
             given = spec.request.get("jobName")
-            name = job_name(self._campaign, spec.id, 1, given if isinstance(given, str) else None)
-            token = idempotency_token(self._campaign, spec.id, 1, digest)
+            name = job_name(campaign, spec.id, 1, given if isinstance(given, str) else None)
+            token = idempotency_token(campaign, spec.id, 1, digest)
+            source = spec.source or "<specs>"
             rows.append(
                 (
                     spec.id,
@@ -397,14 +385,45 @@ class SQLiteJournal:
                     given,
                     name,
                     token,
-                    spec.source,
+                    source,
                     ingest,
                     now,
                 )
             )
+        return rows
+
+    def _store(
+        self, rows: list[tuple[Any, ...]], ingest: int, fresh: bool
+    ) -> tuple[list[tuple[Any, ...]], int]:
+        """Insert ``rows``, skipping specs already journaled; raises on duplicates and changes."""
+        skipped = 0
+        if not fresh:  # a resumed campaign: most ids may be known already
+            marks = ",".join("?" * len(rows))
+            known = {
+                row[0]: row[1:]
+                for row in self._conn.execute(
+                    f"SELECT id, digest, ingest, source FROM jobs WHERE id IN ({marks})", [r[0] for r in rows]
+                )
+            }
+            kept = []
+            for row in rows:
+                if row[0] not in known:
+                    kept.append(row)
+                    continue
+                digest, when, first = known[row[0]]
+                if when == ingest:
+                    raise CampaignError(
+                        f"duplicate id {row[0]!r} (first at {first})", source=row[8], field="id"
+                    )
+                if digest != row[4]:
+                    raise SpecChanged(row[0], row[8])
+                skipped += 1
+            rows = kept
+        self._insert(rows)
         return rows, skipped
 
-    def _insert(self, rows: list[tuple[Any, ...]], batch: list[JobSpec]) -> None:
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        self._conn.execute("SAVEPOINT batch")
         try:
             self._conn.executemany(
                 "INSERT INTO jobs (id, service, quota_key, request, digest, given_name, job_name, token,"
@@ -412,10 +431,24 @@ class SQLiteJournal:
                 rows,
             )
         except sqlite3.IntegrityError:
-            self._raise_duplicate_name(rows)
+            self._conn.execute("ROLLBACK TO batch")
+            self._raise_duplicate(rows)  # against the journal as it was before this batch
             raise
+        finally:
+            self._conn.execute("RELEASE batch")
 
-    def _raise_duplicate_name(self, rows: list[tuple[Any, ...]]) -> None:
+    def _raise_duplicate(self, rows: list[tuple[Any, ...]]) -> None:
+        marks = ",".join("?" * len(rows))
+        firsts = dict(
+            self._conn.execute(
+                f"SELECT id, source FROM jobs WHERE id IN ({marks})", [r[0] for r in rows]
+            ).fetchall()
+        )
+        for row in rows:
+            if row[0] in firsts:
+                raise CampaignError(
+                    f"duplicate id {row[0]!r} (first at {firsts[row[0]]})", source=row[8], field="id"
+                )
         names: dict[str, str] = {}
         for row in rows:
             name, source = row[6], row[8] or "<specs>"

@@ -148,3 +148,18 @@ async def test_file_is_private_locked_and_versioned(opener: Opener, tmp_path: Pa
     conn.close()
     with pytest.raises(JournalSchemaError, match="schema version 99 is newer"):
         await open_journal(future)
+
+
+@pytest.mark.parametrize("resumed", [False, True])
+async def test_duplicates_across_ingest_batches_are_named(opener: Opener, resumed: bool) -> None:
+    journal = await opener()
+    if resumed:
+        await journal.add_specs([spec(100_000)])
+    specs = [spec(i) for i in range(12_000)]
+    specs.append(JobSpec("s7", Service.BEDROCK, {"modelId": "m1", "roleArn": "r"}, source="c.jsonl:12001"))
+    with pytest.raises(CampaignError, match=r"c\.jsonl:12001: id: duplicate id 's7' \(first at c\.jsonl:8\)"):
+        await journal.add_specs(specs)
+    named = [spec(i, jobName=f"n{i}") for i in range(6_000)] + [spec(6_001, jobName="n3")]
+    with pytest.raises(CampaignError, match=r"c\.jsonl:6002: request\.jobName: duplicate jobName 'n3'"):
+        await journal.add_specs(named)
+    assert journal.counts().total == (1 if resumed else 0)
