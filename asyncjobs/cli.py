@@ -42,7 +42,7 @@ from rich.console import Console, RenderableType
 from . import display
 from .errors import AsyncJobsError, InputError, JournalError, JournalLocked, JournalSchemaError
 from .journal import SQLiteJournal, open_journal
-from .model import JobState, StateCounts
+from .model import UNSUCCESSFUL_STATES, JobState, StateCounts
 from .scheduler import Campaign, Settings, Summary
 
 PROG = "asyncjobs"
@@ -357,15 +357,13 @@ async def ingest(campaign: Campaign, source: str) -> int:
 
 
 async def drive(
-    g: Globals,
     options: RunOptions,
     make_campaign: Callable[[SQLiteJournal], Campaign],
     interrupts: Interrupts | None = None,
-) -> tuple[Summary, bool]:
+) -> Summary:
     """Open the journal, ingest, run with progress and signal handling.
 
-    Returns the summary and whether the run was interrupted by a signal. Input
-    errors leave no journal behind when this invocation created it.
+    Input errors leave no journal behind when this invocation created it.
     """
     path = options.journal
     created = not path.exists()
@@ -384,6 +382,8 @@ async def drive(
                     raise InputError(f"{options.source or path}: the campaign has no jobs")
             if ingesting.cancelled_caught:
                 raise _Interrupted()
+            if not created and options.campaign_name not in (None, journal.campaign):
+                note(f"the journal keeps its campaign name {journal.campaign!r}; --campaign-name is ignored")
         except BaseException as exc:
             await journal.aclose()
             if created:
@@ -396,10 +396,10 @@ async def drive(
             interrupts.on_first(
                 stop.set, "stopping: no new submissions; creates in flight are finishing and being journaled"
             )
-            summary = await _run_with_progress(g, campaign, options.wait, stop, tg)
+            summary = await _run_with_progress(campaign, options.wait, stop, tg)
         finally:
             await journal.aclose()
-    return summary, interrupts.received is not None
+    return summary
 
 
 class _Interrupted(Exception):
@@ -414,7 +414,7 @@ async def _open_for_run(path: Path, campaign_name: str | None) -> SQLiteJournal:
 
 
 async def _run_with_progress(
-    g: Globals, campaign: Campaign, wait: bool, stop: anyio.Event, tg: anyio.abc.TaskGroup
+    campaign: Campaign, wait: bool, stop: anyio.Event, tg: anyio.abc.TaskGroup
 ) -> Summary:
     progress_scope = anyio.CancelScope()
 
@@ -438,15 +438,16 @@ def _interactive() -> bool:
     return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
 
 
-def run_exit_code(summary: Summary, interrupted: bool) -> int:
-    if summary.interrupted or interrupted:
+def run_exit_code(summary: Summary) -> int:
+    """130 when stopped before the end (a signal that came after the last job ended changes nothing)."""
+    if summary.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_OK if summary.ok else EXIT_UNSUCCESSFUL
 
 
-def report_run(g: Globals, summary: Summary, options: RunOptions, interrupted: bool) -> int:
+def report_run(g: Globals, summary: Summary, options: RunOptions) -> int:
     """Print the summary, the notes a person needs, and return the exit code."""
-    code = run_exit_code(summary, interrupted)
+    code = run_exit_code(summary)
     emit(g, summary.to_dict(), display.summary_renderable)
     counts = summary.counts
     if code == EXIT_INTERRUPTED:
@@ -454,19 +455,15 @@ def report_run(g: Globals, summary: Summary, options: RunOptions, interrupted: b
         return code
     if not options.wait and not counts.done:
         note(f"submitted; track the campaign with: {options.resume_hint}")
-    bad = {str(s): counts[s] for s in JobState if s in _unsuccessful() and counts[s]}
+    bad = {str(s): counts[s] for s in JobState if s in UNSUCCESSFUL_STATES and counts[s]}
     if bad:
         details = ", ".join(f"{n} {s}" for s, n in bad.items())
-        note(f"finished with {details}; see: {PROG} status --journal {options.journal} --state failed ...")
+        note(
+            f"finished with {details}; see: {PROG} status --journal {options.journal} --state {','.join(bad)}"
+        )
     if counts[JobState.PARTIAL]:
         note(f"{counts[JobState.PARTIAL]} job(s) only partially completed (counted as succeeded)")
     return code
-
-
-def _unsuccessful() -> frozenset[JobState]:
-    from .model import UNSUCCESSFUL_STATES
-
-    return UNSUCCESSFUL_STATES
 
 
 def parse_max_running(values: Iterable[str]) -> dict[str, int]:
@@ -679,8 +676,8 @@ def run_command(
     async def main() -> int:
         session = make_session(g)
         await require_credentials(session)
-        summary, interrupted = await drive(g, options, campaign_factory(g, settings, session))
-        return report_run(g, summary, options, interrupted)
+        summary = await drive(options, campaign_factory(g, settings, session))
+        return report_run(g, summary, options)
 
     return _run_async(g, main)
 
@@ -821,15 +818,14 @@ async def run_demo(g: Globals, directory: Path, *, fresh: bool, jobs: int) -> in
     async with emulator, anyio.create_task_group() as tg:
         tg.start_soon(demo.autosave, emulator, state_file)
         try:
-            summary, interrupted = await drive(
-                demo_g,
+            summary = await drive(
                 options,
                 campaign_factory(demo_g, settings, session, endpoint_url=emulator.url),
                 Interrupts(before_exit=lambda: demo.save_state(emulator, state_file)),
             )
         finally:
             tg.cancel_scope.cancel()
-    code = report_run(g, summary, options, interrupted)
+    code = report_run(g, summary, options)
     stats = emulator.stats()
     note(f"emulator: {_emulator_line(stats)}")
     if code == EXIT_INTERRUPTED:

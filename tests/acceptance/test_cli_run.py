@@ -157,8 +157,11 @@ async def test_usage_errors_exit_2(cli: Cli, tmp_path: Path) -> None:
 
 
 async def wait_for_creates(emu: Emulator, n: int, process: asyncio.subprocess.Process) -> None:
+    """Until the emulator has ``n`` jobs; fails with the command's output if it ended first."""
     for _ in range(600):
-        if emu.stats()["jobs_total"] >= n or process.returncode is not None:
+        if process.returncode is not None:
+            raise AssertionError(f"the command ended early: {await finish(process)}")
+        if emu.stats()["jobs_total"] >= n:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the command created no jobs")

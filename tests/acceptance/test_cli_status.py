@@ -84,18 +84,18 @@ async def test_status_while_a_run_holds_the_journal(tmp_path: Path, make_emulato
     write_campaign(tmp_path / "campaign.jsonl", mixed_specs(5))
     cli = Cli(tmp_path)
     run = await cli.start("run", "campaign.jsonl", "--journal", "c.db", "--endpoint-url", emu.url)
-    try:
-        for _ in range(400):
-            if emu.stats()["jobs_total"] == 5:
-                break
-            await asyncio.sleep(0.05)
+    for _ in range(400):
+        if emu.stats()["jobs_total"] == 5 or run.returncode is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert run.returncode is None, await finish(run)
 
-        result = await cli("status", "--journal", "c.db", "--output", "json")
+    result = await cli("status", "--journal", "c.db", "--output", "json")
 
-        assert result.code == 0, result
-        assert "read-only snapshot" in result.stderr
-        assert result.json()["total"] == 5
-        assert len(result.json()["jobs"]) == 5
-    finally:
-        run.send_signal(signal.SIGINT)
-        assert (await finish(run)).code == 130
+    run.send_signal(signal.SIGINT)
+    stopped = await finish(run)
+    assert stopped.code == 130, stopped
+    assert result.code == 0, result
+    assert "read-only snapshot" in result.stderr
+    assert result.json()["total"] == 5
+    assert len(result.json()["jobs"]) == 5
