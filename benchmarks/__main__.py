@@ -82,6 +82,7 @@ def main() -> None:
     out = args.out or HERE / ("results-quick.json" if args.quick else "results.json")
     started = time.perf_counter()
     begun = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    source = report.source_revision(HERE.parent)  # before the run: others may commit meanwhile
     results = asyncio.run(run_all(sizes, args.only))
     meta = {
         "mode": "quick" if args.quick else "full",
@@ -90,7 +91,7 @@ def main() -> None:
         "duration_s": round(time.perf_counter() - started, 1),
         "sizes": asdict(sizes),
         "machine": report.machine(),
-        "source": report.source_revision(HERE.parent),
+        "source": source,
     }
     report.write(out, results, meta)
     m = meta["machine"]
