@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -582,7 +583,25 @@ def _read_only_status(path: Path, states: Sequence[JobState]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- the commands
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Group(click.Group):
+    """The command group; ``emulator`` is imported only when used (it brings the HTTP server)."""
+
+    lazy = {"emulator": ("asyncjobs.emulator.cli", "emulator")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, attr = self.lazy[cmd_name]
+            command = getattr(importlib.import_module(module), attr)
+            if not isinstance(command, click.Command):
+                raise TypeError(f"{module}.{attr} is not a click command")
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="asyncjobs", prog_name=PROG)
 @global_options
 def cli() -> None:
@@ -845,17 +864,6 @@ def _emulator_line(stats: Mapping[str, Any]) -> str:
         if value is not None:
             parts.append(f"{key.removesuffix('_total').replace('_', ' ')} {value}")
     return ", ".join(parts) or "no counters"
-
-
-def _register_emulator() -> None:
-    try:
-        from .emulator.cli import emulator as emulator_command
-    except ImportError:  # pragma: no cover - the emulator's command is optional
-        return
-    cli.add_command(emulator_command, "emulator")
-
-
-_register_emulator()
 
 
 # ----------------------------------------------------------------------------- plumbing
