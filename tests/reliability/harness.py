@@ -1,0 +1,452 @@
+"""Blocking helpers for the reliability tests and ``make chaos``.
+
+Everything here is synchronous on purpose: the emulator runs as its own process
+(:func:`tests.emulator_process.emulator_process_sync`), so its counters outlive any
+runner we kill, and ``asyncjobs run`` runs as a subprocess that can be SIGKILLed.
+
+- :func:`cli_env`, :func:`run_cli`, :func:`start_cli`: the real command, with fake
+  credentials that are easy to grep for (:data:`SECRET`, :data:`SESSION_TOKEN`).
+- :func:`mixed_specs`, :func:`write_campaign`: Bedrock + Personalize campaigns.
+- :func:`read_journal`: the journal's jobs and event log, through the journal API.
+- :func:`audit`: the journal checked against the emulator's own record of every job.
+- :func:`crash_campaign`: run a campaign to the end while SIGKILLing the runner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from asyncjobs.journal import EventRecord, open_journal
+from asyncjobs.model import JobState
+from asyncjobs.naming import job_name
+from tests.conftest import bedrock_job, personalize_job, segment_job
+
+#: Fake credentials: distinctive, so a leak anywhere is found by a plain substring search.
+ACCESS_KEY = "AKIDRELIABILITYTEST0"
+SECRET = "rel-SECRET-d0d9f3b1c2a84e7f-never-log-me"
+SESSION_TOKEN = "rel-SESSIONTOKEN-5e8a1c7b9d2f4a60-never-log-me"
+
+#: The emulator's final statuses, normalised as the journal normalises them.
+REMOTE_FINAL = {
+    "Completed": JobState.SUCCEEDED,
+    "ACTIVE": JobState.SUCCEEDED,
+    "PartiallyCompleted": JobState.PARTIAL,
+    "Failed": JobState.FAILED,
+    "CREATE FAILED": JobState.FAILED,
+    "Stopped": JobState.STOPPED,
+    "Expired": JobState.EXPIRED,
+}
+
+
+# ----------------------------------------------------------------------------- the command
+def cli_env(home: Path, *, session_token: bool = True) -> dict[str, str]:
+    """Environment for ``asyncjobs``: fake credentials, no AWS config files, no metadata service."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ASYNCJOBS_"))}
+    env.update(
+        AWS_ACCESS_KEY_ID=ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET,
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_CONFIG_FILE=str(home / "no-aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(home / "no-aws-credentials"),
+        AWS_EC2_METADATA_DISABLED="true",
+        PYTHONUNBUFFERED="1",
+    )
+    if session_token:
+        env["AWS_SESSION_TOKEN"] = SESSION_TOKEN
+    return env
+
+
+def cli_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "asyncjobs.cli", *args]
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+    def __str__(self) -> str:
+        return f"exit {self.code}\n--- stdout\n{self.stdout[-4000:]}\n--- stderr\n{self.stderr[-4000:]}"
+
+
+def start_cli(
+    *args: str, cwd: Path, env: Mapping[str, str] | None = None, umask: int | None = None
+) -> subprocess.Popen[bytes]:
+    """Start ``asyncjobs ARGS`` in ``cwd``; stdout and stderr are pipes."""
+    return subprocess.Popen(
+        cli_argv(*args),
+        cwd=cwd,
+        env=dict(env if env is not None else cli_env(cwd)),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        umask=-1 if umask is None else umask,
+    )
+
+
+def finish(process: subprocess.Popen[bytes], timeout: float = 90) -> Result:
+    """Wait for ``process``; SIGKILL it and fail if it takes longer than ``timeout``."""
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        raise AssertionError(
+            f"asyncjobs did not finish within {timeout}s\n{err.decode(errors='replace')[-4000:]}"
+        ) from None
+    return Result(process.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+
+
+def run_cli(
+    *args: str,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 90,
+    umask: int | None = None,
+) -> Result:
+    return finish(start_cli(*args, cwd=cwd, env=env, umask=umask), timeout)
+
+
+# ----------------------------------------------------------------------------- campaigns
+_BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
+    "bedrock": bedrock_job,
+    "personalize": personalize_job,
+    "personalize-segment": segment_job,
+}
+#: Mostly Bedrock (two models), with both Personalize kinds mixed in.
+_MIX = ("bedrock", "personalize", "bedrock", "personalize-segment", "bedrock")
+_MODELS = ("anthropic.claude-3-haiku-20240307-v1:0", "amazon.nova-lite-v1:0")
+
+
+def spec(spec_id: str, service: str, **overrides: Any) -> dict[str, Any]:
+    """A campaign line of ``service`` without a jobName (the engine derives one)."""
+    request = _BUILDERS[service](**overrides)
+    request.pop("jobName")
+    return {"id": spec_id, "service": service, "request": request}
+
+
+def mixed_specs(n: int, prefix: str = "job") -> list[dict[str, Any]]:
+    """``n`` distinct specs: Bedrock on two models, Personalize inference and segment jobs."""
+    specs = []
+    for i in range(n):
+        service = _MIX[i % len(_MIX)]
+        if service == "bedrock":
+            overrides: dict[str, Any] = {
+                "modelId": _MODELS[(i // len(_MIX)) % len(_MODELS)],
+                "inputDataConfig": {"s3InputDataConfig": {"s3Uri": f"s3://input-bucket/batch/{i}.jsonl"}},
+            }
+        else:
+            overrides = {"jobInput": {"s3DataSource": {"path": f"s3://input-bucket/{prefix}/{i}/"}}}
+        specs.append(spec(f"{prefix}-{i:04d}", service, **overrides))
+    return specs
+
+
+def write_campaign(path: Path, specs: Iterable[Mapping[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(s) + "\n" for s in specs), encoding="utf-8")
+    return path
+
+
+# ----------------------------------------------------------------------------- the journal
+@dataclass
+class JournalView:
+    """What a journal holds: its campaign name, every job (as a dict) and the event log."""
+
+    campaign: str
+    jobs: dict[str, dict[str, Any]]
+    events: list[EventRecord]
+
+    def counts(self) -> Counter[str]:
+        return Counter(job["state"] for job in self.jobs.values())
+
+    def events_named(self, name: str) -> list[EventRecord]:
+        return [e for e in self.events if e.event == name]
+
+
+async def load_journal(path: Path) -> JournalView:
+    journal = await open_journal(path, create=False)
+    try:
+        jobs = {
+            job.id: {
+                "id": job.id,
+                "service": str(job.service),
+                "state": str(job.state),
+                "attempt": job.attempt,
+                "arn": job.arn,
+                "job_name": job.job_name,
+                "request": dict(job.request),
+                "last_error": job.last_error,
+            }
+            async for job in journal.jobs()
+        }
+        return JournalView(journal.campaign, jobs, await journal.events())
+    finally:
+        await journal.aclose()
+
+
+def read_journal(path: Path) -> JournalView:
+    """The journal at ``path`` (no process may hold it)."""
+    return anyio.run(load_journal, path)
+
+
+# ----------------------------------------------------------------------------- the audit
+@dataclass
+class Audit:
+    """The journal against the emulator. ``problems`` is empty when the promise was kept."""
+
+    specs: int
+    remote_jobs: int
+    duplicates: int  # the emulator's duplicate_jobs, plus (spec, attempt)s with more than one job
+    lost: int  # remote jobs the journal does not know, specs not final, ARNs the journal lost
+    journal_counts: dict[str, int]
+    remote_counts: dict[str, int]
+    problems: list[str] = field(default_factory=list)
+
+
+def audit(view: JournalView, remote_jobs: Sequence[Mapping[str, Any]], stats: Mapping[str, Any]) -> Audit:
+    """Check exactly-once and nothing-lost, job by job.
+
+    - every spec is final;
+    - each (spec, attempt) that the event log says was created has exactly one ARN in the
+      log, and exactly one remote job carries that attempt's name, with that ARN;
+    - every remote job belongs to some (spec, attempt) of the journal (none is orphaned);
+    - each spec's state is the normalised final status of its latest attempt's remote job,
+      and every earlier attempt ended failed or expired (why it was resubmitted).
+    """
+    problems: list[str] = []
+    remote_by_name: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for job in remote_jobs:
+        remote_by_name[job["jobName"]].append(job)
+    arns_by_attempt: dict[tuple[str, int], set[str]] = defaultdict(set)
+    claimed: set[tuple[str, int]] = set()
+    for event in view.events:
+        if event.event == "claim":
+            claimed.add((event.job_id, event.attempt))
+        if event.arn:
+            arns_by_attempt[(event.job_id, event.attempt)].add(event.arn)
+
+    duplicates = int(stats.get("duplicate_jobs", 0))
+    lost = 0
+    known_names: set[str] = set()
+    journal_counts: Counter[str] = Counter()
+    remote_counts: Counter[str] = Counter()
+    for spec_id, job in view.jobs.items():
+        state = JobState(job["state"])
+        journal_counts[str(state)] += 1
+        if not state.is_final:
+            lost += 1
+            problems.append(f"{spec_id}: not final ({state}, attempt {job['attempt']})")
+        given = job["request"].get("jobName")
+        for attempt in range(1, job["attempt"] + 1):
+            name = job_name(view.campaign, spec_id, attempt, given if isinstance(given, str) else None)
+            known_names.add(name)
+            remote = remote_by_name.get(name, [])
+            arns = arns_by_attempt.get((spec_id, attempt), set())
+            if len(remote) > 1:
+                duplicates += len(remote) - 1
+                problems.append(f"{spec_id} attempt {attempt}: {len(remote)} remote jobs named {name}")
+            if len(arns) > 1:
+                duplicates += len(arns) - 1
+                problems.append(f"{spec_id} attempt {attempt}: several ARNs in the event log: {sorted(arns)}")
+            if remote and not arns:
+                lost += 1
+                problems.append(f"{spec_id} attempt {attempt}: remote job {remote[0]['arn']} not journaled")
+            if arns and not remote:
+                problems.append(f"{spec_id} attempt {attempt}: journaled ARN {sorted(arns)} unknown remotely")
+            if remote and arns and {r["arn"] for r in remote} != arns:
+                problems.append(f"{spec_id} attempt {attempt}: ARN mismatch {sorted(arns)} vs remote")
+            if (remote or arns) and (spec_id, attempt) not in claimed:
+                problems.append(f"{spec_id} attempt {attempt}: created without a claim in the event log")
+            if not remote:
+                if state is not JobState.REJECTED or attempt != job["attempt"]:
+                    problems.append(f"{spec_id} attempt {attempt}: no remote job")
+                continue
+            status = str(remote[0]["status"])
+            remote_state = REMOTE_FINAL.get(status)
+            if attempt == job["attempt"]:
+                if remote_state is not None:
+                    remote_counts[str(remote_state)] += 1
+                if remote_state is not state:
+                    problems.append(f"{spec_id}: journal says {state}, the service says {status}")
+                if job["arn"] != remote[0]["arn"]:
+                    lost += 1
+                    problems.append(f"{spec_id}: journal ARN {job['arn']} is not {remote[0]['arn']}")
+            elif remote_state not in (JobState.FAILED, JobState.EXPIRED):
+                problems.append(f"{spec_id} attempt {attempt}: resubmitted although it ended {status}")
+    for name, remote in remote_by_name.items():
+        if name not in known_names:
+            lost += len(remote)
+            problems.append(f"remote job {name} ({remote[0]['arn']}) belongs to no spec attempt")
+    if stats.get("duplicate_jobs"):
+        problems.append(
+            f"emulator counted {stats['duplicate_jobs']} duplicate jobs: {stats.get('duplicates')}"
+        )
+    finals = {s: n for s, n in journal_counts.items() if JobState(s).is_final and s != "rejected"}
+    if finals != dict(remote_counts):
+        problems.append(f"journal counts {finals} != service counts {dict(remote_counts)}")
+    return Audit(
+        specs=len(view.jobs),
+        remote_jobs=len(remote_jobs),
+        duplicates=duplicates,
+        lost=lost,
+        journal_counts=dict(journal_counts),
+        remote_counts=dict(remote_counts),
+        problems=problems,
+    )
+
+
+def unresubmitted_failures(view: JournalView, resubmit_failed: int) -> list[str]:
+    """Failed or expired specs that still had attempts left under ``--resubmit-failed``."""
+    return [
+        f"{job['id']}: {job['state']} at attempt {job['attempt']} of {resubmit_failed + 1}"
+        for job in view.jobs.values()
+        if job["state"] in ("failed", "expired") and job["attempt"] <= resubmit_failed
+    ]
+
+
+# ----------------------------------------------------------------------------- crashing
+@dataclass
+class CrashRun:
+    """How a crash campaign went."""
+
+    kills: int = 0
+    runs: int = 0
+    final: Result | None = None
+    seconds: float = 0.0
+    #: Where the kills landed, judged from the journal right after each one.
+    landed: Counter[str] = field(default_factory=Counter)
+    delays: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Enough of a journal to tell what a killed run had written."""
+
+    exists: bool
+    jobs: int = 0
+    events: int = 0
+    counts: Mapping[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+
+def snapshot(journal: Path) -> Snapshot:
+    if not journal.exists():
+        return Snapshot(exists=False)
+    try:
+        view = read_journal(journal)
+    except Exception as exc:  # a journal the next run cannot open is a finding: show it
+        return Snapshot(exists=True, error=f"{type(exc).__name__}: {exc}")
+    return Snapshot(True, len(view.jobs), len(view.events), dict(view.counts()))
+
+
+def where_killed(before: Snapshot, after: Snapshot, stderr: str) -> list[str]:
+    """Where a kill landed, from the killed run's log and what it left in its journal.
+
+    A kill can be in several places at once (creates in flight while other jobs are
+    tracked), so this returns every tag that applies.
+    """
+    if after.error:
+        return [f"unreadable journal ({after.error})"]
+    if "asyncjobs.campaign.ingested" not in stderr:
+        return ["start-up or ingest (nothing sent yet)"]
+    if after.events == before.events:
+        return ["after ingest, before the first claim"]
+    tags = []
+    if after.counts.get("submitting"):
+        tags.append("creates in flight (claimed, ARN not journaled)")
+    if after.counts.get("submitted") or after.counts.get("running"):
+        tags.append("jobs being tracked")
+    return tags or ["between writes"]
+
+
+def crash_campaign(
+    *,
+    workdir: Path,
+    campaign: Path,
+    journal: Path,
+    endpoint_url: str,
+    kills: int,
+    seed: int,
+    delays: Callable[[random.Random], float] | None = None,
+    extra_args: Sequence[str] = (),
+    max_runs: int | None = None,
+    final_timeout: float = 300,
+    on_kill: Callable[[CrashRun, str], None] | None = None,
+) -> CrashRun:
+    """Run ``asyncjobs run`` until it exits 0 or 1, SIGKILLing it ``kills`` times first.
+
+    Every run is the same command a user would retype: the campaign file and the same
+    journal. A kill lands after a seeded random delay (see :func:`kill_delay`); a run that
+    ends by itself before its kill is the campaign finishing. The last run is never killed.
+    """
+    rng = random.Random(seed)
+    pick = delays or kill_delay
+    run = CrashRun()
+    args = (
+        "run", str(campaign), "--journal", str(journal), "--endpoint-url", endpoint_url,
+        "--output", "json", *extra_args,
+    )  # fmt: skip
+    env = cli_env(workdir)
+    started = time.monotonic()
+    before = snapshot(journal)
+    limit = max_runs if max_runs is not None else kills * 3 + 10
+    while True:
+        if run.runs >= limit:
+            raise AssertionError(f"the campaign did not finish in {run.runs} runs ({run.kills} kills)")
+        process = start_cli(*args, cwd=workdir, env=env)
+        run.runs += 1
+        if run.kills < kills:
+            delay = pick(rng)
+            try:
+                process.wait(delay)
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGKILL)
+                _, err = process.communicate()
+                run.kills += 1
+                run.delays.append(delay)
+                after = snapshot(journal)
+                tags = where_killed(before, after, err.decode(errors="replace"))
+                before = after
+                run.landed.update(tags)
+                if on_kill is not None:
+                    on_kill(run, "; ".join(tags))
+                continue
+        result = finish(process, final_timeout)
+        if result.code not in (0, 1):
+            raise AssertionError(f"run {run.runs} (after {run.kills} kills) failed:\n{result}")
+        run.final = result  # the campaign ended (possibly before every kill was spent)
+        break
+    run.seconds = time.monotonic() - started
+    return run
+
+
+def kill_delay(rng: random.Random) -> float:
+    """A kill moment: a third of them in start-up and ingest, the rest once jobs are moving.
+
+    The command takes about a second to import and ingest, so short delays kill it
+    while it opens or fills the journal, and longer ones while creates are in flight
+    and jobs are being tracked.
+    """
+    if rng.random() < 1 / 3:
+        return rng.uniform(0.05, 1.5)
+    return rng.uniform(1.0, 4.0)
