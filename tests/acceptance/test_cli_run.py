@@ -240,3 +240,44 @@ async def test_json_logs_on_stderr(cli: Cli, make_emulator: MakeEmulator, tmp_pa
     assert {"asyncjobs.job.submitted", "asyncjobs.job.final"} <= {e["event"] for e in events}
     assert all(e["level"] in {"debug", "info", "warning", "error"} for e in events)
     assert SECRET not in result.stdout + result.stderr
+
+
+async def test_second_signal_exits_at_once_and_resume_creates_nothing_twice(
+    cli: Cli, make_emulator: MakeEmulator, tmp_path: Path
+) -> None:
+    emu = await make_emulator(create_rate=8.0, latency=(0.2, 0.4), job_seconds=(0.3, 0.6))
+    write_campaign(tmp_path / "campaign.jsonl", mixed_specs(30))
+    args = ("--journal", "c.db", "--endpoint-url", emu.url, "--output", "json", *FAST)
+
+    process = await cli.start("run", "campaign.jsonl", *args)
+    await wait_for_creates(emu, 4, process)
+    process.send_signal(signal.SIGINT)
+    await asyncio.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    first = await finish(process)
+
+    assert first.code == 130, first
+    assert "exiting now" in first.stderr
+
+    second = await cli("run", *args)
+
+    assert second.code == 0, second
+    assert second.json()["counts"]["succeeded"] == 30
+    assert emu.stats()["duplicate_jobs"] == 0
+    assert emu.stats()["jobs_total"] == 30
+
+
+async def test_a_journal_in_use_exits_2(cli: Cli, make_emulator: MakeEmulator, tmp_path: Path) -> None:
+    emu = await make_emulator(job_seconds=(30.0, 30.0))
+    write_campaign(tmp_path / "campaign.jsonl", mixed_specs(2))
+    args = ("--journal", "c.db", "--endpoint-url", emu.url)
+    process = await cli.start("run", "campaign.jsonl", *args)
+    await wait_for_creates(emu, 2, process)
+
+    second = await cli("run", "campaign.jsonl", *args)
+
+    process.send_signal(signal.SIGINT)
+    assert (await finish(process)).code == 130
+    assert second.code == 2, second
+    assert "in use by another asyncjobs process" in second.stderr
+    assert emu.stats()["jobs_total"] == 2
