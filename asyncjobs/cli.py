@@ -44,7 +44,7 @@ from . import display
 from .errors import AsyncJobsError, InputError, JournalError, JournalLocked, JournalSchemaError
 from .journal import SQLiteJournal, open_journal
 from .model import UNSUCCESSFUL_STATES, JobState, StateCounts
-from .scheduler import Campaign, Settings, Summary
+from .scheduler import Campaign, Progress, Settings, Summary
 
 PROG = "asyncjobs"
 T = TypeVar("T")
@@ -335,6 +335,8 @@ class RunOptions:
     settings: Settings
     wait: bool = True
     resume_hint: str = ""
+    #: Progress as ``asyncjobs.progress`` log events (``--log-format json``) instead of text lines.
+    structured: bool = False
 
 
 def journal_files(path: Path) -> list[Path]:
@@ -397,7 +399,7 @@ async def drive(
             interrupts.on_first(
                 stop.set, "stopping: no new submissions; creates in flight are finishing and being journaled"
             )
-            summary = await _run_with_progress(campaign, options.wait, stop, tg)
+            summary = await _run_with_progress(campaign, options.wait, stop, tg, options.structured)
         finally:
             await journal.aclose()
     return summary
@@ -415,16 +417,23 @@ async def _open_for_run(path: Path, campaign_name: str | None) -> SQLiteJournal:
 
 
 async def _run_with_progress(
-    campaign: Campaign, wait: bool, stop: anyio.Event, tg: anyio.abc.TaskGroup
+    campaign: Campaign, wait: bool, stop: anyio.Event, tg: anyio.abc.TaskGroup, structured: bool
 ) -> Summary:
+    """Run the campaign with a live display on a terminal, else progress lines (log events if JSON)."""
     progress_scope = anyio.CancelScope()
+
+    def report(progress: Progress) -> None:
+        if structured:
+            log.info("asyncjobs.progress", **display.progress_fields(progress))
+        else:
+            note(display.progress_line(progress))
 
     async def show() -> None:
         with progress_scope:
             if _interactive():
                 await display.live_progress(campaign.progress, _stderr_console())
             else:
-                await display.line_progress(campaign.progress, note, interval=LINE_INTERVAL)
+                await display.line_progress(campaign.progress, report, interval=LINE_INTERVAL)
 
     tg.start_soon(show)
     try:
@@ -690,6 +699,7 @@ def run_command(
         settings=settings,
         wait=not no_wait,
         resume_hint=f"{PROG} run --journal {journal}",
+        structured=g.log_format == "json",
     )
 
     async def main() -> int:
@@ -831,6 +841,7 @@ async def run_demo(g: Globals, directory: Path, *, fresh: bool, jobs: int) -> in
         campaign_name="demo",
         settings=settings,
         resume_hint=f"{PROG} demo" + (f" --dir {directory}" if directory != Path(".asyncjobs-demo") else ""),
+        structured=g.log_format == "json",
     )
     session = make_session(g, credentials=demo.CREDENTIALS, region=demo.REGION)
     demo_g = Globals(**{**vars(g), "endpoint_url": None, "profile": None, "region": demo.REGION})

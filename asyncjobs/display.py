@@ -169,14 +169,33 @@ async def live_progress(snapshot: Snapshot, console: Console, *, interval: float
             live.update(frame(), refresh=True)
 
 
-async def line_progress(snapshot: Snapshot, write: Callable[[str], None], *, interval: float = 5.0) -> None:
-    """Write a progress line every ``interval`` seconds until cancelled, and a last one."""
+def progress_fields(progress: Progress) -> dict[str, Any]:
+    """The snapshot as flat fields, for a structured log event."""
+    return {
+        "final": final_count(progress.counts),
+        "total": progress.counts.total,
+        "counts": {str(s): n for s, n in progress.counts.counts.items() if n},
+        "create_rate_limit": progress.create_rate,
+        "creates": progress.creates,
+        "throttled": progress.throttled,
+        "reads": progress.reads,
+        "elapsed_seconds": round(progress.elapsed, 1),
+        "eta_seconds": None
+        if progress.eta is None or not math.isfinite(progress.eta)
+        else round(progress.eta),
+    }
+
+
+async def line_progress(
+    snapshot: Snapshot, write: Callable[[Progress], None], *, interval: float = 5.0
+) -> None:
+    """Report a snapshot every ``interval`` seconds until cancelled, and a last one."""
     try:
         while True:
             await anyio.sleep(interval)
-            write(progress_line(snapshot()))
+            write(snapshot())
     finally:
-        write(progress_line(snapshot()))
+        write(snapshot())
 
 
 # ------------------------------------------------------------------- results

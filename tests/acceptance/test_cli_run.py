@@ -237,7 +237,10 @@ async def test_json_logs_on_stderr(cli: Cli, make_emulator: MakeEmulator, tmp_pa
 
     assert result.code == 0, result
     events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
-    assert {"asyncjobs.job.submitted", "asyncjobs.job.final"} <= {e["event"] for e in events}
+    assert {"asyncjobs.job.submitted", "asyncjobs.job.final", "asyncjobs.progress"} <= {
+        e["event"] for e in events
+    }
+    assert [e for e in events if e["event"] == "asyncjobs.progress"][-1]["final"] == 1
     assert all(e["level"] in {"debug", "info", "warning", "error"} for e in events)
     assert SECRET not in result.stdout + result.stderr
 
