@@ -47,7 +47,6 @@ from .model import UNSUCCESSFUL_STATES, JobState, StateCounts
 from .scheduler import Campaign, Progress, Settings, Summary
 
 PROG = "asyncjobs"
-T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_UNSUCCESSFUL = 1
@@ -268,18 +267,38 @@ class Interrupts:
         self._message = message
 
     async def watch(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            task_status.started()
-            async for signum in signals:
-                if self.received is not None:
-                    note(f"{signal.Signals(signum).name} again: exiting now")
-                    if self._before_exit is not None:
-                        self._before_exit()
-                    sys.stderr.flush()
-                    os._exit(EXIT_INTERRUPTED)
-                self.received = signum
-                note(f"{signal.Signals(signum).name}: {self._message} (signal again to exit at once)")
-                self._on_first()
+        try:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                task_status.started()
+                async for signum in signals:
+                    if self.received is not None:
+                        self.exit_now(signum)
+                    self.received = signum
+                    note(f"{signal.Signals(signum).name}: {self._message} (signal again to exit at once)")
+                    self._on_first()
+        finally:
+            if self.received is not None:  # the promise holds until the process ends
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    signal.signal(signum, lambda n, _: self.exit_now(n))
+
+    def exit_now(self, signum: int) -> NoReturn:
+        note(f"{signal.Signals(signum).name} again: exiting now")
+        if self._before_exit is not None:
+            self._before_exit()
+        _restore_terminal()
+        os._exit(EXIT_INTERRUPTED)
+
+
+def _restore_terminal() -> None:
+    """Before a hard exit: flush, and show the cursor again (the live display hides it)."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()  # may be the live display's proxy: its buffered lines go out first
+        stderr = sys.__stderr__
+        if stderr is not None:
+            if stderr.isatty():
+                stderr.write("\x1b[?25h\n")
+            stderr.flush()
 
 
 @contextlib.asynccontextmanager
