@@ -13,7 +13,8 @@
         ├── Throttled              request rate exceeded: slow down and retry
         ├── CapacityExceeded       a running-jobs quota is full: wait for a slot
         ├── Transient              5xx, dropped connection, timeout: retry
-        ├── Rejected               refused for good (validation, access): do not retry
+        ├── Rejected               refused for good (validation): do not retry
+        ├── Fatal                  credentials, access or TLS: the run stops, resumable
         ├── AlreadyExists          a job with this name exists: reconcile
         └── NotFound               no such job
 
@@ -117,6 +118,10 @@ class Transient(ServiceError):
 
 class Rejected(ServiceError):
     """The service refused the request for good."""
+
+
+class Fatal(ServiceError):
+    """The service cannot be used as configured (credentials, access, TLS); the run stopped, resumable."""
 
 
 class AlreadyExists(ServiceError):

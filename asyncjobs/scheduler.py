@@ -26,8 +26,8 @@ import contextlib
 import math
 import random
 import time
-from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections import Counter, defaultdict, deque
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,7 @@ from aiolimiter import AsyncLimiter
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
-from .errors import AlreadyExists, CapacityExceeded, Rejected, ServiceError, Throttled, Transient
+from .errors import AlreadyExists, CapacityExceeded, Fatal, Rejected, ServiceError, Throttled, Transient
 from .journal.base import AddResult, Change, Journal
 from .lifecycle import OBSERVE, Event
 from .limits import AdaptiveRate, Capacity, backoff, default_limit
@@ -169,6 +169,33 @@ class _Signal:
             self._event = anyio.Event()
 
 
+class _Tracked:
+    """Jobs with an ARN whose final state is not yet seen, counted per quota key."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, Job] = {}
+        self.per_key: Counter[str] = Counter()
+        self.kind: dict[str, Service] = {}
+
+    def put(self, job: Job) -> None:
+        if job.id not in self.jobs:
+            self.per_key[job.quota_key] += 1
+        self.jobs[job.id] = job
+        self.kind[job.quota_key] = job.service
+
+    def drop(self, job_id: str) -> None:
+        job = self.jobs.pop(job_id, None)
+        if job is not None:
+            self.per_key[job.quota_key] -= 1
+
+    def get(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
+
+    def clear(self) -> None:
+        self.jobs.clear()
+        self.per_key.clear()
+
+
 class Campaign:
     """A campaign of batch jobs, journaled in ``journal``, driven against AWS.
 
@@ -205,7 +232,7 @@ class Campaign:
         self._started = clock()
         self._capacity: dict[str, Capacity] = {}
         self._slots: dict[str, set[str]] = defaultdict(set)
-        self._tracked: dict[str, Job] = {}
+        self._tracked = _Tracked()
         self._later: dict[str, tuple[Job, float]] = {}
         self._durations: dict[str, Durations] = defaultdict(Durations)
         self._rates: dict[str, AdaptiveRate] = {}
@@ -214,6 +241,7 @@ class Campaign:
         self._wake_track = _Signal()
         self._stop = anyio.Event()
         self._stopping = False
+        self._fatal: Fatal | None = None
         self._waiting: set[anyio.CancelScope] = set()
 
     # ------------------------------------------------------------ public API
@@ -260,6 +288,7 @@ class Campaign:
         """
         self._started = self._clock()
         self._stopping = False
+        self._fatal = None
         self._stop = anyio.Event()
         async with contextlib.AsyncExitStack() as stack:
             await self._open_adapters(stack)
@@ -271,6 +300,8 @@ class Campaign:
         for send in self._streams:
             send.close()
         self._streams.clear()
+        if self._fatal is not None:
+            raise self._fatal
         interrupted = bool(stop and stop.is_set()) and not self.journal.counts().done
         return self._summary(interrupted=interrupted)
 
@@ -350,7 +381,12 @@ class Campaign:
             if job.state is JobState.SUBMITTING:
                 self._later[job.id] = (job, now)  # reconcile by repeating the same create
             else:
-                self._tracked[job.id] = job
+                self._tracked.put(job)
+        if self.settings.resubmit_failed:
+            # failed before a crash could record the next attempt, or a rerun that allows more attempts
+            async for job in self.journal.jobs([JobState.FAILED, JobState.EXPIRED]):
+                if job.attempt <= self.settings.resubmit_failed:
+                    await self._resubmit(job)
 
     def _adapter(self, service: Service) -> ServiceAdapter:
         return self._adapters[service]
@@ -382,7 +418,7 @@ class Campaign:
 
     async def _watch(self, wait: bool, stop: anyio.Event | None) -> None:
         """End the run when everything is final (or submitted, without ``wait``), or on ``stop``."""
-        while True:
+        while not self._stopping:
             counts = self.journal.counts()
             if stop is not None and stop.is_set():
                 log.info("asyncjobs.campaign.stopping", reason="stop requested")
@@ -396,11 +432,22 @@ class Campaign:
                     await stop.wait()
             else:
                 await anyio.sleep(0.2)
+        self._begin_stop()
+
+    def _begin_stop(self) -> None:
+        """Stop claiming and retrying; creates already sent finish and are journaled."""
         self._stopping = True
         self._stop.set()
         for scope in list(self._waiting):
             scope.cancel()
         self._notify()
+
+    def _halt(self, error: Fatal) -> None:
+        """The service cannot be used as configured: stop gracefully, then raise ``error``."""
+        if self._fatal is None:
+            self._fatal = error
+            log.error("asyncjobs.campaign.halted", error=error.describe())
+        self._begin_stop()
 
     async def _dispatch(self, tg: TaskGroup) -> None:
         inflight = anyio.Semaphore(self.settings.max_inflight_creates)
@@ -467,20 +514,18 @@ class Campaign:
                     "asyncjobs.create.throttled", job_id=job.id, service=str(job.service), rate=rate.rate
                 )
                 self._emit(CampaignEvent("create.throttled", job.id, job.state, detail=exc.describe()))
+                job = await self.journal.transition(job, Event.RETRY, detail=exc.describe())
                 await self._pause(self._backoff(throttles))
                 continue
             except CapacityExceeded as exc:
                 cap = self._cap(job.quota_key)
-                running = sum(1 for j in self._tracked.values() if j.quota_key == job.quota_key)
-                cap.exceeded(running, self._clock(), self._rng)
+                cap.exceeded(self._tracked.per_key[job.quota_key], self._clock(), self._rng)
                 log.info("asyncjobs.capacity.exceeded", job_id=job.id, key=job.quota_key, cap=cap.cap)
                 self._emit(CampaignEvent("capacity.exceeded", job.id, detail=exc.describe()))
                 if maybe_created:  # an earlier attempt may have created it: look before letting go
-                    job = await self._settle_unknown(job, adapter)
-                    if job.state is not JobState.PENDING:
-                        self._after_create(job)
-                        return
-                await self._release(job, Event.DEFER, exc.describe(), slot_freed=False)
+                    self._after_create(await self._settle_unknown(job, adapter, exc.describe()))
+                else:
+                    await self._release(job, Event.DEFER, exc.describe(), slot_freed=False)
                 return
             except Transient as exc:
                 maybe_created = True
@@ -498,6 +543,11 @@ class Campaign:
             except AlreadyExists:
                 job = await self._adopt(job, adapter)
                 self._after_create(job)
+                return
+            except Fatal as exc:
+                if not maybe_created:
+                    await self._release(job, Event.DEFER, exc.describe(), slot_freed=False)
+                self._halt(exc)
                 return
             except Rejected as exc:
                 await self._release(job, Event.REJECT, exc.describe())
@@ -532,14 +582,14 @@ class Campaign:
             )
         return await self._observe(job, remote)
 
-    async def _settle_unknown(self, job: Job, adapter: ServiceAdapter) -> Job:
+    async def _settle_unknown(self, job: Job, adapter: ServiceAdapter, reason: str = "not created") -> Job:
         """Find out whether an ambiguous create landed: record it if so, else release the job."""
         try:
             remote = await adapter.find(job)
         except AlreadyExists as exc:
             return await self._release(job, Event.REJECT, f"conflict: {exc.message}")
         if remote is None:
-            return await self._release(job, Event.DEFER, "not created", slot_freed=False)
+            return await self._release(job, Event.DEFER, reason, slot_freed=False)
         with anyio.CancelScope(shield=True):
             job = await self.journal.transition(
                 job,
@@ -552,9 +602,8 @@ class Campaign:
 
     def _after_create(self, job: Job) -> None:
         if job.state in (JobState.SUBMITTED, JobState.RUNNING):
-            self._tracked[job.id] = job
-            running = sum(1 for j in self._tracked.values() if j.quota_key == job.quota_key)
-            self._cap(job.quota_key).accepted(running)
+            self._tracked.put(job)
+            self._cap(job.quota_key).accepted(self._tracked.per_key[job.quota_key])
             log.info(
                 "asyncjobs.job.submitted",
                 job_id=job.id,
@@ -588,7 +637,7 @@ class Campaign:
         while not self._stopping:
             now = self._clock()
             groups: dict[Service, list[Job]] = defaultdict(list)
-            for job in self._tracked.values():
+            for job in self._tracked.jobs.values():
                 groups[job.service].append(job)
             waiting = self._waiting_keys(now)
             urgent = urgent_keys(self._loads(waiting), self._durations, self._create_rates())
@@ -629,7 +678,7 @@ class Campaign:
         counts = self.journal.counts_by_key()
         loads = []
         for key in keys:
-            kind = next((j.service for j in self._tracked.values() if j.quota_key == key), None)
+            kind = self._tracked.kind.get(key)
             if kind is not None:
                 loads.append(
                     KeyLoad(
@@ -653,60 +702,69 @@ class Campaign:
         await limiter.acquire()
         try:
             result = await adapter.poll(jobs)
+        except Fatal as exc:
+            self._halt(exc)
+            return False
         except ServiceError as exc:
             log.warning("asyncjobs.poll.failed", service=name, error=exc.describe())
             return False
         finally:
             self._stats.reads += 1
         self._stats.reads += result.calls - 1
-        changed = False
-        for job in jobs:
-            remote = result.found.get(job.arn or "")
-            if remote is not None and self._tracked.get(job.id) is job:
-                before = job
-                job = await self._observe(job, remote)
-                changed = changed or job.state is not before.state
-        return changed
+        seen = [
+            (job, remote)
+            for job in jobs
+            if (remote := result.found.get(job.arn or "")) is not None and self._tracked.get(job.id) is job
+        ]
+        after = await self._observe_many(seen)
+        return any(new.state is not old.state for (old, _), new in zip(seen, after, strict=True))
 
     async def _observe(self, job: Job, remote: Remote) -> Job:
         """Record what the service says of ``job``."""
-        if remote.state is job.state or (
-            remote.state is JobState.SUBMITTED and job.state is JobState.RUNNING
-        ):
-            if remote.status != job.remote_status:
-                job = await self.journal.update_remote(job, remote.status)
-                if job.id in self._tracked:
-                    self._tracked[job.id] = job
-            return job
-        error = (
-            remote.message if remote.state in (JobState.FAILED, JobState.EXPIRED, JobState.STOPPED) else None
-        )
-        with anyio.CancelScope(shield=True):
-            job = await self.journal.transition(
-                job,
-                OBSERVE[remote.state],
-                remote_status=remote.status,
-                last_error=error,
-                detail=remote.status,
-            )
-        if job.state.is_final:
-            if remote.submitted is not None and remote.ended is not None:
-                self._durations[str(job.service)].add(remote.ended - remote.submitted)
-            self._tracked.pop(job.id, None)
-            self._slots[job.quota_key].discard(job.id)
-            self._cap(job.quota_key).released()
-            self._finished(job)
-            if (
-                job.state in (JobState.FAILED, JobState.EXPIRED)
-                and job.attempt <= self.settings.resubmit_failed
-            ):
-                await self._resubmit(job)
-            self._notify()
-        else:
-            self._tracked[job.id] = job
-            if job.state is JobState.RUNNING:
-                self._emit(CampaignEvent("job.running", job.id, job.state, job.arn))
+        (job,) = await self._observe_many([(job, remote)])
         return job
+
+    async def _observe_many(self, seen: Sequence[tuple[Job, Remote]]) -> list[Job]:
+        """Record what a sweep saw: every state change in one commit, then act on each."""
+        changes: list[Change] = []
+        renamed: list[tuple[Job, str]] = []
+        for job, remote in seen:
+            if remote.state is job.state or (
+                remote.state is JobState.SUBMITTED and job.state is JobState.RUNNING
+            ):
+                if remote.status != job.remote_status:
+                    renamed.append((job, remote.status))
+                continue
+            failed = remote.state in (JobState.FAILED, JobState.EXPIRED, JobState.STOPPED)
+            fields = {"remote_status": remote.status, "last_error": remote.message if failed else None}
+            changes.append(Change(job, OBSERVE[remote.state], fields, remote.status))
+        with anyio.CancelScope(shield=True):
+            changed = {j.id: j for j in await self.journal.transition_many(changes)}
+            changed.update((j.id, j) for j in await self.journal.update_remote(renamed))
+        result = []
+        for job, remote in seen:
+            new = changed.get(job.id, job)
+            result.append(new)
+            if new is job:
+                continue
+            if not new.state.is_final:
+                self._tracked.put(new)
+                if new.state is JobState.RUNNING and job.state is not JobState.RUNNING:
+                    self._emit(CampaignEvent("job.running", new.id, new.state, new.arn))
+                continue
+            if remote.submitted is not None and remote.ended is not None:
+                self._durations[str(new.service)].add(remote.ended - remote.submitted)
+            self._tracked.drop(new.id)
+            self._slots[new.quota_key].discard(new.id)
+            self._cap(new.quota_key).released()
+            self._finished(new)
+            if (
+                new.state in (JobState.FAILED, JobState.EXPIRED)
+                and new.attempt <= self.settings.resubmit_failed
+            ):
+                await self._resubmit(new)
+            self._notify()
+        return result
 
     async def _resubmit(self, job: Job) -> None:
         attempt = job.attempt + 1

@@ -111,8 +111,8 @@ class Journal(Protocol):
         """Several changes in one commit."""
         ...
 
-    async def update_remote(self, job: Job, remote_status: str) -> Job:
-        """Record a new remote status that does not change the normalised state."""
+    async def update_remote(self, updates: Sequence[tuple[Job, str]]) -> list[Job]:
+        """Record new remote statuses that do not change the normalised state (one commit)."""
         ...
 
     async def aclose(self) -> None: ...

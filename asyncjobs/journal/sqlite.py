@@ -543,22 +543,31 @@ class SQLiteJournal:
         (new,) = await self.transition_many([Change(job, event, fields, detail)])
         return new
 
-    async def update_remote(self, job: Job, remote_status: str) -> Job:
-        """A remote status change within the same normalised state: no event row."""
-        new = dataclasses.replace(job, remote_status=remote_status, updated_at=time.time())
+    async def update_remote(self, updates: Sequence[tuple[Job, str]]) -> list[Job]:
+        """Remote status changes within the same normalised state: one commit, no event rows."""
+        if not updates:
+            return []
+        now = time.time()
+        jobs = [dataclasses.replace(job, remote_status=status, updated_at=now) for job, status in updates]
 
         def write() -> None:
             try:
-                self._conn.execute(
-                    "UPDATE jobs SET remote_status = ?, updated_at = ? WHERE id = ?",
-                    (remote_status, new.updated_at, job.id),
-                )
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.executemany(
+                        "UPDATE jobs SET remote_status = ?, updated_at = ? WHERE id = ?",
+                        [(j.remote_status, now, j.id) for j in jobs],
+                    )
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
             except sqlite3.Error as exc:
                 raise self._write_error(exc) from exc
 
         with anyio.CancelScope(shield=True):
             await self._run(write)
-        return new
+        return jobs
 
     async def transition_many(self, changes: Sequence[Change]) -> list[Job]:
         if not changes:

@@ -17,13 +17,26 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     HTTPClientError,
+    NoCredentialsError,
+    NoRegionError,
     ParamValidationError,
+    PartialCredentialsError,
+    SSLError,
 )
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
-from ..errors import AlreadyExists, CapacityExceeded, NotFound, Rejected, ServiceError, Throttled, Transient
+from ..errors import (
+    AlreadyExists,
+    CapacityExceeded,
+    Fatal,
+    NotFound,
+    Rejected,
+    ServiceError,
+    Throttled,
+    Transient,
+)
 from ..model import Job, JobState, Service
 
 #: Error codes that mean "too many requests" (botocore's standard throttle list, trimmed).
@@ -52,15 +65,19 @@ TRANSIENT_CODES = frozenset(
         "ResourceInUseException",
     }
 )
-REJECTED_CODES = frozenset(
+#: Codes that say the caller, not the request, is wrong: every call would fail the same way.
+FATAL_CODES = frozenset(
     {
-        "ValidationException",
-        "InvalidInputException",
         "AccessDeniedException",
-        "TooManyTagsException",
+        "AccessDenied",
         "UnrecognizedClientException",
         "InvalidSignatureException",
-        "ConflictException",
+        "InvalidClientTokenId",
+        "ExpiredTokenException",
+        "ExpiredToken",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+        "SignatureDoesNotMatch",
     }
 )
 # Personalize uses LimitExceededException both for the request rate and for the
@@ -123,6 +140,8 @@ def classify(exc: BaseException, *, operation: str, service: str) -> ServiceErro
         message = str(info.get("Message", "")) or str(exc)
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         err = _classify_code(code, message, status, service)(message, code=code, operation=operation)
+    elif isinstance(exc, (SSLError, NoCredentialsError, PartialCredentialsError, NoRegionError)):
+        err = Fatal(f"{type(exc).__name__}: {exc}", code=type(exc).__name__, operation=operation)
     elif isinstance(exc, ParamValidationError):
         err = Rejected(str(exc).replace("\n", " "), code="ParamValidationError", operation=operation)
     elif isinstance(exc, (BotoConnectionError, HTTPClientError, OSError, asyncio.TimeoutError)):
@@ -146,6 +165,8 @@ def _classify_code(code: str, message: str, status: int, service: str) -> type[S
         return AlreadyExists
     if code == "ResourceNotFoundException":
         return NotFound
+    if code in FATAL_CODES:
+        return Fatal
     if code in TRANSIENT_CODES or status >= 500 or (code.isdigit() and int(code) >= 500):
         return Transient
     return Rejected

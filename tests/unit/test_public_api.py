@@ -9,8 +9,9 @@ from asyncjobs import errors
 
 EXPECTED = {
     "AddResult", "AlreadyExists", "AsyncJobsError", "Campaign", "CampaignError", "CampaignEvent",
-    "CapacityExceeded", "EventRecord", "IllegalTransition", "InputError", "Job", "JobSpec", "JobState",
-    "Journal", "JournalError", "JournalLocked", "JournalSchemaError", "JournalUnwritable", "KeyProgress",
+    "CapacityExceeded", "EventRecord", "Fatal", "IllegalTransition", "InputError", "Job", "JobSpec",
+    "JobState", "Journal", "JournalError", "JournalLocked", "JournalSchemaError", "JournalUnwritable",
+    "KeyProgress",
     "NotFound", "Progress", "Rejected", "SQLiteJournal", "Service", "ServiceError", "Settings", "SpecChanged",
     "StateCounts", "Summary", "Throttled", "Transient", "__version__", "check_spec", "open_journal",
     "read_campaign",
