@@ -24,6 +24,7 @@ import importlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sqlite3
 import sys
@@ -231,6 +232,14 @@ def _stdout_console() -> Console:
 
 def _stderr_console() -> Console:
     return Console(file=sys.stderr, highlight=False)
+
+
+def command() -> str:
+    """How to type this command again in hints: ``asyncjobs`` if it is on PATH, else the path used."""
+    used = sys.argv[0] if sys.argv else PROG
+    if Path(used).name != PROG or shutil.which(PROG) == str(Path(used).absolute()):
+        return PROG
+    return used
 
 
 def note(message: str) -> None:
@@ -487,9 +496,8 @@ def report_run(g: Globals, summary: Summary, options: RunOptions) -> int:
     bad = {str(s): counts[s] for s in JobState if s in UNSUCCESSFUL_STATES and counts[s]}
     if bad:
         details = ", ".join(f"{n} {s}" for s, n in bad.items())
-        note(
-            f"finished with {details}; see: {PROG} status --journal {options.journal} --state {','.join(bad)}"
-        )
+        states = ",".join(bad)
+        note(f"finished with {details}; see: {command()} status --journal {options.journal} --state {states}")
     if counts[JobState.PARTIAL]:
         note(f"{counts[JobState.PARTIAL]} job(s) only partially completed (counted as succeeded)")
     return code
@@ -717,7 +725,7 @@ def run_command(
         campaign_name=campaign_name,
         settings=settings,
         wait=not no_wait,
-        resume_hint=f"{PROG} run --journal {journal}",
+        resume_hint=f"{command()} run --journal {journal}",
         structured=g.log_format == "json",
     )
 
@@ -794,7 +802,7 @@ def cancel_command(ctx: click.Context, journal: Path) -> int:
         if summary.unstoppable:
             note(
                 f"{summary.unstoppable} Personalize job(s) cannot be stopped and keep running; "
-                f"track them with: {PROG} run --journal {journal}"
+                f"track them with: {command()} run --journal {journal}"
             )
         return EXIT_OK
 
@@ -859,7 +867,8 @@ async def run_demo(g: Globals, directory: Path, *, fresh: bool, jobs: int) -> in
         source=None if resuming else str(directory / demo.CAMPAIGN_FILE),
         campaign_name="demo",
         settings=settings,
-        resume_hint=f"{PROG} demo" + (f" --dir {directory}" if directory != Path(".asyncjobs-demo") else ""),
+        resume_hint=f"{command()} demo"
+        + (f" --dir {directory}" if directory != Path(".asyncjobs-demo") else ""),
         structured=g.log_format == "json",
     )
     session = make_session(g, credentials=demo.CREDENTIALS, region=demo.REGION)
@@ -879,8 +888,8 @@ async def run_demo(g: Globals, directory: Path, *, fresh: bool, jobs: int) -> in
     note(f"emulator: {_emulator_line(stats)}")
     if code == EXIT_INTERRUPTED:
         return code
-    note(f"journal: {journal}; inspect it with: {PROG} status --journal {journal}")
-    note(f"run `{PROG} demo` again for a new demo")
+    note(f"journal: {journal}; inspect it with: {command()} status --journal {journal}")
+    note(f"run `{command()} demo` again for a new demo")
     return EXIT_OK  # failed jobs are part of the demo's script
 
 
