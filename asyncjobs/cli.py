@@ -42,7 +42,7 @@ import structlog
 from rich.console import Console, RenderableType
 
 from . import display
-from .errors import AsyncJobsError, InputError, JournalError, JournalLocked, JournalSchemaError
+from .errors import AsyncJobsError, InputError, JournalError, JournalLocked, JournalSchemaError, ServiceError
 from .journal import SQLiteJournal, open_journal
 from .model import UNSUCCESSFUL_STATES, JobState, StateCounts
 from .scheduler import Campaign, Progress, Settings, Summary
@@ -312,13 +312,22 @@ def _restore_terminal() -> None:
 
 @contextlib.asynccontextmanager
 async def watching(interrupts: Interrupts) -> AsyncIterator[anyio.abc.TaskGroup]:
-    """A task group with the signal watcher running; cancelled on exit."""
-    async with anyio.create_task_group() as tg:
-        await tg.start(interrupts.watch)
-        try:
-            yield tg
-        finally:
-            tg.cancel_scope.cancel()
+    """A task group with the signal watcher running; cancelled on exit.
+
+    An error raised inside comes out as itself, not wrapped in an exception group.
+    """
+    try:
+        async with anyio.create_task_group() as tg:
+            await tg.start(interrupts.watch)
+            try:
+                yield tg
+            finally:
+                tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        leaf = _leaf(group)
+        if leaf is group:
+            raise
+        raise leaf from None
 
 
 # ----------------------------------------------------------------------------- AWS session
@@ -732,7 +741,16 @@ def run_command(
     async def main() -> int:
         session = make_session(g)
         await require_credentials(session)
-        summary = await drive(options, campaign_factory(g, settings, session))
+        try:
+            summary = await drive(options, campaign_factory(g, settings, session))
+        except AsyncJobsError as exc:
+            if isinstance(exc, InputError):
+                raise
+            # the run had started; every change up to here is journaled
+            cause = exc.describe() if isinstance(exc, ServiceError) else exc.message
+            raise Failure(
+                f"{cause}; the campaign stopped: fix the cause, then resume with: {options.resume_hint}"
+            ) from exc
         return report_run(g, summary, options)
 
     return _run_async(g, main)

@@ -284,3 +284,34 @@ async def test_a_journal_in_use_exits_2(cli: Cli, make_emulator: MakeEmulator, t
     assert second.code == 2, second
     assert "in use by another asyncjobs process" in second.stderr
     assert emu.stats()["jobs_total"] == 2
+
+
+async def test_no_credentials_exit_2(cli: Cli, make_emulator: MakeEmulator, tmp_path: Path) -> None:
+    emu = await make_emulator()
+    write_campaign(tmp_path / "campaign.jsonl", mixed_specs(2))
+    del cli.env["AWS_ACCESS_KEY_ID"], cli.env["AWS_SECRET_ACCESS_KEY"]
+
+    result = await cli("run", "campaign.jsonl", "--journal", "c.db", "--endpoint-url", emu.url)
+
+    assert result.code == 2, result
+    assert result.stderr.startswith("asyncjobs: error: no AWS credentials found")
+    assert journal_files(tmp_path / "c.db") == []
+    assert emu.stats()["requests"] == {}
+
+
+async def test_an_error_that_stops_the_run_exits_3_and_says_how_to_resume(
+    cli: Cli, make_emulator: MakeEmulator, tmp_path: Path
+) -> None:
+    emu = await make_emulator()
+    write_campaign(tmp_path / "campaign.jsonl", mixed_specs(2))
+    https = emu.url.replace("http://", "https://")  # a TLS handshake with a plain HTTP server fails
+
+    result = await cli("run", "campaign.jsonl", "--journal", "c.db", "--endpoint-url", https)
+
+    assert result.code == 3, result
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("asyncjobs: error: SSLError")
+    assert last.endswith("resume with: asyncjobs run --journal c.db")
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "c.db").exists()
+    assert emu.stats()["jobs_total"] == 0
