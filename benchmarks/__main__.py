@@ -38,7 +38,7 @@ class Sizes:
 
 
 FULL = Sizes(100, 5_000, 3, 1_000_000, 60.0, 25_000)
-QUICK = Sizes(24, 1_000, 1, 100_000, 10.0, 5_000)
+QUICK = Sizes(16, 1_000, 1, 50_000, 6.0, 4_000)
 
 
 async def run_all(sizes: Sizes, only: str | None) -> list[dict[str, Any]]:
