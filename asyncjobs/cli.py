@@ -746,11 +746,9 @@ def run_command(
         except AsyncJobsError as exc:
             if isinstance(exc, InputError):
                 raise
-            # the run had started; every change up to here is journaled
-            cause = exc.describe() if isinstance(exc, ServiceError) else exc.message
-            raise Failure(
-                f"{cause}; the campaign stopped: fix the cause, then resume with: {options.resume_hint}"
-            ) from exc
+            # the run had started and every change is journaled: say how to resume, then the cause
+            note(f"the campaign stopped on an error; once it is fixed, resume with: {options.resume_hint}")
+            raise Failure(exc.describe() if isinstance(exc, ServiceError) else exc.message) from exc
         return report_run(g, summary, options)
 
     return _run_async(g, main)

@@ -309,9 +309,9 @@ async def test_an_error_that_stops_the_run_exits_3_and_says_how_to_resume(
     result = await cli("run", "campaign.jsonl", "--journal", "c.db", "--endpoint-url", https)
 
     assert result.code == 3, result
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("asyncjobs: error: SSLError")
-    assert last.endswith("resume with: asyncjobs run --journal c.db")
+    *_, hint, error = result.stderr.strip().splitlines()
+    assert hint.endswith("resume with: asyncjobs run --journal c.db")
+    assert error.startswith("asyncjobs: error: SSLError")
     assert "Traceback" not in result.stderr
     assert (tmp_path / "c.db").exists()
     assert emu.stats()["jobs_total"] == 0
