@@ -243,6 +243,7 @@ class Campaign:
         self._stopping = False
         self._fatal: Fatal | None = None
         self._waiting: set[anyio.CancelScope] = set()
+        self._submitters = 0
 
     # ------------------------------------------------------------ public API
     async def add(self, specs: Iterable[JobSpec]) -> AddResult:
@@ -408,7 +409,6 @@ class Campaign:
     # ---------------------------------------------------------------- loops
     def _notify(self) -> None:
         self._wake_dispatch.set()
-        self._wake_track.set()
 
     async def _pause(self, seconds: float) -> bool:
         """Sleep, unless the run is stopping; True if the sleep was cut short by a stop."""
@@ -441,6 +441,7 @@ class Campaign:
         for scope in list(self._waiting):
             scope.cancel()
         self._notify()
+        self._wake_track.set()
 
     def _halt(self, error: Fatal) -> None:
         """The service cannot be used as configured: stop gracefully, then raise ``error``."""
@@ -450,20 +451,26 @@ class Campaign:
         self._begin_stop()
 
     async def _dispatch(self, tg: TaskGroup) -> None:
+        """Claim pending jobs while their quota key has a free slot.
+
+        At most ``4 * max_inflight_creates`` jobs are between claim and create response at
+        once, so memory and journal reads stay bounded whatever the caps.
+        """
         inflight = anyio.Semaphore(self.settings.max_inflight_creates)
-        claimed: set[str] = set()
+        room = 4 * self.settings.max_inflight_creates
+        reported: frozenset[str] = frozenset()
         while not self._stopping:
             now = self._clock()
             wake_at = now + 1.0
             for job_id, (job, not_before) in list(self._later.items()):
                 if not_before <= now:
                     del self._later[job_id]
-                    tg.start_soon(self._submit, job, inflight, claimed)
+                    self._start_submit(tg, job, inflight, maybe_created=True)
                 else:
                     wake_at = min(wake_at, not_before)
+            full: set[str] = set()
             for key, counts in self.journal.counts_by_key().items():
-                waiting = counts[JobState.PENDING] - sum(1 for j in claimed if j in self._slots[key])
-                if waiting <= 0:
+                if counts[JobState.PENDING] <= 0:
                     continue
                 cap = self._cap(key)
                 if cap.probe(now, self.settings.capacity_probe_after):
@@ -472,22 +479,41 @@ class Campaign:
                 if cap.hold_until > now:
                     wake_at = min(wake_at, cap.hold_until)
                 if free <= 0:
+                    full.add(key)
                     continue
-                for job in await self.journal.pending(key, free, exclude=list(claimed)):
-                    claimed.add(job.id)
-                    self._slots[key].add(job.id)
-                    tg.start_soon(self._submit, job, inflight, claimed)
+                # refill the pipeline in chunks, not one journal read per finished create
+                take = min(free, room - self._submitters)
+                if take <= 0 or (take < free and take < room // 2):
+                    continue
+                batch = await self.journal.pending(key, take)
+                self._slots[key].update(job.id for job in batch)
+                # the intent to create, durable before any create call: one commit for the batch
+                for job in await self.journal.transition_many([Change(j, Event.CLAIM, {}) for j in batch]):
+                    self._start_submit(tg, job, inflight, maybe_created=False)
+            if full != reported:  # slot demand changed: the tracker may want to sweep sooner
+                reported = frozenset(full)
+                self._wake_track.set()
             await self._wake_dispatch.wait(wake_at - self._clock())
 
-    async def _submit(self, job: Job, inflight: anyio.Semaphore, claimed: set[str]) -> None:
+    def _start_submit(
+        self, tg: TaskGroup, job: Job, inflight: anyio.Semaphore, *, maybe_created: bool
+    ) -> None:
+        self._submitters += 1
+
+        async def submit() -> None:
+            try:
+                await self._submit(job, inflight, maybe_created)
+            finally:
+                self._submitters -= 1
+                self._notify()
+
+        tg.start_soon(submit)
+
+    async def _submit(self, job: Job, inflight: anyio.Semaphore, maybe_created: bool) -> None:
+        """Create one claimed job. ``maybe_created``: an earlier create (before a crash, or one
+        that failed ambiguously) may have landed, so the job must not be released unseen."""
         adapter = self._adapter(job.service)
         rate = self._rate(job.service)
-        maybe_created = job.state is JobState.SUBMITTING  # resumed: an earlier create may have landed
-        try:
-            if job.state is JobState.PENDING:
-                job = await self.journal.transition(job, Event.CLAIM)
-        finally:
-            claimed.discard(job.id)
         transient = throttles = 0
         while True:
             if self._stopping and not maybe_created:
@@ -495,14 +521,15 @@ class Campaign:
                 return
             if self._stopping:
                 return  # stays submitting; reconciled on resume
-            with anyio.CancelScope() as waiting:
-                self._waiting.add(waiting)
-                try:
-                    await rate.acquire()
-                finally:
-                    self._waiting.discard(waiting)
-            if waiting.cancelled_caught:
-                continue
+            if rate.rate is not None:
+                with anyio.CancelScope() as waiting:
+                    self._waiting.add(waiting)
+                    try:
+                        await rate.acquire()
+                    finally:
+                        self._waiting.discard(waiting)
+                if waiting.cancelled_caught:
+                    continue
             try:
                 async with inflight:
                     arn = await adapter.create(job)
@@ -660,7 +687,7 @@ class Campaign:
                     due.append(service)
                 soonest = min(soonest, at)
             if not due:
-                await self._wake_track.wait(soonest - now)
+                await self._wake_track.wait(min(soonest - now, 0.5))
                 continue
             for service in due:
                 last[service] = self._clock()
