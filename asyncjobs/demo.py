@@ -205,10 +205,14 @@ async def prepare(directory: Path, *, fresh: bool, jobs: int) -> tuple[bool, str
     """Decide whether to resume; returns (resuming, why not) and leaves the folder ready."""
     journal = directory / JOURNAL_FILE
     state = directory / STATE_FILE
-    if fresh or not journal.exists():
+    if not journal.exists():
         reset_folder(directory, jobs)
         return False, None
-    if await journal_finished(journal):
+    finished = await journal_finished(journal)  # raises JournalLocked while another demo runs
+    if fresh:
+        reset_folder(directory, jobs)
+        return False, None
+    if finished:
         reset_folder(directory, jobs)
         return False, "the previous demo had finished; starting a new one"
     if not state.exists():
