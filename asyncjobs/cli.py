@@ -863,8 +863,10 @@ async def run_demo(g: Globals, directory: Path, *, fresh: bool, jobs: int) -> in
         note("the demo runs against its own in-process emulator; --endpoint-url and --profile are ignored")
     try:
         resuming, why = await demo.prepare(directory, fresh=fresh, jobs=jobs)
-    except JournalError as exc:
+    except JournalLocked as exc:
         raise Failure(exc.message, EXIT_USAGE) from exc
+    except JournalError as exc:
+        raise Failure(f"{exc.message}; start a new demo with --fresh", EXIT_USAGE) from exc
     emulator = Emulator(demo.emulator_config())
     state_file = directory / demo.STATE_FILE
     if resuming and not demo.restore_state(emulator, state_file):

@@ -31,6 +31,7 @@ import anyio
 
 from .emulator import Emulator, EmulatorConfig
 from .emulator.jobs import EmuJob
+from .errors import JournalError, JournalLocked
 from .journal import open_journal
 from .scheduler import Settings
 
@@ -208,7 +209,14 @@ async def prepare(directory: Path, *, fresh: bool, jobs: int) -> tuple[bool, str
     if not journal.exists():
         reset_folder(directory, jobs)
         return False, None
-    finished = await journal_finished(journal)  # raises JournalLocked while another demo runs
+    try:
+        finished = await journal_finished(journal)
+    except JournalLocked:  # another demo is running in this folder
+        raise
+    except JournalError:  # unreadable: only --fresh may replace it
+        if not fresh:
+            raise
+        finished = True
     if fresh:
         reset_folder(directory, jobs)
         return False, None
