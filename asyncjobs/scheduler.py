@@ -560,7 +560,9 @@ class Campaign:
                 job = await self.journal.transition(
                     job, Event.RETRY, detail=exc.describe(), last_error=exc.describe()
                 )
-                log.info("asyncjobs.create.retry", job_id=job.id, attempt=transient, error=exc.describe())
+                (log.warning if transient >= 3 else log.info)(
+                    "asyncjobs.create.retry", job_id=job.id, attempt=transient, error=exc.describe()
+                )
                 if transient > self.settings.transient_retries:
                     self._later[job.id] = (job, self._clock() + self.settings.backoff_cap)
                     self._notify()

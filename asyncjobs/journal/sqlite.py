@@ -266,7 +266,7 @@ class SQLiteJournal:
                     conn.execute("RELEASE s")
                     conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    _rollback(conn)
                     raise
         except sqlite3.Error as exc:
             if _is_unwritable(exc):
@@ -348,7 +348,7 @@ class SQLiteJournal:
                     added.update(r[2] for r in stored)
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
         except sqlite3.Error as exc:
             raise self._write_error(exc) from exc
@@ -431,11 +431,12 @@ class SQLiteJournal:
                 rows,
             )
         except sqlite3.IntegrityError:
+            # a constraint error leaves the transaction open: diagnose against the journal as it was
             self._conn.execute("ROLLBACK TO batch")
-            self._raise_duplicate(rows)  # against the journal as it was before this batch
-            raise
-        finally:
             self._conn.execute("RELEASE batch")
+            self._raise_duplicate(rows)
+            raise
+        self._conn.execute("RELEASE batch")
 
     def _raise_duplicate(self, rows: list[tuple[Any, ...]]) -> None:
         marks = ",".join("?" * len(rows))
@@ -555,12 +556,12 @@ class SQLiteJournal:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     self._conn.executemany(
-                        "UPDATE jobs SET remote_status = ?, updated_at = ? WHERE id = ?",
-                        [(j.remote_status, now, j.id) for j in jobs],
+                        "UPDATE jobs SET remote_status = ?, updated_at = ? WHERE seq = ?",
+                        [(j.remote_status, now, j.seq) for j in jobs],
                     )
                     self._conn.execute("COMMIT")
                 except BaseException:
-                    self._conn.execute("ROLLBACK")
+                    _rollback(self._conn)
                     raise
             except sqlite3.Error as exc:
                 raise self._write_error(exc) from exc
@@ -591,7 +592,8 @@ class SQLiteJournal:
                         await self._flush(batch)
             finally:
                 self._flushing = False
-        return [await asyncio.shield(f) for f in futures]
+        # a caller cancelled while waiting loses only the result: its change is still committed
+        return [await f for f in futures]
 
     async def _flush(self, batch: list[tuple[Change, asyncio.Future[Job]]]) -> None:
         now = time.time()
@@ -614,7 +616,8 @@ class SQLiteJournal:
             per_key = self._counts[new.quota_key]
             per_key[change.job.state] -= 1
             per_key[new.state] += 1
-            fut.set_result(new)
+            if not fut.done():
+                fut.set_result(new)
 
     def _write_sync(
         self, batch: list[tuple[Change, asyncio.Future[Job]]], jobs: list[Job], now: float
@@ -625,7 +628,7 @@ class SQLiteJournal:
             try:
                 conn.executemany(
                     "UPDATE jobs SET state = ?, attempt = ?, job_name = ?, token = ?, arn = ?,"
-                    " remote_status = ?, last_error = ?, submitted_at = ?, updated_at = ? WHERE id = ?",
+                    " remote_status = ?, last_error = ?, submitted_at = ?, updated_at = ? WHERE seq = ?",
                     [
                         (
                             str(j.state),
@@ -637,7 +640,7 @@ class SQLiteJournal:
                             j.last_error,
                             j.submitted_at,
                             now,
-                            j.id,
+                            j.seq,
                         )
                         for j in jobs
                     ],
@@ -652,8 +655,7 @@ class SQLiteJournal:
                 )
                 conn.execute("COMMIT")
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                _rollback(conn)
                 raise
         except sqlite3.Error as exc:
             raise self._write_error(exc) from exc
@@ -662,6 +664,14 @@ class SQLiteJournal:
         if _is_unwritable(exc):
             return JournalUnwritable(f"journal {self._path} cannot be written: {exc}")
         return JournalError(f"journal {self._path}: {exc}")
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    """Roll back if a transaction is still open: SQLite ends it by itself on some errors
+    (a full disk), and a failing ROLLBACK must not hide the error that caused it."""
+    if conn.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
 
 
 def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
