@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 
 class Service(enum.StrEnum):
@@ -84,12 +85,9 @@ UNSUCCESSFUL_STATES: frozenset[JobState] = frozenset(
 )
 
 
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 def canonical_json(value: Any) -> str:
     """JSON with sorted keys and no spaces: the form that is hashed and stored."""
-    return _CANONICAL.encode(value)
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def spec_digest(service: str, request_json: str) -> str:

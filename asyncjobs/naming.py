@@ -21,8 +21,13 @@ MAX_NAME = 63
 _UNSAFE = re.compile(r"[^a-zA-Z0-9]+")
 
 
+_SAFE = re.compile(r"[a-zA-Z0-9]+(?:-[a-zA-Z0-9]+)*")
+
+
 def slug(text: str, limit: int = MAX_NAME) -> str:
     """``text`` reduced to alphanumerics joined by single hyphens (may be empty)."""
+    if len(text) <= limit and _SAFE.fullmatch(text):
+        return text  # already a slug: the common case, and the fast one
     return _UNSAFE.sub("-", text).strip("-")[:limit].strip("-")
 
 

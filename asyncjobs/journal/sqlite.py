@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
-import json
 import os
 import sqlite3
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import anyio
+import orjson
 import structlog
 
 from .. import lifecycle
@@ -64,7 +64,6 @@ CREATE TABLE jobs (
     digest        TEXT NOT NULL,
     given_name    TEXT,
     job_name      TEXT NOT NULL UNIQUE,
-    token         TEXT NOT NULL,
     state         TEXT NOT NULL,
     attempt       INTEGER NOT NULL,
     arn           TEXT,
@@ -91,16 +90,17 @@ CREATE INDEX events_by_job ON events (job_id, seq);
 """
 
 _JOB_COLUMNS = (
-    "id, seq, service, quota_key, state, attempt, job_name, token, request, digest, arn, "
+    "id, seq, service, quota_key, state, attempt, job_name, request, digest, arn, "
     "remote_status, last_error, submitted_at, updated_at"
 )
+# ``token`` may be set on the caller's Job, but it is derived on read, never stored
 _FIELDS = frozenset({"arn", "remote_status", "last_error", "submitted_at", "job_name", "token", "attempt"})
 
 T = TypeVar("T")
 Durability = Literal["full", "normal"]
 
 
-def _row_to_job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
+def _row_to_job(row: sqlite3.Row | tuple[Any, ...], campaign: str) -> Job:
     (
         id_,
         seq,
@@ -109,7 +109,6 @@ def _row_to_job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
         state,
         attempt,
         name,
-        token,
         request,
         digest,
         arn,
@@ -126,8 +125,8 @@ def _row_to_job(row: sqlite3.Row | tuple[Any, ...]) -> Job:
         state=JobState(state),
         attempt=attempt,
         job_name=name,
-        token=token,
-        request=json.loads(request),
+        token=idempotency_token(campaign, id_, attempt, digest),  # derived, never stored
+        request=orjson.loads(request),
         digest=digest,
         arn=arn,
         remote_status=remote,
@@ -304,6 +303,9 @@ class SQLiteJournal:
             os.ftruncate(self._lock_fd, 0)
         os.close(self._lock_fd)
 
+    def _to_job(self, row: tuple[Any, ...]) -> Job:
+        return _row_to_job(row, self._campaign)
+
     # ------------------------------------------------------------- properties
     @property
     def campaign(self) -> str:
@@ -373,7 +375,6 @@ class SQLiteJournal:
             digest = spec_digest(str(spec.service), request_json)
             given = spec.request.get("jobName")
             name = job_name(campaign, spec.id, 1, given if isinstance(given, str) else None)
-            token = idempotency_token(campaign, spec.id, 1, digest)
             source = spec.source or "<specs>"
             rows.append(
                 (
@@ -384,7 +385,6 @@ class SQLiteJournal:
                     digest,
                     given,
                     name,
-                    token,
                     source,
                     ingest,
                     now,
@@ -413,10 +413,10 @@ class SQLiteJournal:
                 digest, when, first = known[row[0]]
                 if when == ingest:
                     raise CampaignError(
-                        f"duplicate id {row[0]!r} (first at {first})", source=row[8], field="id"
+                        f"duplicate id {row[0]!r} (first at {first})", source=row[7], field="id"
                     )
                 if digest != row[4]:
-                    raise SpecChanged(row[0], row[8])
+                    raise SpecChanged(row[0], row[7])
                 skipped += 1
             rows = kept
         self._insert(rows)
@@ -426,8 +426,8 @@ class SQLiteJournal:
         self._conn.execute("SAVEPOINT batch")
         try:
             self._conn.executemany(
-                "INSERT INTO jobs (id, service, quota_key, request, digest, given_name, job_name, token,"
-                " source, ingest, updated_at, state, attempt) VALUES (?,?,?,?,?,?,?,?,?,?,?, 'pending', 1)",
+                "INSERT INTO jobs (id, service, quota_key, request, digest, given_name, job_name,"
+                " source, ingest, updated_at, state, attempt) VALUES (?,?,?,?,?,?,?,?,?,?, 'pending', 1)",
                 rows,
             )
         except sqlite3.IntegrityError:
@@ -448,11 +448,11 @@ class SQLiteJournal:
         for row in rows:
             if row[0] in firsts:
                 raise CampaignError(
-                    f"duplicate id {row[0]!r} (first at {firsts[row[0]]})", source=row[8], field="id"
+                    f"duplicate id {row[0]!r} (first at {firsts[row[0]]})", source=row[7], field="id"
                 )
         names: dict[str, str] = {}
         for row in rows:
-            name, source = row[6], row[8] or "<specs>"
+            name, source = row[6], row[7] or "<specs>"
             if name in names:
                 raise CampaignError(
                     f"duplicate jobName {name!r} (first at {names[name]})",
@@ -480,7 +480,7 @@ class SQLiteJournal:
                 " ORDER BY seq LIMIT ?",
                 (quota_key, limit + len(skip)),
             )
-            return [j for j in map(_row_to_job, cur) if j.id not in skip][:limit]
+            return [j for j in map(self._to_job, cur) if j.id not in skip][:limit]
 
         return await self._run(read)
 
@@ -490,14 +490,14 @@ class SQLiteJournal:
                 f"SELECT {_JOB_COLUMNS} FROM jobs"
                 " WHERE state IN ('submitting', 'submitted', 'running') ORDER BY seq"
             )
-            return list(map(_row_to_job, cur))
+            return list(map(self._to_job, cur))
 
         return await self._run(read)
 
     async def get(self, job_id: str) -> Job | None:
         def read() -> Job | None:
             row = self._conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
-            return None if row is None else _row_to_job(row)
+            return None if row is None else self._to_job(row)
 
         return await self._run(read)
 
@@ -515,7 +515,7 @@ class SQLiteJournal:
                 cur = self._conn.execute(
                     f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {where} ORDER BY seq LIMIT 1000", args
                 )
-                return list(map(_row_to_job, cur))
+                return list(map(self._to_job, cur))
 
             page = await self._run(read)
             for job in page:
@@ -627,14 +627,13 @@ class SQLiteJournal:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 conn.executemany(
-                    "UPDATE jobs SET state = ?, attempt = ?, job_name = ?, token = ?, arn = ?,"
+                    "UPDATE jobs SET state = ?, attempt = ?, job_name = ?, arn = ?,"
                     " remote_status = ?, last_error = ?, submitted_at = ?, updated_at = ? WHERE seq = ?",
                     [
                         (
                             str(j.state),
                             j.attempt,
                             j.job_name,
-                            j.token,
                             j.arn,
                             j.remote_status,
                             j.last_error,
