@@ -63,6 +63,13 @@ def rate_text(rate: float | None) -> str:
     return "unpaced" if rate is None else f"{rate:.1f}/s"
 
 
+def rates_text(progress: Progress) -> str:
+    """The create-rate limit of each service, e.g. ``bedrock 4.2/s, personalize unpaced``."""
+    if not progress.create_rates:
+        return rate_text(progress.create_rate)
+    return ", ".join(f"{name} {rate_text(rate)}" for name, rate in sorted(progress.create_rates.items()))
+
+
 def state_style(name: str) -> str:
     try:
         return STATE_STYLES[JobState(name)]
@@ -104,7 +111,7 @@ def render_progress(progress: Progress, achieved: float | None = None) -> Render
     )
     line2 = Text.assemble(
         f"creates {progress.creates} ({'-' if achieved is None else f'{achieved:.1f}/s'}, "
-        f"limit {rate_text(progress.create_rate)})   ",
+        f"limit {rates_text(progress)})   ",
         (f"throttled {progress.throttled}", "yellow" if progress.throttled else ""),
         f"   status reads {progress.reads}",
     )
@@ -135,7 +142,7 @@ def progress_line(progress: Progress) -> str:
     parts = [f"{final_count(counts)}/{counts.total} final"]
     parts += [f"{state} {counts[state]}" for state in JobState if counts[state]]
     parts += [
-        f"rate limit {rate_text(progress.create_rate)}",
+        f"rate limit {rates_text(progress)}",
         f"creates {progress.creates}",
         f"throttled {progress.throttled}",
         f"reads {progress.reads}",

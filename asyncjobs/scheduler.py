@@ -106,12 +106,15 @@ class Progress:
 
     counts: StateCounts
     keys: list[KeyProgress]
+    #: The summed create-rate limit in force, None while any service is unpaced.
     create_rate: float | None
     creates: int
     throttled: int
     reads: int
     elapsed: float
     eta: float | None
+    #: The create-rate limit per service (``bedrock``, ``personalize``); None: unpaced.
+    create_rates: Mapping[str, float | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -279,6 +282,7 @@ class Campaign:
             reads=self._stats.reads,
             elapsed=elapsed,
             eta=self._eta(counts),
+            create_rates=self._create_rates(),
         )
 
     async def run(self, *, wait: bool = True, stop: anyio.Event | None = None) -> Summary:
