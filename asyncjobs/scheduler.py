@@ -322,7 +322,7 @@ class Campaign:
             for job in await self.journal.active():
                 adapter = self._adapter(job.service)
                 if job.state is JobState.SUBMITTING:
-                    job = await self._settle_unknown(job, adapter)
+                    job = await self._reconcile(job, adapter, if_missing="not created")
                     if job.state is JobState.PENDING:
                         continue
                 if job.state.is_final:
@@ -554,7 +554,7 @@ class Campaign:
                 log.info("asyncjobs.capacity.exceeded", job_id=job.id, key=job.quota_key, cap=cap.cap)
                 self._emit(CampaignEvent("capacity.exceeded", job.id, detail=exc.describe()))
                 if maybe_created:  # an earlier attempt may have created it: look before letting go
-                    self._after_create(await self._settle_unknown(job, adapter, exc.describe()))
+                    self._after_create(await self._reconcile(job, adapter, if_missing=exc.describe()))
                 else:
                     await self._release(job, Event.DEFER, exc.describe(), slot_freed=False)
                 return
@@ -574,7 +574,7 @@ class Campaign:
                 await self._pause(self._backoff(transient))
                 continue
             except AlreadyExists:
-                job = await self._adopt(job, adapter)
+                job = await self._reconcile(job, adapter, if_missing=None)
                 self._after_create(job)
                 return
             except Fatal as exc:
@@ -595,41 +595,30 @@ class Campaign:
             self._after_create(job)
             return
 
-    async def _adopt(self, job: Job, adapter: ServiceAdapter) -> Job:
-        """A job of this name exists: adopt it if it is ours, else reject the spec as a conflict."""
+    async def _reconcile(self, job: Job, adapter: ServiceAdapter, *, if_missing: str | None) -> Job:
+        """Find the remote job this attempt created (by token, name or ARN) and record it.
+
+        A job of that name that asks for something else rejects the spec as a conflict. When
+        nothing is found, the job is released with ``if_missing`` as the reason, or, when that
+        is None (the service just said the job exists), tried again shortly.
+        """
         try:
             remote = await adapter.find(job)
         except AlreadyExists as exc:
             return await self._release(job, Event.REJECT, f"conflict: {exc.message}")
         if remote is None:
+            if if_missing is not None:
+                return await self._release(job, Event.DEFER, if_missing, slot_freed=False)
             self._later[job.id] = (job, self._clock() + self.settings.backoff_base)
             return job
-        log.info("asyncjobs.job.adopted", job_id=job.id, arn=remote.arn)
+        log.info("asyncjobs.job.reconciled", job_id=job.id, arn=remote.arn)
         with anyio.CancelScope(shield=True):
             job = await self.journal.transition(
                 job,
                 Event.CREATED,
                 arn=remote.arn,
                 submitted_at=remote.submitted or self._clock(),
-                detail="adopted",
-            )
-        return await self._observe(job, remote)
-
-    async def _settle_unknown(self, job: Job, adapter: ServiceAdapter, reason: str = "not created") -> Job:
-        """Find out whether an ambiguous create landed: record it if so, else release the job."""
-        try:
-            remote = await adapter.find(job)
-        except AlreadyExists as exc:
-            return await self._release(job, Event.REJECT, f"conflict: {exc.message}")
-        if remote is None:
-            return await self._release(job, Event.DEFER, reason, slot_freed=False)
-        with anyio.CancelScope(shield=True):
-            job = await self.journal.transition(
-                job,
-                Event.CREATED,
-                arn=remote.arn,
-                submitted_at=remote.submitted or self._clock(),
-                detail="found",
+                detail="adopted" if if_missing is None else "found",
             )
         return await self._observe(job, remote)
 

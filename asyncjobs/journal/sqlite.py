@@ -335,25 +335,16 @@ class SQLiteJournal:
         return result
 
     def _add_sync(self, specs: Iterable[JobSpec]) -> tuple[AddResult, Counter[str]]:
-        conn = self._conn
         added: Counter[str] = Counter()
         existing = 0
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                ingest = int(conn.execute("SELECT value FROM meta WHERE key = 'ingests'").fetchone()[0]) + 1
-                conn.execute("UPDATE meta SET value = ? WHERE key = 'ingests'", (str(ingest),))
-                fresh = conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchone() is None
-                for batch in _batches(specs, _INGEST_BATCH):
-                    stored, skipped = self._store(self._encode(batch, ingest), ingest, fresh)
-                    existing += skipped
-                    added.update(r[2] for r in stored)
-                conn.execute("COMMIT")
-            except BaseException:
-                _rollback(conn)
-                raise
-        except sqlite3.Error as exc:
-            raise self._write_error(exc) from exc
+        with self._transaction() as conn:
+            ingest = int(conn.execute("SELECT value FROM meta WHERE key = 'ingests'").fetchone()[0]) + 1
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'ingests'", (str(ingest),))
+            fresh = conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchone() is None
+            for batch in _batches(specs, _INGEST_BATCH):
+                stored, skipped = self._store(self._encode(batch, ingest), ingest, fresh)
+                existing += skipped
+                added.update(r[2] for r in stored)
         log.debug("asyncjobs.journal.ingested", added=sum(added.values()), existing=existing)
         return AddResult(added=sum(added.values()), existing=existing), added
 
@@ -552,19 +543,11 @@ class SQLiteJournal:
         jobs = [dataclasses.replace(job, remote_status=status, updated_at=now) for job, status in updates]
 
         def write() -> None:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self._conn.executemany(
-                        "UPDATE jobs SET remote_status = ?, updated_at = ? WHERE seq = ?",
-                        [(j.remote_status, now, j.seq) for j in jobs],
-                    )
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    _rollback(self._conn)
-                    raise
-            except sqlite3.Error as exc:
-                raise self._write_error(exc) from exc
+            with self._transaction() as conn:
+                conn.executemany(
+                    "UPDATE jobs SET remote_status = ?, updated_at = ? WHERE seq = ?",
+                    [(j.remote_status, now, j.seq) for j in jobs],
+                )
 
         with anyio.CancelScope(shield=True):
             await self._run(write)
@@ -622,36 +605,43 @@ class SQLiteJournal:
     def _write_sync(
         self, batch: list[tuple[Change, asyncio.Future[Job]]], jobs: list[Job], now: float
     ) -> None:
+        with self._transaction() as conn:
+            conn.executemany(
+                "UPDATE jobs SET state = ?, attempt = ?, job_name = ?, arn = ?,"
+                " remote_status = ?, last_error = ?, submitted_at = ?, updated_at = ? WHERE seq = ?",
+                [
+                    (
+                        str(j.state),
+                        j.attempt,
+                        j.job_name,
+                        j.arn,
+                        j.remote_status,
+                        j.last_error,
+                        j.submitted_at,
+                        now,
+                        j.seq,
+                    )
+                    for j in jobs
+                ],
+            )
+            conn.executemany(
+                "INSERT INTO events (job_id, ts, event, from_state, to_state, attempt, arn, detail)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (j.id, now, str(c.event), str(c.job.state), str(j.state), j.attempt, j.arn, c.detail)
+                    for (c, _), j in zip(batch, jobs, strict=True)
+                ],
+            )
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed on success, rolled back on any error; SQLite
+        errors become JournalUnwritable (read-only file, full disk) or JournalError."""
         conn = self._conn
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(
-                    "UPDATE jobs SET state = ?, attempt = ?, job_name = ?, arn = ?,"
-                    " remote_status = ?, last_error = ?, submitted_at = ?, updated_at = ? WHERE seq = ?",
-                    [
-                        (
-                            str(j.state),
-                            j.attempt,
-                            j.job_name,
-                            j.arn,
-                            j.remote_status,
-                            j.last_error,
-                            j.submitted_at,
-                            now,
-                            j.seq,
-                        )
-                        for j in jobs
-                    ],
-                )
-                conn.executemany(
-                    "INSERT INTO events (job_id, ts, event, from_state, to_state, attempt, arn, detail)"
-                    " VALUES (?,?,?,?,?,?,?,?)",
-                    [
-                        (j.id, now, str(c.event), str(c.job.state), str(j.state), j.attempt, j.arn, c.detail)
-                        for (c, _), j in zip(batch, jobs, strict=True)
-                    ],
-                )
+                yield conn
                 conn.execute("COMMIT")
             except BaseException:
                 _rollback(conn)
