@@ -38,7 +38,16 @@ from aiolimiter import AsyncLimiter
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
-from .errors import AlreadyExists, CapacityExceeded, Fatal, Rejected, ServiceError, Throttled, Transient
+from .errors import (
+    AlreadyExists,
+    CapacityExceeded,
+    Fatal,
+    NotFound,
+    Rejected,
+    ServiceError,
+    Throttled,
+    Transient,
+)
 from .journal.base import AddResult, Change, Journal
 from .lifecycle import OBSERVE, Event
 from .limits import AdaptiveRate, Capacity, backoff, default_limit
@@ -323,6 +332,11 @@ class Campaign:
                 adapter = self._adapter(job.service)
                 if job.state is JobState.SUBMITTING:
                     job = await self._reconcile(job, adapter, if_missing="not created")
+                    if self._fatal is not None:
+                        raise self._fatal
+                    if job.state is JobState.SUBMITTING:  # could not look it up now
+                        log.warning("asyncjobs.job.unsettled", job_id=job.id, hint="run cancel again")
+                        continue
                     if job.state is JobState.PENDING:
                         continue
                 if job.state.is_final:
@@ -606,6 +620,15 @@ class Campaign:
             remote = await adapter.find(job)
         except AlreadyExists as exc:
             return await self._release(job, Event.REJECT, f"conflict: {exc.message}")
+        except Fatal as exc:
+            self._halt(exc)
+            return job
+        except (Throttled, Transient, NotFound) as exc:
+            # the look-up itself failed: the job stays submitting and is reconciled again later
+            log.info("asyncjobs.job.reconcile_retry", job_id=job.id, error=exc.describe())
+            self._later[job.id] = (job, self._clock() + self._backoff(3))
+            self._notify()
+            return job
         if remote is None:
             if if_missing is not None:
                 return await self._release(job, Event.DEFER, if_missing, slot_freed=False)
