@@ -4,16 +4,16 @@ The runner gets a recognisable fake secret key and session token and runs with
 ``--debug --log-format json`` (the most it ever prints), through successes, failed
 jobs, injected 5xx, a kill, a resume, ``status`` and an error with a traceback. The
 secrets must appear in none of stdout, stderr, the journal, its WAL or shm file.
+
+Against a self-signed HTTPS endpoint the run stops at the first create (a certificate
+failure is :class:`asyncjobs.errors.Fatal`, never retried) with one error line and exit
+3, sends nothing, and resumes on the same journal once ``--no-verify-ssl`` is given.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import queue
 import stat
-import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -21,8 +21,10 @@ from tests.reliability.conftest import StartEmulator
 from tests.reliability.harness import (
     SECRET,
     SESSION_TOKEN,
+    audit,
     finish,
     mixed_specs,
+    read_journal,
     run_cli,
     start_cli,
     write_campaign,
@@ -85,48 +87,27 @@ def test_secrets_never_leak_and_the_journal_is_private(start_emulator: StartEmul
     assert stat.S_IMODE((workdir / "c.db").stat().st_mode) == 0o600
 
 
-def _lines(process: subprocess.Popen[bytes]) -> queue.Queue[str | None]:
-    """stderr lines of ``process`` as they come (None at the end)."""
-    lines: queue.Queue[str | None] = queue.Queue()
-
-    def read() -> None:
-        assert process.stderr is not None
-        for raw in process.stderr:
-            lines.put(raw.decode(errors="replace"))
-        lines.put(None)
-
-    threading.Thread(target=read, daemon=True).start()
-    return lines
-
-
 def test_tls_is_verified_unless_turned_off(start_emulator: StartEmulator, workdir: Path) -> None:
     emulator = start_emulator("--job-seconds", "0.2,0.5")
     write_campaign(workdir / "campaign.jsonl", mixed_specs(3))
+    args = ("run", "campaign.jsonl", "--journal", "c.db", "--poll-interval", "0.3", "--output", "json")
     with tls_proxy(emulator.url, workdir) as https:
-        verified = start_cli(
-            "run", "campaign.jsonl", "--journal", "v.db", "--endpoint-url", https, "--log-format", "json",
-            cwd=workdir,
-        )  # fmt: skip
-        lines = _lines(verified)
-        seen = []
-        try:
-            while (line := lines.get(timeout=60)) is not None:
-                seen.append(line)
-                if "CERTIFICATE_VERIFY_FAILED" in line:
-                    break
-        finally:
-            if verified.poll() is None:
-                verified.kill()
-            verified.wait()
-        assert any("CERTIFICATE_VERIFY_FAILED" in line for line in seen), "".join(seen)
+        # a self-signed certificate: the run stops at once (no retrying), one clear line, exit 3
+        verified = run_cli(*args, "--endpoint-url", https, cwd=workdir, timeout=60)
         assert emulator.stats()["requests"] == {}  # nothing got through an unverified connection
+        stopped = read_journal(workdir / "c.db")
+        # and the run is resumable: --no-verify-ssl, same journal
+        unverified = run_cli(*args, "--endpoint-url", https, "--no-verify-ssl", cwd=workdir)
 
-        unverified = run_cli(
-            "run", "campaign.jsonl", "--journal", "u.db", "--endpoint-url", https, "--no-verify-ssl",
-            "--poll-interval", "0.3", "--output", "json", cwd=workdir,
-        )  # fmt: skip
+    assert verified.code == 3, verified
+    errors = [line for line in verified.error_lines if line.startswith("asyncjobs: error:")]
+    assert errors == [verified.error_lines[-1]], verified
+    assert "CERTIFICATE_VERIFY_FAILED" in errors[0] and "\n" not in errors[0], verified
+    assert "resume with" in verified.stderr, verified
+    assert verified.stdout == ""
+    assert stopped.counts() == {"pending": 3}, stopped.counts()  # unsent jobs went back to pending
 
     assert unverified.code == 0, unverified
     assert unverified.json()["counts"]["succeeded"] == 3
     assert emulator.stats()["jobs_total"] == 3
-    assert os.path.exists(workdir / "u.db")
+    assert audit(read_journal(workdir / "c.db"), emulator.jobs(), emulator.stats()).problems == []
