@@ -24,6 +24,7 @@ import importlib
 import json
 import logging
 import os
+import shlex
 import shutil
 import signal
 import sqlite3
@@ -92,6 +93,20 @@ class Globals:
         if chosen in ("json", "table"):
             return chosen
         return "table" if sys.stdout.isatty() else "json"
+
+    def connection_args(self) -> str:
+        """The options that say where and as whom to connect, for a command to repeat."""
+        args = []
+        for flag, value in (
+            ("--endpoint-url", self.endpoint_url),
+            ("--region", self.region),
+            ("--profile", self.profile),
+        ):
+            if value:
+                args.append(f"{flag} {shlex.quote(value)}")
+        if self.no_verify_ssl:
+            args.append("--no-verify-ssl")
+        return " ".join(args)
 
     @property
     def verify(self) -> bool | None:
@@ -725,7 +740,7 @@ def run_command(
         create_rate=create_rate,
         max_running=parse_max_running(max_running),
         poll_interval=poll_interval,
-        min_poll_interval=min(1.0, poll_interval),
+        min_poll_interval=min(Settings().min_poll_interval, poll_interval),
         resubmit_failed=resubmit_failed,
     )
     options = RunOptions(
@@ -734,7 +749,9 @@ def run_command(
         campaign_name=campaign_name,
         settings=settings,
         wait=not no_wait,
-        resume_hint=f"{command()} run --journal {journal}",
+        resume_hint=" ".join(
+            filter(None, [command(), g.connection_args(), "run", "--journal", shlex.quote(str(journal))])
+        ),
         structured=g.log_format == "json",
     )
 

@@ -141,15 +141,15 @@ def classify(exc: BaseException, *, operation: str, service: str) -> ServiceErro
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         err = _classify_code(code, message, status, service)(message, code=code, operation=operation)
     elif isinstance(exc, (SSLError, NoCredentialsError, PartialCredentialsError, NoRegionError)):
-        err = Fatal(f"{type(exc).__name__}: {exc}", code=type(exc).__name__, operation=operation)
+        err = Fatal(str(exc) or type(exc).__name__, code=type(exc).__name__, operation=operation)
     elif isinstance(exc, ParamValidationError):
         err = Rejected(str(exc).replace("\n", " "), code="ParamValidationError", operation=operation)
     elif isinstance(exc, (BotoConnectionError, HTTPClientError, OSError, asyncio.TimeoutError)):
         err = Transient(f"{type(exc).__name__}: {exc}", code="ConnectionError", operation=operation)
     elif isinstance(exc, BotoCoreError):
-        err = Transient(f"{type(exc).__name__}: {exc}", code=type(exc).__name__, operation=operation)
+        err = Transient(str(exc) or type(exc).__name__, code=type(exc).__name__, operation=operation)
     else:
-        err = Transient(f"{type(exc).__name__}: {exc}", code=type(exc).__name__, operation=operation)
+        err = Transient(str(exc) or type(exc).__name__, code=type(exc).__name__, operation=operation)
     err.__cause__ = exc
     return err
 

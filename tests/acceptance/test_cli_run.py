@@ -179,7 +179,7 @@ async def test_interrupt_then_resume(cli: Cli, make_emulator: MakeEmulator, tmp_
 
     assert first.code == 130, first
     assert first.json()["interrupted"] is True
-    assert "asyncjobs run --journal c.db" in first.stderr
+    assert f"asyncjobs --endpoint-url {emu.url} run --journal c.db" in first.stderr
     assert emu.stats()["jobs_total"] < 40
 
     second = await cli("run", *args)
@@ -217,7 +217,7 @@ async def test_no_wait_then_track(cli: Cli, make_emulator: MakeEmulator, tmp_pat
     counts = submitted.json()["counts"]
     assert counts["pending"] == counts["submitting"] == 0
     assert counts["submitted"] + counts["running"] + counts["succeeded"] == 6
-    assert "asyncjobs run --journal c.db" in submitted.stderr
+    assert f"asyncjobs --endpoint-url {emu.url} run --journal c.db" in submitted.stderr
 
     tracked = await cli("run", *args)
 
@@ -310,7 +310,8 @@ async def test_an_error_that_stops_the_run_exits_3_and_says_how_to_resume(
 
     assert result.code == 3, result
     *_, hint, error = result.stderr.strip().splitlines()
-    assert hint.endswith("resume with: asyncjobs run --journal c.db")
+    # the hint repeats where to connect: retyped without it, it would go to the real endpoint
+    assert hint.endswith(f"resume with: asyncjobs --endpoint-url {https} run --journal c.db")
     assert error.startswith("asyncjobs: error: SSLError")
     assert "Traceback" not in result.stderr
     assert (tmp_path / "c.db").exists()
