@@ -576,7 +576,12 @@ class SQLiteJournal:
             finally:
                 self._flushing = False
         # a caller cancelled while waiting loses only the result: its change is still committed
-        return [await f for f in futures]
+        try:
+            return [await f for f in futures]
+        finally:
+            for f in futures:  # a failed batch fails every change: report it once, retrieve the rest
+                if f.done() and not f.cancelled():
+                    f.exception()
 
     async def _flush(self, batch: list[tuple[Change, asyncio.Future[Job]]]) -> None:
         now = time.time()
