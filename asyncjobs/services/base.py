@@ -131,7 +131,7 @@ class ServiceAdapter(Protocol):
         ...
 
 
-def classify(exc: BaseException, *, operation: str, service: str) -> ServiceError:
+def classify(exc: BaseException, *, operation: str) -> ServiceError:
     """The asyncjobs class for a botocore (or network) error; the original becomes ``__cause__``."""
     err: ServiceError
     if isinstance(exc, ClientError):
@@ -139,7 +139,7 @@ def classify(exc: BaseException, *, operation: str, service: str) -> ServiceErro
         code = str(info.get("Code", "")) or "Unknown"
         message = str(info.get("Message", "")) or str(exc)
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        err = _classify_code(code, message, status, service)(message, code=code, operation=operation)
+        err = _classify_code(code, message, status)(message, code=code, operation=operation)
     elif isinstance(exc, (SSLError, NoCredentialsError, PartialCredentialsError, NoRegionError)):
         err = Fatal(str(exc) or type(exc).__name__, code=type(exc).__name__, operation=operation)
     elif isinstance(exc, ParamValidationError):
@@ -154,7 +154,7 @@ def classify(exc: BaseException, *, operation: str, service: str) -> ServiceErro
     return err
 
 
-def _classify_code(code: str, message: str, status: int, service: str) -> type[ServiceError]:
+def _classify_code(code: str, message: str, status: int) -> type[ServiceError]:
     if code in THROTTLE_CODES or status == 429:
         return Throttled
     if code == "LimitExceededException":

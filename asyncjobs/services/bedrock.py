@@ -81,7 +81,7 @@ class BedrockAdapter:
         try:
             return await method(**params)
         except Exception as exc:
-            raise classify(exc, operation=operation, service="bedrock") from exc
+            raise classify(exc, operation=operation) from exc
 
     async def create(self, job: Job) -> str:
         params = dict(job.request)

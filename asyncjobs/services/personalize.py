@@ -114,7 +114,7 @@ class PersonalizeAdapter:
             return await getattr(self._client, method)(**params)
         except Exception as exc:
             operation = "".join(p.title() for p in method.split("_"))
-            raise classify(exc, operation=operation, service="personalize") from exc
+            raise classify(exc, operation=operation) from exc
 
     async def create(self, job: Job) -> str:
         kind = KINDS[job.service]

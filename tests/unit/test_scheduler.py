@@ -9,6 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from asyncjobs.journal import SQLiteJournal, open_journal
+from asyncjobs.lifecycle import Event
 from asyncjobs.model import JobSpec, JobState, Service
 from asyncjobs.scheduler import Campaign, CampaignEvent, Settings
 from tests.fakes import FakeService
@@ -114,16 +115,18 @@ async def test_failed_jobs_stay_failed_without_resubmission(journal: SQLiteJourn
     assert not campaign._summary(interrupted=False).ok
 
 
-async def test_resume_reconciles_submitting_jobs_by_repeating_the_token(tmp_path: Path) -> None:
-    fake = FakeService()
-    async with await open_journal(tmp_path / "r.db", campaign="camp") as journal:
-        await journal.add_specs(specs(4))
-        # a process journaled its intent, created the job, and died before journaling the ARN
+async def died_after_create(path: Path, fake: FakeService, campaign: list[JobSpec]) -> None:
+    """A process journaled its intent for the first job, created it, and died before the ARN."""
+    async with await open_journal(path, campaign="camp") as journal:
+        await journal.add_specs(campaign)
         (job,) = await journal.pending("bedrock:m1", 1)
-        from asyncjobs.lifecycle import Event
-
         job = await journal.transition(job, Event.CLAIM)
         await fake.create(job)
+
+
+async def test_resume_reconciles_submitting_jobs_by_repeating_the_token(tmp_path: Path) -> None:
+    fake = FakeService()
+    await died_after_create(tmp_path / "r.db", fake, specs(4))
     async with await open_journal(tmp_path / "r.db") as journal:
         await run(journal, fake)
         assert journal.counts()[JobState.SUCCEEDED] == 4
@@ -132,13 +135,7 @@ async def test_resume_reconciles_submitting_jobs_by_repeating_the_token(tmp_path
 
 async def test_personalize_style_names_are_adopted(tmp_path: Path) -> None:
     fake = FakeService(by_token=False)
-    async with await open_journal(tmp_path / "p.db", campaign="camp") as journal:
-        await journal.add_specs(specs(3))
-        (job,) = await journal.pending("bedrock:m1", 1)
-        from asyncjobs.lifecycle import Event
-
-        job = await journal.transition(job, Event.CLAIM)
-        await fake.create(job)
+    await died_after_create(tmp_path / "p.db", fake, specs(3))
     async with await open_journal(tmp_path / "p.db") as journal:
         await run(journal, fake)
         assert journal.counts()[JobState.SUCCEEDED] == 3
@@ -231,4 +228,4 @@ def test_personalize_limit_exceeded_is_told_apart_by_its_words(message: str, kin
     error = ClientError(
         {"Error": {"Code": "LimitExceededException", "Message": message}}, "CreateBatchInferenceJob"
     )
-    assert type(classify(error, operation="CreateBatchInferenceJob", service="personalize")).__name__ == kind
+    assert type(classify(error, operation="CreateBatchInferenceJob")).__name__ == kind
