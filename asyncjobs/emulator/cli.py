@@ -16,7 +16,7 @@ import anyio
 import click
 import structlog
 
-from .config import TOKEN_MISMATCH_CHOICES, EmulatorConfig
+from .config import AUTH_FAULT_CHOICES, TOKEN_MISMATCH_CHOICES, EmulatorConfig
 from .server import Emulator
 
 
@@ -86,11 +86,17 @@ _DEFAULTS = EmulatorConfig()
               help="Latency added to each request, MIN,MAX seconds.")  # fmt: skip
 @click.option("--token-mismatch", type=click.Choice(TOKEN_MISMATCH_CHOICES), default="original",
               show_default=True, help="Answer to a reused Bedrock token with other parameters.")  # fmt: skip
+@click.option("--auth-fault", type=click.Choice(AUTH_FAULT_CHOICES), default=None,
+              help="Refuse every signed request (AccessDeniedException, ExpiredTokenException).")  # fmt: skip
+@click.option("--auth-fault-after", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="Answer the first N signed requests normally, then apply --auth-fault.")  # fmt: skip
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="Log level (stderr); debug logs every request.")  # fmt: skip
 def emulator(host: str, port: int, log_level: str, **settings: Any) -> None:
     """Serve emulated AWS Bedrock and Personalize batch-job APIs (use with --endpoint-url)."""
     settings["bedrock_token_mismatch"] = settings.pop("token_mismatch")
+    if settings["auth_fault_after"] and settings["auth_fault"] is None:
+        raise click.UsageError("--auth-fault-after needs --auth-fault")
     try:
         config = EmulatorConfig(**settings)
     except ValueError as exc:

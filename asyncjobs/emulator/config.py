@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 TokenMismatch = Literal["original", "conflict", "validation"]
 TOKEN_MISMATCH_CHOICES: tuple[TokenMismatch, ...] = ("original", "conflict", "validation")
+AuthFault = Literal["access-denied", "expired-token"]
+AUTH_FAULT_CHOICES: tuple[AuthFault, ...] = ("access-denied", "expired-token")
 
 #: Fields that can't be set from JSON (``POST /_emulator/config``) or the command line.
 _NOT_SERIALIZABLE = frozenset({"clock"})
@@ -91,6 +93,16 @@ class EmulatorConfig:
     #: (min, max) seconds of latency added to every API request.
     latency: tuple[float, float] = (0.0, 0.0)
 
+    # -- authorization faults: every signed API request is refused, as AWS refuses a caller.
+    #: ``access-denied``: AccessDeniedException, 403 (Bedrock models it so; Personalize models no
+    #: such error, and gets the 403 the emulator sends for unsigned requests). ``expired-token``:
+    #: ExpiredTokenException, 403 for Bedrock and 400 for Personalize, as other REST-JSON (Lambda)
+    #: and JSON 1.1 (DynamoDB) services answer; AWS documents neither. None: no fault.
+    auth_fault: AuthFault | None = None
+    #: How many signed API requests are answered normally before ``auth_fault`` starts, counted
+    #: from when the fault was set (at start, or by ``configure``): credentials that expire mid-run.
+    auth_fault_after: int = 0
+
     #: Wall-clock seconds (``time.time`` by default); inject a fake one in tests.
     clock: Callable[[], float] = field(default=time.time, compare=False, repr=False)
 
@@ -117,6 +129,14 @@ class EmulatorConfig:
             raise ValueError("stop_seconds must not be negative")
         if not 24 <= self.bedrock_default_timeout_hours <= 168:
             raise ValueError("bedrock_default_timeout_hours must be between 24 and 168")
+        if self.auth_fault is not None and self.auth_fault not in AUTH_FAULT_CHOICES:
+            raise ValueError(
+                f"auth_fault must be None or one of {AUTH_FAULT_CHOICES}, not {self.auth_fault!r}"
+            )
+        if isinstance(self.auth_fault_after, bool) or not isinstance(self.auth_fault_after, int):
+            raise ValueError(f"auth_fault_after must be an integer, not {self.auth_fault_after!r}")
+        if self.auth_fault_after < 0:
+            raise ValueError("auth_fault_after must not be negative")
         if self.bedrock_token_mismatch not in TOKEN_MISMATCH_CHOICES:
             raise ValueError(f"bedrock_token_mismatch must be one of {TOKEN_MISMATCH_CHOICES}")
         if not (self.account_id.isdigit() and len(self.account_id) == 12):

@@ -2,10 +2,12 @@
 
 Every API request goes through one pipeline, in this order: count it, add latency,
 draw a fault (a 500, or a connection dropped before or after the work), require a
-SigV4 ``Authorization`` header (AccessDeniedException), take a token from the
-(service, class) rate bucket (ThrottlingException 429 / LimitExceededException),
-then hand the parsed :class:`~asyncjobs.emulator.calls.Call` to the service's
-handler, which validates and acts. Every response carries ``x-amzn-RequestId``.
+SigV4 ``Authorization`` header (AccessDeniedException), refuse the caller if an
+authorization fault is set (``auth_fault``: AccessDeniedException or
+ExpiredTokenException), take a token from the (service, class) rate bucket
+(ThrottlingException 429 / LimitExceededException), then hand the parsed
+:class:`~asyncjobs.emulator.calls.Call` to the service's handler, which validates
+and acts. Every response carries ``x-amzn-RequestId``.
 
 Introspection routes need no auth: ``GET /_emulator/stats``, ``GET /_emulator/jobs``,
 ``GET|POST /_emulator/config`` (POST takes a JSON object of settings),
@@ -35,10 +37,12 @@ from .state import EmulatorState
 from .wire import (
     BEDROCK_STATUS,
     BEDROCK_THROTTLED_MESSAGE,
+    EXPIRED_TOKEN_MESSAGE,
     INTERNAL_ERROR_MESSAGE,
     MISSING_AUTH_MESSAGE,
     RATE_EXCEEDED_MESSAGE,
     ApiError,
+    access_denied_message,
 )
 
 log = structlog.get_logger("asyncjobs.emulator")
@@ -55,13 +59,18 @@ class _Service:
         self.state = EmulatorState(config)
         self.faults = FaultInjector(config.seed)
         self.limits = self._limits()
+        #: Signed requests seen since the authorization fault was set (see ``auth_fault_after``).
+        self.auth_requests = 0
 
     def _limits(self) -> RateLimits:
         return RateLimits(lambda op_class: self.state.config.rate(op_class), self.state.config.clock)
 
     def configure(self, config: EmulatorConfig) -> None:
-        if config.seed != self.state.config.seed:
+        old = self.state.config
+        if config.seed != old.seed:
             self.faults = FaultInjector(config.seed)
+        if (config.auth_fault, config.auth_fault_after) != (old.auth_fault, old.auth_fault_after):
+            self.auth_requests = 0
         self.state.config = config
         self.limits = self._limits()
 
@@ -70,6 +79,7 @@ class _Service:
         self.state = EmulatorState(config)
         self.faults = FaultInjector(config.seed)
         self.limits = self._limits()
+        self.auth_requests = 0
 
     # -- routes
 
@@ -116,7 +126,7 @@ class _Service:
             if fault is Fault.ERROR:
                 internal = "InternalServerException" if service == "bedrock" else "InternalFailure"
                 raise ApiError(internal, INTERNAL_ERROR_MESSAGE, status=500)
-            region = self._authenticate(request)
+            region = self._authenticate(request, service, operation)
             if not self.limits.allow(service, operation):
                 stats.throttled[operation] += 1
                 raise _throttled(service)
@@ -147,13 +157,22 @@ class _Service:
             return _drop(request)
         return response
 
-    def _authenticate(self, request: web.Request) -> str:
-        """The caller's region (from the SigV4 credential scope); AccessDenied if unsigned."""
+    def _authenticate(self, request: web.Request, service: str, operation: str) -> str:
+        """The caller's region (from the SigV4 credential scope).
+
+        AccessDenied if unsigned; the configured ``auth_fault`` once ``auth_fault_after``
+        signed requests have passed.
+        """
         authorization = request.headers.get("Authorization")
         if not authorization:
             raise ApiError("AccessDeniedException", MISSING_AUTH_MESSAGE, status=403)
+        config = self.state.config
+        if config.auth_fault is not None:
+            self.auth_requests += 1
+            if self.auth_requests > config.auth_fault_after:
+                raise _auth_fault(config, service, operation)
         match = _CREDENTIAL_SCOPE.search(authorization)
-        return match.group(1) if match else self.state.config.region
+        return match.group(1) if match else config.region
 
     # -- introspection
 
@@ -183,6 +202,16 @@ class _Service:
 
 def _request_id() -> str:
     return str(uuid.uuid4())
+
+
+def _auth_fault(config: EmulatorConfig, service: str, operation: str) -> ApiError:
+    """The refusal of an ``auth_fault``, with the status AWS sends for it on each protocol."""
+    if config.auth_fault == "expired-token":
+        # REST-JSON services (Bedrock) answer 403, JSON 1.1 services (Personalize) 400.
+        status = 403 if service == "bedrock" else 400
+        return ApiError("ExpiredTokenException", EXPIRED_TOKEN_MESSAGE, status=status)
+    message = access_denied_message(config.account_id, service, operation)
+    return ApiError("AccessDeniedException", message, status=403)
 
 
 def _throttled(service: str) -> ApiError:

@@ -5,8 +5,8 @@ each protocol's exact shape (aws-notes §1):
 
 - Bedrock (rest-json): the status of the modeled exception, header
   ``x-amzn-ErrorType: <Code>``, body ``{"message": ...}``.
-- Personalize (json 1.1): status 400 (500 for injected faults), body
-  ``{"__type": <Code>, "message": ...}``; botocore reads the code from ``__type`` only.
+- Personalize (json 1.1): status 400 (500 for injected faults, 403 for access denied),
+  body ``{"__type": <Code>, "message": ...}``; botocore reads the code from ``__type`` only.
 
 The message texts below are stable: the engine tells a Personalize rate throttle
 ("rate", "per second") from a full running-jobs quota ("active", "jobs") by their words.
@@ -36,6 +36,7 @@ RATE_EXCEEDED_MESSAGE = "Rate exceeded: too many requests per second"
 BEDROCK_THROTTLED_MESSAGE = "Too many requests, please wait before trying again. " + RATE_EXCEEDED_MESSAGE
 INTERNAL_ERROR_MESSAGE = "Internal server error (injected by the asyncjobs emulator)"
 MISSING_AUTH_MESSAGE = "Missing Authentication Token: the request has no SigV4 Authorization header"
+EXPIRED_TOKEN_MESSAGE = "The security token included in the request is expired"
 
 PERSONALIZE_JOB_NOUN = {"personalize": "batch inference", "personalize-segment": "batch segment"}
 
@@ -44,6 +45,15 @@ def bedrock_quota_message(model_id: str, limit: int) -> str:
     return (
         f"The quota of {limit} in-progress and submitted batch inference jobs for model {model_id} "
         "has been reached; wait for a job to finish"
+    )
+
+
+def access_denied_message(account_id: str, service: str, operation: str) -> str:
+    """What IAM says when no policy allows the call (the user name is the emulator's own)."""
+    action = f"{service}:{operation}"
+    return (
+        f"User: arn:aws:iam::{account_id}:user/asyncjobs-emulator is not authorized to perform: "
+        f"{action} because no identity-based policy allows the {action} action"
     )
 
 

@@ -316,3 +316,51 @@ async def test_an_error_that_stops_the_run_exits_3_and_says_how_to_resume(
     assert "Traceback" not in result.stderr
     assert (tmp_path / "c.db").exists()
     assert emu.stats()["jobs_total"] == 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "after", "code", "message"),
+    [
+        ("access-denied", 0, "AccessDeniedException", "is not authorized to perform"),
+        ("expired-token", 3, "ExpiredTokenException", "security token included in the request is expired"),
+    ],
+)
+async def test_access_refused_exits_3_and_the_journal_resumes(
+    cli: Cli,
+    make_emulator: MakeEmulator,
+    tmp_path: Path,
+    fault: str,
+    after: int,
+    code: str,
+    message: str,
+) -> None:
+    emu = await make_emulator(auth_fault=fault, auth_fault_after=after)
+    write_campaign(tmp_path / "campaign.jsonl", mixed_specs(6))
+    args = ("--journal", "c.db", "--endpoint-url", emu.url, "--output", "json", *FAST)
+
+    result = await cli("run", "campaign.jsonl", *args)
+
+    assert result.code == 3, result
+    *_, hint, error = result.stderr.strip().splitlines()
+    assert hint.endswith(f"resume with: asyncjobs --endpoint-url {emu.url} run --journal c.db")
+    assert error.startswith(f"asyncjobs: error: {code}: ")
+    assert message in error
+    assert "Traceback" not in result.stderr
+    created = emu.stats()["jobs_total"]
+    assert created <= after
+    # nothing was lost or given up: the jobs not created wait in the journal, pending
+    status = await cli("status", "--journal", "c.db", "--output", "json")
+    assert status.code == 0, status
+    counts = status.json()["counts"]
+    assert counts["pending"] == 6 - created
+    assert counts["submitted"] + counts["running"] + counts["succeeded"] == created
+    assert all(job["state"] not in {"failed", "rejected"} for job in status.json()["jobs"])
+
+    emu.configure(auth_fault=None)
+    resumed = await cli("run", *args)
+
+    assert resumed.code == 0, resumed
+    assert resumed.json()["counts"]["succeeded"] == 6
+    stats = emu.stats()
+    assert stats["jobs_total"] == 6
+    assert stats["duplicate_jobs"] == 0

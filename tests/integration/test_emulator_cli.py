@@ -43,6 +43,7 @@ async def test_options_reach_the_config() -> None:
         "--create-rate", "0", "--bedrock-max-running", "7", "--personalize-max-running", "2",
         "--job-seconds", "1,3", "--time-scale", "0.5", "--fail-rate", "0.25", "--error-rate", "0",
         "--drop-rate", "0", "--latency", "0,0.001", "--seed", "11",
+        "--auth-fault", "expired-token", "--auth-fault-after", "5",
     ) as emu:  # fmt: skip
         config = await asyncio.to_thread(emu.get, "config")
     assert config["create_rate"] == 0
@@ -53,6 +54,7 @@ async def test_options_reach_the_config() -> None:
     assert config["fail_rate"] == 0.25
     assert config["latency"] == [0.0, 0.001]
     assert config["seed"] == 11
+    assert (config["auth_fault"], config["auth_fault_after"]) == ("expired-token", 5)
 
 
 @pytest.mark.parametrize(
@@ -65,6 +67,8 @@ async def test_options_reach_the_config() -> None:
         ["--create-rate", "-3"],
         ["--fail-rate", "0.7", "--partial-rate", "0.7"],
         ["--no-such-option"],
+        ["--auth-fault", "sometimes"],
+        ["--auth-fault-after", "3"],
     ],
 )
 def test_bad_option_is_a_usage_error(args: list[str]) -> None:

@@ -259,3 +259,85 @@ async def test_personalize_create_dropped_after_the_work_then_already_exists(
     stats = emu.stats()
     assert stats["faults"]["drop_after"] == stats["already_exists"] == sum(outcomes)
     assert stats["jobs_created"]["personalize"] == 10
+
+
+async def test_access_denied_fault_refuses_every_call_in_each_protocols_shape(
+    make_emulator: MakeEmulator,
+) -> None:
+    emu = await make_emulator(auth_fault="access-denied")
+    async with aws_client("bedrock", emu.url, retries=1) as client:
+        with pytest.raises(client.exceptions.AccessDeniedException) as denied:
+            await client.create_model_invocation_job(**bedrock_job())
+        with pytest.raises(client.exceptions.AccessDeniedException):
+            await client.list_model_invocation_jobs()
+    error = denied.value.response["Error"]
+    assert error["Code"] == "AccessDeniedException"
+    assert "not authorized to perform: bedrock:CreateModelInvocationJob" in error["Message"]
+    assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    async with aws_client("personalize", emu.url, retries=1) as client:
+        with pytest.raises(botocore.exceptions.ClientError) as refused:
+            await client.create_batch_inference_job(**personalize_job())
+    assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "personalize:CreateBatchInferenceJob" in refused.value.response["Error"]["Message"]
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    # the wire shapes themselves: Bedrock's header, Personalize's __type in a JSON 1.1 body
+    auth = {"Authorization": "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/bedrock/aws4_request"}
+    status, headers, body = await _raw("GET", f"{emu.url}/model-invocation-jobs", headers=auth)
+    assert (status, headers["x-amzn-ErrorType"]) == (403, "AccessDeniedException")
+    assert body["message"]
+    status, headers, body = await _raw(
+        "POST",
+        f"{emu.url}/",
+        headers={**auth, "X-Amz-Target": "AmazonPersonalize.ListBatchSegmentJobs"},
+        data=b"{}",
+    )
+    assert (status, body["__type"]) == (403, "AccessDeniedException")
+    assert headers["Content-Type"] == "application/x-amz-json-1.1"
+    stats = emu.stats()
+    assert stats["jobs_total"] == 0
+    assert stats["errors"] == {"AccessDeniedException": 5}
+
+
+async def test_expired_token_fault_after_n_requests(make_emulator: MakeEmulator) -> None:
+    emu = await make_emulator(auth_fault="expired-token", auth_fault_after=2)
+    async with (
+        aws_client("bedrock", emu.url, retries=1) as bedrock,
+        aws_client("personalize", emu.url, retries=1) as personalize,
+    ):
+        await bedrock.create_model_invocation_job(**bedrock_job("before-expiry"))
+        await personalize.create_batch_inference_job(**personalize_job("before-expiry"))
+        with pytest.raises(botocore.exceptions.ClientError) as bedrock_error:
+            await bedrock.create_model_invocation_job(**bedrock_job("after-expiry"))
+        with pytest.raises(botocore.exceptions.ClientError) as personalize_error:
+            await personalize.list_batch_inference_jobs()
+    for error, status in ((bedrock_error, 403), (personalize_error, 400)):
+        response = error.value.response
+        assert response["Error"]["Code"] == "ExpiredTokenException"
+        assert response["Error"]["Message"] == "The security token included in the request is expired"
+        assert response["ResponseMetadata"]["HTTPStatusCode"] == status
+        assert response["ResponseMetadata"]["RetryAttempts"] == 0
+    assert emu.stats()["jobs_total"] == 2
+
+
+async def test_auth_fault_set_and_cleared_over_http(make_emulator: MakeEmulator) -> None:
+    emu = await make_emulator()
+    async with aws_client("bedrock", emu.url, retries=1) as client:
+        await client.create_model_invocation_job(**bedrock_job("first"))
+        status, _, config = await _raw(
+            "POST",
+            f"{emu.url}/_emulator/config",
+            json={"auth_fault": "access-denied", "auth_fault_after": 1},
+        )
+        assert status == 200
+        assert (config["auth_fault"], config["auth_fault_after"]) == ("access-denied", 1)
+        await client.list_model_invocation_jobs()  # counted from when the fault was set
+        with pytest.raises(client.exceptions.AccessDeniedException):
+            await client.create_model_invocation_job(**bedrock_job("second"))
+        status, _, error = await _raw("POST", f"{emu.url}/_emulator/config", json={"auth_fault": "nope"})
+        assert status == 400 and "auth_fault" in error["message"]
+        status, _, _ = await _raw("POST", f"{emu.url}/_emulator/config", json={"auth_fault": None})
+        assert status == 200
+        await client.create_model_invocation_job(**bedrock_job("third"))
+    assert [job["jobName"] for job in emu.jobs()] == ["first", "third"]
+    with pytest.raises(ValueError, match="auth_fault_after"):
+        emu.configure(auth_fault_after=-1)
