@@ -72,6 +72,23 @@ class Failure(Exception):
         self.code = code
 
 
+class Halted(Failure):
+    """The run stopped on an error after it started (exit 3): the cause, and the summary so far."""
+
+    def __init__(self, error: AsyncJobsError, summary: Summary) -> None:
+        super().__init__(error.describe() if isinstance(error, ServiceError) else error.message)
+        self.error = error
+        self.summary = summary
+
+    def document(self) -> dict[str, Any]:
+        """The run's summary document, with ``error``: ``{"code", "message"}``."""
+        code = self.error.code if isinstance(self.error, ServiceError) else None
+        return {
+            **self.summary.to_dict(),
+            "error": {"code": code or type(self.error).__name__, "message": self.error.message},
+        }
+
+
 # ----------------------------------------------------------------------------- global options
 @dataclass(frozen=True)
 class Globals:
@@ -452,9 +469,29 @@ async def drive(
                 stop.set, "stopping: no new submissions; creates in flight are finishing and being journaled"
             )
             summary = await _run_with_progress(campaign, options.wait, stop, tg, options.structured)
+        except BaseException as exc:
+            error = _leaf(exc)
+            if isinstance(error, AsyncJobsError) and not isinstance(error, InputError):
+                raise Halted(error, _summary_so_far(campaign)) from error
+            raise
         finally:
             await journal.aclose()
     return summary
+
+
+def _summary_so_far(campaign: Campaign) -> Summary:
+    """What a run that stopped on an error had done: the journal's counts and the API calls made."""
+    progress = campaign.progress()
+    return Summary(
+        campaign=campaign.journal.campaign,
+        journal=campaign.journal.path,
+        counts=progress.counts,
+        interrupted=False,
+        elapsed=progress.elapsed,
+        creates=progress.creates,
+        throttled=progress.throttled,
+        reads=progress.reads,
+    )
 
 
 class _Interrupted(Exception):
@@ -525,6 +562,12 @@ def report_run(g: Globals, summary: Summary, options: RunOptions) -> int:
     if counts[JobState.PARTIAL]:
         note(f"{counts[JobState.PARTIAL]} job(s) only partially completed (counted as succeeded)")
     return code
+
+
+def report_halt(g: Globals, halted: Halted, options: RunOptions) -> None:
+    """Before the error line: the summary so far (with the error) and how to resume."""
+    emit(g, halted.document(), display.summary_renderable)
+    note(f"the campaign stopped on an error; once it is fixed, resume with: {options.resume_hint}")
 
 
 def parse_max_running(values: Iterable[str]) -> dict[str, int]:
@@ -760,6 +803,9 @@ def run_command(
         await require_credentials(session)
         try:
             summary = await drive(options, campaign_factory(g, settings, session))
+        except Halted as halted:
+            report_halt(g, halted, options)
+            raise
         except AsyncJobsError as exc:
             if isinstance(exc, InputError):
                 raise
@@ -916,6 +962,9 @@ async def run_demo(g: Globals, directory: Path, *, fresh: bool, jobs: int) -> in
                 campaign_factory(demo_g, settings, session, endpoint_url=emulator.url),
                 Interrupts(before_exit=lambda: demo.save_state(emulator, state_file)),
             )
+        except Halted as halted:
+            report_halt(g, halted, options)
+            raise
         finally:
             tg.cancel_scope.cancel()
     code = report_run(g, summary, options)

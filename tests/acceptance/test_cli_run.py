@@ -348,6 +348,15 @@ async def test_access_refused_exits_3_and_the_journal_resumes(
     assert "Traceback" not in result.stderr
     created = emu.stats()["jobs_total"]
     assert created <= after
+    # the same summary document as any other exit, with the error that stopped the run
+    doc = result.json()
+    assert doc["error"]["code"] == code
+    assert message in doc["error"]["message"]
+    assert doc["total"] == 6
+    assert doc["counts"]["pending"] == 6 - created
+    assert doc["interrupted"] is False
+    assert doc["api"]["creates"] == created
+    assert set(doc) >= {"campaign", "journal", "elapsed_seconds", "unstoppable"}
     # nothing was lost or given up: the jobs not created wait in the journal, pending
     status = await cli("status", "--journal", "c.db", "--output", "json")
     assert status.code == 0, status
