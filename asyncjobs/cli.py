@@ -960,7 +960,7 @@ async def run_demo(g: Globals, directory: Path, *, fresh: bool, jobs: int) -> in
             summary = await drive(
                 options,
                 campaign_factory(demo_g, settings, session, endpoint_url=emulator.url),
-                Interrupts(before_exit=lambda: demo.save_state(emulator, state_file)),
+                Interrupts(before_exit=lambda: emulator.save_state(state_file)),
             )
         except Halted as halted:
             report_halt(g, halted, options)

@@ -5,9 +5,10 @@ The demo folder (``.asyncjobs-demo/`` by default) holds three files:
 - ``campaign.jsonl``: the sample campaign (Bedrock over two models, Personalize
   batch inference and batch segment jobs);
 - ``journal.db``: the campaign's journal;
-- ``emulator.pickle``: the emulated services' jobs, saved while the demo runs and
-  when it stops, so that a resumed demo meets the remote jobs it left running (as
-  it would on AWS, where jobs keep running while the client is down).
+- ``emulator-state.json``: the emulated services' jobs (``Emulator.save_state``),
+  saved while the demo runs and when it stops, so that a resumed demo meets the
+  remote jobs it left running (as it would on AWS, where jobs keep running while
+  the client is down).
 
 Running the demo again resumes an unfinished one; a finished one (or ``--fresh``)
 starts over. The emulator is set up with AWS-like running-job quotas, a create
@@ -19,18 +20,14 @@ a minute.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
-import os
-import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 
-from .emulator import Emulator, EmulatorConfig
-from .emulator.jobs import EmuJob
+from .emulator import Emulator, EmulatorConfig, EmulatorStateError
 from .errors import JournalError, JournalLocked
 from .journal import open_journal
 from .scheduler import Settings
@@ -42,11 +39,12 @@ CREDENTIALS = {"aws_access_key_id": "AKIDEMODEMODEMODEMO0", "aws_secret_access_k
 BEDROCK_MODELS = ("anthropic.claude-3-haiku-20240307-v1:0", "amazon.nova-micro-v1:0")
 #: How often the emulator's state is saved while the demo runs (seconds).
 SAVE_EVERY = 0.5
-_STATE_VERSION = 1
 
 CAMPAIGN_FILE = "campaign.jsonl"
 JOURNAL_FILE = "journal.db"
-STATE_FILE = "emulator.pickle"
+STATE_FILE = "emulator-state.json"
+#: Where demos before the JSON state kept it; removed when a demo starts over.
+_OLD_STATE_FILE = "emulator.pickle"
 
 
 def emulator_config(seed: int = 7) -> EmulatorConfig:
@@ -136,34 +134,16 @@ def write_campaign(path: Path, jobs: int = 300) -> None:
 
 
 # ------------------------------------------------------------------ emulator state
-def _fingerprint(emulator: Emulator) -> tuple[Any, ...]:
-    """What the saved state's shape depends on: a state saved by other emulator code is not reused."""
-    return (
-        _STATE_VERSION,
-        tuple(f.name for f in dataclasses.fields(EmuJob)),
-        tuple(sorted(vars(emulator.state))),
-    )
-
-
-def save_state(emulator: Emulator, path: Path) -> None:
-    """Write the emulator's jobs and counters atomically (a crash leaves the previous copy)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as out:
-        pickle.dump((_fingerprint(emulator), emulator.state), out, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
-
-
 def restore_state(emulator: Emulator, path: Path) -> bool:
-    """Put the saved jobs back into a new emulator; False if there is nothing usable to restore."""
+    """Put the saved jobs back into a new emulator; False if there is nothing usable to restore.
+
+    A state that cannot be read, is corrupt, or was saved under other emulator settings
+    or by another version of the emulator is not usable.
+    """
     try:
-        with path.open("rb") as src:
-            fingerprint, state = pickle.load(src)  # our own file, in the demo folder
-    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError, TypeError):
+        emulator.load_state(path)
+    except EmulatorStateError:
         return False
-    if fingerprint != _fingerprint(emulator) or type(state) is not type(emulator.state):
-        return False
-    state.config = emulator.config
-    vars(emulator.state).update(vars(state))
     return True
 
 
@@ -172,9 +152,9 @@ async def autosave(emulator: Emulator, path: Path) -> None:
     try:
         while True:
             await anyio.sleep(SAVE_EVERY)
-            save_state(emulator, path)
+            emulator.save_state(path)
     finally:
-        save_state(emulator, path)
+        emulator.save_state(path)
 
 
 # ------------------------------------------------------------------ the folder
@@ -196,6 +176,7 @@ def reset_folder(directory: Path, jobs: int) -> None:
         f"{JOURNAL_FILE}-shm",
         f"{JOURNAL_FILE}.lock",
         STATE_FILE,
+        _OLD_STATE_FILE,
     ):
         with contextlib.suppress(FileNotFoundError):
             (directory / name).unlink()

@@ -14,6 +14,6 @@ Modules: :mod:`.config` (the knobs), :mod:`.jobs` (a job's lifecycle), :mod:`.st
 """
 
 from .config import EmulatorConfig
-from .server import Emulator
+from .server import Emulator, EmulatorStateError
 
-__all__ = ["Emulator", "EmulatorConfig"]
+__all__ = ["Emulator", "EmulatorConfig", "EmulatorStateError"]

@@ -20,8 +20,10 @@ Personalize::
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,6 +135,32 @@ class EmuJob:
         kept = [entry for entry in self.schedule if entry[0] <= now]
         self.schedule = [*kept, (now, "Stopping"), (now + stop_seconds, "Stopped")]
         self.stop_time = now
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field, as JSON-ready values (the schedule's entries become lists)."""
+        return {
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
+            "schedule": [[start, status] for start, status in self.schedule],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EmuJob:
+        """The job :meth:`to_json` wrote; ValueError (or TypeError) if ``data`` is not one."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(data, Mapping) or set(data) != names:
+            raise ValueError("not an emulator job record")
+        texts = ("kind", "name", "job_id", "arn", "region", "quota_key", "running_status")
+        if (
+            not all(isinstance(data[name], str) for name in texts)
+            or data["kind"] not in KINDS
+            or not isinstance(data["seq"], int)
+            or not isinstance(data["request"], dict)
+        ):
+            raise ValueError(f"job {data.get('arn')!r}: a field has the wrong type")
+        schedule = [(float(start), str(status)) for start, status in data["schedule"]]
+        if not schedule:
+            raise ValueError(f"job {data['arn']!r}: an empty schedule")
+        return cls(**{**data, "schedule": schedule})
 
 
 def job_rng(config: EmulatorConfig, kind: str, name: str, occurrence: int) -> random.Random:

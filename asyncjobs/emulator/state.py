@@ -24,7 +24,7 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .config import EmulatorConfig
@@ -88,14 +88,21 @@ class EmulatorState:
         """(Re)schedule the moment ``job`` gives its quota slot back."""
         heapq.heappush(self._ends.setdefault(job.quota_key, []), (job.end_time, job.seq, job))
 
-    def _add(self, job: EmuJob) -> None:
+    def _index(self, job: EmuJob) -> None:
+        """File ``job`` (newer than every job filed so far) under every lookup; no counters."""
         self._by_arn[job.arn] = job
+        if job.kind == BEDROCK:
+            self._bedrock_by_id[job.job_id] = job
+            if job.token is not None:
+                self._tokens[(job.region, job.token)] = job
         self._listing.setdefault((job.kind, job.region), []).append(job)
         self._track_end(job)
         self._running[job.quota_key] += 1
-        occurrence_key = (job.kind, job.name)
-        self._name_counts[occurrence_key] += 1
-        if self._name_counts[occurrence_key] > 1:
+        self._name_counts[(job.kind, job.name)] += 1
+
+    def _add(self, job: EmuJob) -> None:
+        self._index(job)
+        if self._name_counts[(job.kind, job.name)] > 1:
             self.stats.duplicates[f"{job.kind}/{job.name}"] += 1
         self.stats.jobs_created[job.kind] += 1
         self.stats.note_running(job.quota_key, self._running[job.quota_key])
@@ -148,9 +155,6 @@ class EmulatorState:
             expiration_time=expiration,
             timeout_hours=timeout,
         )
-        self._bedrock_by_id[job_id] = job
-        if token is not None:
-            self._tokens[(region, token)] = job
         self._add(job)
         return job, False
 
@@ -306,6 +310,34 @@ class EmulatorState:
                 return page, encode_page_token(page[-1].seq, descending)
             page.append(job)
         return page, None
+
+    # -- saving and restoring (``Emulator.save_state`` / ``load_state`` add the file format)
+
+    def to_json(self) -> dict[str, Any]:
+        """The jobs and counters as JSON-ready values; every index is rebuilt from the jobs."""
+        jobs = sorted(self._by_arn.values(), key=_seq)
+        return {"seq": self._seq, "stats": self.stats.to_json(), "jobs": [job.to_json() for job in jobs]}
+
+    @classmethod
+    def from_json(cls, config: EmulatorConfig, data: Mapping[str, Any]) -> EmulatorState:
+        """The state :meth:`to_json` wrote, under ``config``; ValueError/TypeError/KeyError if not one."""
+        if (
+            not isinstance(data, Mapping)
+            or not isinstance(data["seq"], int)
+            or not isinstance(data["jobs"], list)
+        ):
+            raise ValueError("not an emulator state")
+        state = cls(config)
+        state.stats = Stats.from_json(data["stats"])
+        jobs = sorted((EmuJob.from_json(record) for record in data["jobs"]), key=_seq)
+        if len({job.arn for job in jobs}) != len(jobs) or len({job.seq for job in jobs}) != len(jobs):
+            raise ValueError("two jobs share an ARN or a sequence number")
+        if jobs and jobs[-1].seq > data["seq"]:
+            raise ValueError("a job is newer than the state's sequence number")
+        for job in jobs:
+            state._index(job)
+        state._seq = data["seq"]
+        return state
 
     # -- introspection
 

@@ -22,7 +22,9 @@ The keys are stable (benchmarks and crash tests read them):
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +47,28 @@ class Stats:
     def note_running(self, quota_key: str, running: int) -> None:
         if running > self.peak_running.get(quota_key, 0):
             self.peak_running[quota_key] = running
+
+    def to_json(self) -> dict[str, Any]:
+        """Every counter as it is (for saving the state; :meth:`snapshot` is the public view)."""
+        return {
+            f.name: dict(value) if isinstance(value := getattr(self, f.name), dict) else value
+            for f in dataclasses.fields(self)
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Stats:
+        """The counters :meth:`to_json` wrote; ValueError (or TypeError) if ``data`` is not that."""
+        stats = cls()
+        if not isinstance(data, Mapping) or set(data) != {f.name for f in dataclasses.fields(cls)}:
+            raise ValueError("not emulator counters")
+        for f in dataclasses.fields(cls):
+            current, value = getattr(stats, f.name), data[f.name]
+            if isinstance(current, dict):
+                counts = {str(key): int(n) for key, n in dict(value).items()}
+                setattr(stats, f.name, Counter(counts) if isinstance(current, Counter) else counts)
+            else:
+                setattr(stats, f.name, int(value))
+        return stats
 
     def snapshot(self, running: dict[str, int], jobs_by_status: dict[str, dict[str, int]]) -> dict[str, Any]:
         """The JSON-ready counters, with the live ``running`` and ``jobs_by_status`` views."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -11,7 +12,7 @@ import anyio
 import botocore.exceptions
 import pytest
 
-from asyncjobs.emulator import Emulator, EmulatorConfig
+from asyncjobs.emulator import Emulator, EmulatorConfig, EmulatorStateError
 from tests.conftest import (
     MODEL,
     FakeClock,
@@ -341,3 +342,94 @@ async def test_auth_fault_set_and_cleared_over_http(make_emulator: MakeEmulator)
     assert [job["jobName"] for job in emu.jobs()] == ["first", "third"]
     with pytest.raises(ValueError, match="auth_fault_after"):
         emu.configure(auth_fault_after=-1)
+
+
+async def test_saved_state_is_taken_over_by_a_new_emulator(
+    make_emulator: MakeEmulator, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    config = fast_config(clock=clock, bedrock_max_running=4, seed=4)
+    first = await make_emulator(config)
+    async with (
+        aws_client("bedrock", first.url) as bedrock,
+        aws_client("personalize", first.url) as personalize,
+    ):
+        arns = [
+            (await bedrock.create_model_invocation_job(**bedrock_job(f"b{i}", clientRequestToken=f"tok{i}")))[
+                "jobArn"
+            ]
+            for i in range(3)
+        ]
+        await bedrock.create_model_invocation_job(**bedrock_job("b0"))  # a duplicate name, counted
+        await bedrock.stop_model_invocation_job(jobIdentifier=arns[0])
+        segment = (await personalize.create_batch_segment_job(**personalize_job("seg")))["batchSegmentJobArn"]
+    path = tmp_path / "state.json"
+    first.save_state(path)
+    assert not (tmp_path / "state.json.tmp").exists()
+    saved_jobs, saved_stats = first.jobs(), first.stats()
+
+    second = await make_emulator(config)
+    second.load_state(path)
+
+    assert second.jobs() == saved_jobs
+    assert second.stats() == saved_stats
+    assert saved_stats["duplicate_jobs"] == 1
+    async with (
+        aws_client("bedrock", second.url, retries=1) as bedrock,
+        aws_client("personalize", second.url, retries=1) as personalize,
+    ):
+        # a token replay still answers with the original job, the quota still counts the jobs
+        replay = await bedrock.create_model_invocation_job(**bedrock_job("b1", clientRequestToken="tok1"))
+        assert replay["jobArn"] == arns[1]
+        with pytest.raises(bedrock.exceptions.ServiceQuotaExceededException):
+            await bedrock.create_model_invocation_job(**bedrock_job("b9"))
+        with pytest.raises(personalize.exceptions.ResourceAlreadyExistsException):
+            await personalize.create_batch_segment_job(**personalize_job("seg"))
+        listed = await bedrock.list_model_invocation_jobs(maxResults=2)
+        assert len(listed["invocationJobSummaries"]) == 2 and listed["nextToken"]
+        # the jobs go on by the clock: the stopped one ends Stopped, the others finish
+        clock.advance(60)
+        stopped = await bedrock.get_model_invocation_job(jobIdentifier=arns[0])
+        done = await bedrock.get_model_invocation_job(jobIdentifier=arns[2])
+        assert (stopped["status"], done["status"]) == ("Stopped", "Completed")
+        job = await personalize.describe_batch_segment_job(batchSegmentJobArn=segment)
+        assert job["batchSegmentJob"]["status"] == "ACTIVE"
+        # a slot is free again, and a new job gets a new place in the order
+        new = (await bedrock.create_model_invocation_job(**bedrock_job("b9")))["jobArn"]
+    assert second.jobs()[-1]["arn"] == new
+    assert second.stats()["jobs_total"] == 6
+
+
+async def test_a_state_that_cannot_be_used_is_refused_and_changes_nothing(
+    make_emulator: MakeEmulator, tmp_path: Path
+) -> None:
+    source = await make_emulator()
+    async with aws_client("bedrock", source.url) as client:
+        await client.create_model_invocation_job(**bedrock_job("saved"))
+    path = tmp_path / "state.json"
+    source.save_state(path)
+    document = json.loads(path.read_text())
+
+    target = await make_emulator()
+    async with aws_client("bedrock", target.url) as client:
+        await client.create_model_invocation_job(**bedrock_job("kept"))
+    state = document["state"]
+    broken = {  # file name: (content, what the error says)
+        "missing.json": (None, "cannot read"),
+        "truncated.json": (path.read_text()[: len(path.read_text()) // 2], "cannot read"),
+        "binary.json": ("\udcff", "cannot read"),
+        "not-a-state.json": (json.dumps({"jobs": []}), "not an emulator state file"),
+        "other-version.json": (json.dumps({**document, "version": 99}), "version 99"),
+        "bad-job.json": (json.dumps({**document, "state": {**state, "jobs": [{"arn": "x"}]}}), "corrupt"),
+        "bad-stats.json": (json.dumps({**document, "state": {**state, "stats": []}}), "corrupt"),
+    }
+    for name, (text, says) in broken.items():
+        if text is not None:
+            (tmp_path / name).write_bytes(text.encode("utf-8", "surrogateescape"))
+        with pytest.raises(EmulatorStateError, match=says):
+            target.load_state(tmp_path / name)
+    other_settings = await make_emulator(fail_rate=0.5)
+    with pytest.raises(EmulatorStateError, match="other settings"):
+        other_settings.load_state(path)
+    assert [job["jobName"] for job in target.jobs()] == ["kept"]
+    assert other_settings.jobs() == []
