@@ -309,7 +309,7 @@ class Campaign:
             await self._restore()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._dispatch, tg)
-                tg.start_soon(self._track)
+                tg.start_soon(self._track, wait)
                 tg.start_soon(self._watch, wait, stop)
         for send in self._streams:
             send.close()
@@ -672,8 +672,12 @@ class Campaign:
         return job
 
     # --------------------------------------------------------------- tracking
-    async def _track(self) -> None:
-        """Sweep each job kind when the poll policy says a sweep would pay off."""
+    async def _track(self, wait: bool) -> None:
+        """Sweep each job kind when the poll policy says a sweep would pay off.
+
+        Without ``wait`` the run ends once everything is submitted, so there is no
+        final sweep to schedule: only full keys are swept, to free their slots.
+        """
         limiters: dict[str, AsyncLimiter] = {}
         policy = PollPolicy(self.settings.min_poll_interval, self.settings.poll_interval)
         start = self._clock()
@@ -686,7 +690,7 @@ class Campaign:
                 groups[job.service].append(job)
             waiting = self._waiting_keys(now)
             urgent = urgent_keys(self._loads(waiting), self._durations, self._create_rates())
-            finishing = self._finishing()
+            finishing = wait and self._finishing()
             due: list[Service] = []
             soonest = now + 1.0
             for service, jobs in groups.items():
@@ -708,6 +712,8 @@ class Campaign:
                 await self._wake_track.wait(min(soonest - now, 0.5))
                 continue
             for service in due:
+                if self._stopping:
+                    break
                 last[service] = self._clock()
                 changed = await self._sweep(groups[service], limiters)
                 idle[service] = 0 if changed else idle[service] + 1
@@ -746,7 +752,15 @@ class Campaign:
         limiter = limiters.setdefault(name, AsyncLimiter(1, 1.0 / self.settings.read_rate))
         await limiter.acquire()
         try:
-            result = await adapter.poll(jobs)
+            # a read only: a stop need not wait for it (what it saw is committed shielded, below)
+            with anyio.CancelScope() as reading:
+                self._waiting.add(reading)
+                try:
+                    result = await adapter.poll(jobs)
+                finally:
+                    self._waiting.discard(reading)
+            if reading.cancelled_caught:
+                return False
         except Fatal as exc:
             self._halt(exc)
             return False
