@@ -157,6 +157,29 @@ class Job:
     updated_at: float | None = None
 
 
+def evolve(job: Job, state: JobState, updated_at: float, fields: Mapping[str, Any]) -> Job:
+    """``job`` in ``state`` with ``fields`` changed: ``dataclasses.replace`` without its
+    per-call introspection (the journal makes one per state change)."""
+    get = fields.get
+    return Job(
+        job.id,
+        job.seq,
+        job.service,
+        job.quota_key,
+        state,
+        get("attempt", job.attempt),
+        get("job_name", job.job_name),
+        get("token", job.token),
+        job.request,
+        job.digest,
+        get("arn", job.arn),
+        get("remote_status", job.remote_status),
+        get("last_error", job.last_error),
+        get("submitted_at", job.submitted_at),
+        updated_at,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class StateCounts:
     """Number of jobs per normalised state."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import errno
 import fcntl
 import os
@@ -43,7 +42,7 @@ from ..errors import (
     SpecChanged,
 )
 from ..lifecycle import Event
-from ..model import Job, JobSpec, JobState, Service, StateCounts, canonical_json, spec_digest
+from ..model import Job, JobSpec, JobState, Service, StateCounts, canonical_json, evolve, spec_digest
 from ..naming import idempotency_token, job_name
 from .base import AddResult, Change, EventRecord
 
@@ -540,7 +539,7 @@ class SQLiteJournal:
         if not updates:
             return []
         now = time.time()
-        jobs = [dataclasses.replace(job, remote_status=status, updated_at=now) for job, status in updates]
+        jobs = [evolve(job, job.state, now, {"remote_status": status}) for job, status in updates]
 
         def write() -> None:
             with self._transaction() as conn:
@@ -585,12 +584,7 @@ class SQLiteJournal:
 
     async def _flush(self, batch: list[tuple[Change, asyncio.Future[Job]]]) -> None:
         now = time.time()
-        jobs = [
-            dataclasses.replace(
-                c.job, state=lifecycle.apply(c.job.state, c.event), updated_at=now, **c.fields
-            )
-            for c, _ in batch
-        ]
+        jobs = [evolve(c.job, lifecycle.apply(c.job.state, c.event), now, c.fields) for c, _ in batch]
         try:
             await self._run(lambda: self._write_sync(batch, jobs, now))
         except BaseException as exc:
