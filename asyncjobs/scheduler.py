@@ -26,7 +26,7 @@ import contextlib
 import math
 import random
 import time
-from collections import Counter, defaultdict, deque
+from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,30 +182,36 @@ class _Signal:
 
 
 class _Tracked:
-    """Jobs with an ARN whose final state is not yet seen, counted per quota key."""
+    """Jobs with an ARN whose final state is not yet seen, indexed by job kind and quota key."""
 
     def __init__(self) -> None:
         self.jobs: dict[str, Job] = {}
-        self.per_key: Counter[str] = Counter()
+        self.by_service: dict[Service, dict[str, Job]] = defaultdict(dict)
+        self.by_key: dict[str, dict[str, Job]] = defaultdict(dict)
         self.kind: dict[str, Service] = {}
 
     def put(self, job: Job) -> None:
-        if job.id not in self.jobs:
-            self.per_key[job.quota_key] += 1
         self.jobs[job.id] = job
+        self.by_service[job.service][job.id] = job
+        self.by_key[job.quota_key][job.id] = job
         self.kind[job.quota_key] = job.service
 
     def drop(self, job_id: str) -> None:
         job = self.jobs.pop(job_id, None)
         if job is not None:
-            self.per_key[job.quota_key] -= 1
+            del self.by_service[job.service][job_id]
+            del self.by_key[job.quota_key][job_id]
 
     def get(self, job_id: str) -> Job | None:
         return self.jobs.get(job_id)
 
+    def count(self, key: str) -> int:
+        return len(self.by_key.get(key, ()))
+
     def clear(self) -> None:
         self.jobs.clear()
-        self.per_key.clear()
+        self.by_service.clear()
+        self.by_key.clear()
 
 
 class Campaign:
@@ -251,11 +257,16 @@ class Campaign:
         self._adapters: dict[Service, ServiceAdapter] = {}
         self._wake_dispatch = _Signal()
         self._wake_track = _Signal()
+        self._wake_watch = _Signal()
+        self._watch_armed = False
         self._stop = anyio.Event()
         self._stopping = False
         self._fatal: Fatal | None = None
         self._waiting: set[anyio.CancelScope] = set()
-        self._submitters = 0
+        #: Jobs handed to the submit workers whose create call has not yet returned.
+        self._unsent: set[str] = set()
+        self._ready: deque[tuple[Job, bool]] = deque()
+        self._idle: deque[anyio.Event] = deque()
 
     # ------------------------------------------------------------ public API
     async def add(self, specs: Iterable[JobSpec]) -> AddResult:
@@ -303,6 +314,9 @@ class Campaign:
         self._started = self._clock()
         self._stopping = False
         self._fatal = None
+        self._ready.clear()
+        self._idle.clear()
+        self._unsent.clear()
         self._stop = anyio.Event()
         async with contextlib.AsyncExitStack() as stack:
             await self._open_adapters(stack)
@@ -310,7 +324,7 @@ class Campaign:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._dispatch, tg)
                 tg.start_soon(self._track, wait)
-                tg.start_soon(self._watch, wait, stop)
+                tg.start_soon(self._watch, wait, stop, tg)
         for send in self._streams:
             send.close()
         self._streams.clear()
@@ -427,6 +441,8 @@ class Campaign:
     # ---------------------------------------------------------------- loops
     def _notify(self) -> None:
         self._wake_dispatch.set()
+        if self._watch_armed:
+            self._wake_watch.set()
 
     async def _pause(self, seconds: float) -> bool:
         """Sleep, unless the run is stopping; True if the sleep was cut short by a stop."""
@@ -434,8 +450,14 @@ class Campaign:
             await self._stop.wait()
         return self._stopping
 
-    async def _watch(self, wait: bool, stop: anyio.Event | None) -> None:
-        """End the run when everything is final (or submitted, without ``wait``), or on ``stop``."""
+    async def _watch(self, wait: bool, stop: anyio.Event | None, tg: TaskGroup) -> None:
+        """End the run when everything is final (or submitted, without ``wait``), or on ``stop``.
+
+        While work is still pending it looks every 0.2 s; once everything is claimed, on
+        every change, so a run ends as soon as its last job allows.
+        """
+        if stop is not None:
+            tg.start_soon(self._relay, stop)
         while not self._stopping:
             counts = self.journal.counts()
             if stop is not None and stop.is_set():
@@ -445,12 +467,21 @@ class Campaign:
                 break
             if not wait and counts[JobState.PENDING] == 0 and counts[JobState.SUBMITTING] == 0:
                 break
-            if stop is not None:
-                with anyio.move_on_after(0.2):
-                    await stop.wait()
-            else:
-                await anyio.sleep(0.2)
+            self._watch_armed = counts[JobState.PENDING] == 0
+            await self._wake_watch.wait(0.2)
+        self._watch_armed = False
         self._begin_stop()
+
+    async def _relay(self, stop: anyio.Event) -> None:
+        """Wake the watcher as soon as the caller's ``stop`` is set (until the run ends)."""
+        with anyio.CancelScope() as scope:
+            self._waiting.add(scope)
+            try:
+                if not self._stopping:
+                    await stop.wait()
+                    self._wake_watch.set()
+            finally:
+                self._waiting.discard(scope)
 
     def _begin_stop(self) -> None:
         """Stop claiming and retrying; creates already sent finish and are journaled."""
@@ -458,6 +489,8 @@ class Campaign:
         self._stop.set()
         for scope in list(self._waiting):
             scope.cancel()
+        while self._idle:  # idle submit workers end; busy ones finish their queue first
+            self._idle.popleft().set()
         self._notify()
         self._wake_track.set()
 
@@ -471,11 +504,14 @@ class Campaign:
     async def _dispatch(self, tg: TaskGroup) -> None:
         """Claim pending jobs while their quota key has a free slot.
 
-        At most ``4 * max_inflight_creates`` jobs are between claim and create response at
-        once, so memory and journal reads stay bounded whatever the caps.
+        At most ``8 * max_inflight_creates`` claimed jobs wait for their create call's
+        response at once (memory and journal reads stay bounded whatever the caps); the
+        pipeline is refilled once a quarter of that is free, so that a claim (a journal read
+        and a commit, each a hop to the journal's thread) lands before the jobs already
+        claimed are all sent.
         """
-        inflight = anyio.Semaphore(self.settings.max_inflight_creates)
-        room = 4 * self.settings.max_inflight_creates
+        inflight = anyio.Semaphore(self.settings.max_inflight_creates, fast_acquire=True)
+        room = 8 * self.settings.max_inflight_creates
         reported: frozenset[str] = frozenset()
         while not self._stopping:
             now = self._clock()
@@ -500,8 +536,8 @@ class Campaign:
                     full.add(key)
                     continue
                 # refill the pipeline in chunks, not one journal read per finished create
-                take = min(free, room - self._submitters)
-                if take <= 0 or (take < free and take < room // 2):
+                take = min(free, room - len(self._unsent))
+                if take <= 0 or (take < free and take < room // 4):
                     continue
                 batch = await self.journal.pending(key, take)
                 self._slots[key].update(job.id for job in batch)
@@ -516,16 +552,34 @@ class Campaign:
     def _start_submit(
         self, tg: TaskGroup, job: Job, inflight: anyio.Semaphore, *, maybe_created: bool
     ) -> None:
-        self._submitters += 1
+        """Hand ``job`` to an idle submit worker, or start one: a pool that grows to the number
+        of jobs between claim and create, instead of a task per job."""
+        self._unsent.add(job.id)
+        self._ready.append((job, maybe_created))
+        if self._idle:
+            self._idle.popleft().set()
+        else:
+            tg.start_soon(self._submit_worker, inflight)
 
-        async def submit() -> None:
-            try:
-                await self._submit(job, inflight, maybe_created)
-            finally:
-                self._submitters -= 1
-                self._notify()
+    async def _submit_worker(self, inflight: anyio.Semaphore) -> None:
+        while True:
+            if self._ready:
+                job, maybe_created = self._ready.popleft()
+                try:
+                    await self._submit(job, inflight, maybe_created)
+                finally:
+                    self._sent(job)
+                continue
+            if self._stopping:
+                return
+            wake = anyio.Event()
+            self._idle.append(wake)
+            await wake.wait()
 
-        tg.start_soon(submit)
+    def _sent(self, job: Job) -> None:
+        if job.id in self._unsent:
+            self._unsent.discard(job.id)
+            self._notify()
 
     async def _submit(self, job: Job, inflight: anyio.Semaphore, maybe_created: bool) -> None:
         """Create one claimed job. ``maybe_created``: an earlier create (before a crash, or one
@@ -558,15 +612,15 @@ class Campaign:
                 log.info(
                     "asyncjobs.create.throttled", job_id=job.id, service=str(job.service), rate=rate.rate
                 )
-                self._emit(CampaignEvent("create.throttled", job.id, job.state, detail=exc.describe()))
+                self._emit("create.throttled", job.id, job.state, detail=exc.describe())
                 job = await self.journal.transition(job, Event.RETRY, detail=exc.describe())
                 await self._pause(self._backoff(throttles))
                 continue
             except CapacityExceeded as exc:
                 cap = self._cap(job.quota_key)
-                cap.exceeded(self._tracked.per_key[job.quota_key], self._clock(), self._rng)
+                cap.exceeded(self._tracked.count(job.quota_key), self._clock(), self._rng)
                 log.info("asyncjobs.capacity.exceeded", job_id=job.id, key=job.quota_key, cap=cap.cap)
-                self._emit(CampaignEvent("capacity.exceeded", job.id, detail=exc.describe()))
+                self._emit("capacity.exceeded", job.id, detail=exc.describe())
                 if maybe_created:  # an earlier attempt may have created it: look before letting go
                     self._after_create(await self._reconcile(job, adapter, if_missing=exc.describe()))
                 else:
@@ -602,6 +656,7 @@ class Campaign:
                 return
             rate.on_success()
             self._stats.creates += 1
+            self._sent(job)  # the pipeline refills while the ARN is being journaled
             with anyio.CancelScope(shield=True):
                 job = await self.journal.transition(
                     job, Event.CREATED, arn=arn, submitted_at=self._clock(), last_error=None
@@ -648,7 +703,7 @@ class Campaign:
     def _after_create(self, job: Job) -> None:
         if job.state in (JobState.SUBMITTED, JobState.RUNNING):
             self._tracked.put(job)
-            self._cap(job.quota_key).accepted(self._tracked.per_key[job.quota_key])
+            self._cap(job.quota_key).accepted(self._tracked.count(job.quota_key))
             log.info(
                 "asyncjobs.job.submitted",
                 job_id=job.id,
@@ -656,7 +711,7 @@ class Campaign:
                 arn=job.arn,
                 attempt=job.attempt,
             )
-            self._emit(CampaignEvent("job.submitted", job.id, job.state, job.arn))
+            self._emit("job.submitted", job.id, job.state, job.arn)
         self._notify()
 
     async def _release(self, job: Job, event: Event, error: str, *, slot_freed: bool = True) -> Job:
@@ -685,19 +740,18 @@ class Campaign:
         idle: dict[Service, int] = defaultdict(int)
         while not self._stopping:
             now = self._clock()
-            groups: dict[Service, list[Job]] = defaultdict(list)
-            for job in self._tracked.jobs.values():
-                groups[job.service].append(job)
             waiting = self._waiting_keys(now)
             urgent = urgent_keys(self._loads(waiting), self._durations, self._create_rates())
             finishing = wait and self._finishing()
             due: list[Service] = []
             soonest = now + 1.0
-            for service, jobs in groups.items():
+            for service, jobs in self._tracked.by_service.items():
+                if not jobs:
+                    continue
                 at = next_sweep(
                     now,
                     last[service],
-                    (Active(j.quota_key, str(j.service), j.submitted_at or now) for j in jobs),
+                    self._bearing(service, jobs, waiting, finishing, now),
                     waiting_keys=waiting,
                     urgent=urgent,
                     finishing=finishing,
@@ -715,8 +769,32 @@ class Campaign:
                 if self._stopping:
                     break
                 last[service] = self._clock()
-                changed = await self._sweep(groups[service], limiters)
+                changed = await self._sweep(list(self._tracked.by_service[service].values()), limiters)
                 idle[service] = 0 if changed else idle[service] + 1
+
+    def _bearing(
+        self, service: Service, jobs: Mapping[str, Job], waiting: frozenset[str], finishing: bool, now: float
+    ) -> list[Active]:
+        """The tracked jobs of ``service`` that bear on when to sweep it, without a pass over all
+        of them while work is still being submitted: the jobs of its full keys (at most their
+        caps), or once finishing, the earliest and the latest submitted (the policy looks only
+        at those two). With none of those, any one job: the kind is still swept now and then."""
+
+        def active(job: Job) -> Active:
+            return Active(job.quota_key, str(job.service), job.submitted_at or now)
+
+        def submitted(job: Job) -> float:
+            return job.submitted_at or now
+
+        if finishing:
+            return [active(min(jobs.values(), key=submitted)), active(max(jobs.values(), key=submitted))]
+        bearing = [
+            active(j)
+            for key in waiting
+            if self._tracked.kind.get(key) is service
+            for j in self._tracked.by_key[key].values()
+        ]
+        return bearing or [active(next(iter(jobs.values())))]
 
     def _waiting_keys(self, now: float) -> frozenset[str]:
         return frozenset(
@@ -809,7 +887,7 @@ class Campaign:
             if not new.state.is_final:
                 self._tracked.put(new)
                 if new.state is JobState.RUNNING and job.state is not JobState.RUNNING:
-                    self._emit(CampaignEvent("job.running", new.id, new.state, new.arn))
+                    self._emit("job.running", new.id, new.state, new.arn)
                 continue
             if remote.submitted is not None and remote.ended is not None:
                 self._durations[str(new.service)].add(remote.ended - remote.submitted)
@@ -842,7 +920,7 @@ class Campaign:
             detail=f"attempt {attempt} after {job.state}",
         )
         log.info("asyncjobs.job.resubmitted", job_id=job.id, attempt=attempt)
-        self._emit(CampaignEvent("job.resubmitted", job.id, JobState.PENDING, detail=f"attempt {attempt}"))
+        self._emit("job.resubmitted", job.id, JobState.PENDING, detail=f"attempt {attempt}")
 
     # ------------------------------------------------------------- reporting
     def _finished(self, job: Job) -> None:
@@ -855,9 +933,20 @@ class Campaign:
             arn=job.arn,
             error=job.last_error,
         )
-        self._emit(CampaignEvent("job.final", job.id, job.state, job.arn, job.last_error))
+        self._emit("job.final", job.id, job.state, job.arn, job.last_error)
 
-    def _emit(self, event: CampaignEvent) -> None:
+    def _emit(
+        self,
+        name: str,
+        job_id: str | None = None,
+        state: JobState | None = None,
+        arn: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Tell embedders; the event is built only when someone listens."""
+        if not (self._hooks or self._streams):
+            return
+        event = CampaignEvent(name, job_id, state, arn, detail)
         for hook in self._hooks:
             hook(event)
         for send in self._streams:
