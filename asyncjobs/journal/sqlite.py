@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import sqlite3
 import time
@@ -42,7 +43,7 @@ from ..errors import (
     SpecChanged,
 )
 from ..lifecycle import Event
-from ..model import Job, JobSpec, JobState, Service, StateCounts, canonical_json, evolve, spec_digest
+from ..model import Job, JobSpec, JobState, Service, StateCounts, evolve
 from ..naming import idempotency_token, job_name
 from .base import AddResult, Change, EventRecord
 
@@ -51,18 +52,31 @@ log = structlog.get_logger("asyncjobs.journal")
 SCHEMA_VERSION = 1
 _APPLICATION_ID = 0x41534A42  # "ASJB"
 _INGEST_BATCH = 5000
+#: The indexes of ``jobs``, dropped while a fresh journal is bulk-loaded and built after.
+#: (Journals created before 0.1 enforce the two unique ones as column constraints, which
+#: cannot be dropped: they are loaded row by row.)
+_JOB_INDEXES = {
+    "jobs_id": "CREATE UNIQUE INDEX jobs_id ON jobs (id)",
+    "jobs_job_name": "CREATE UNIQUE INDEX jobs_job_name ON jobs (job_name)",
+    "jobs_by_state": "CREATE INDEX jobs_by_state ON jobs (state, quota_key, seq)",
+}
+_INSERT_JOB = (
+    "INSERT INTO jobs (id, service, quota_key, request, digest, given_name, job_name,"
+    " source, ingest, updated_at, state, attempt) VALUES "
+)
+_JOB_VALUES = "(?,?,?,?,?,?,?,?,?,?, 'pending', 1)"
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE jobs (
     seq           INTEGER PRIMARY KEY,
-    id            TEXT NOT NULL UNIQUE,
+    id            TEXT NOT NULL,
     service       TEXT NOT NULL,
     quota_key     TEXT NOT NULL,
     request       TEXT NOT NULL,
     digest        TEXT NOT NULL,
     given_name    TEXT,
-    job_name      TEXT NOT NULL UNIQUE,
+    job_name      TEXT NOT NULL,
     state         TEXT NOT NULL,
     attempt       INTEGER NOT NULL,
     arn           TEXT,
@@ -73,6 +87,8 @@ CREATE TABLE jobs (
     submitted_at  REAL,
     updated_at    REAL NOT NULL
 );
+CREATE UNIQUE INDEX jobs_id ON jobs (id);
+CREATE UNIQUE INDEX jobs_job_name ON jobs (job_name);
 CREATE INDEX jobs_by_state ON jobs (state, quota_key, seq);
 CREATE TABLE events (
     seq        INTEGER PRIMARY KEY,
@@ -336,46 +352,134 @@ class SQLiteJournal:
     def _add_sync(self, specs: Iterable[JobSpec]) -> tuple[AddResult, Counter[str]]:
         added: Counter[str] = Counter()
         existing = 0
-        with self._transaction() as conn:
-            ingest = int(conn.execute("SELECT value FROM meta WHERE key = 'ingests'").fetchone()[0]) + 1
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'ingests'", (str(ingest),))
-            fresh = conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchone() is None
-            for batch in _batches(specs, _INGEST_BATCH):
-                stored, skipped = self._store(self._encode(batch, ingest), ingest, fresh)
-                existing += skipped
-                added.update(r[2] for r in stored)
-        log.debug("asyncjobs.journal.ingested", added=sum(added.values()), existing=existing)
+        bulk = self._bulk_loadable()
+        # a fresh journal is loaded with a rollback journal: each page is written once, not to
+        # the WAL and again at the checkpoint (still atomic and durable; WAL again at the end)
+        switched = bulk and self._journal_mode("delete")
+        try:
+            with self._transaction() as conn:
+                ingest = int(conn.execute("SELECT value FROM meta WHERE key = 'ingests'").fetchone()[0]) + 1
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'ingests'", (str(ingest),))
+                fresh = bulk or conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchone() is None
+                if bulk:  # rows go in unindexed; the indexes are built once, sorted, at the end
+                    for name in _JOB_INDEXES:
+                        conn.execute(f"DROP INDEX {name}")
+                for batch in _batches(specs, _INGEST_BATCH):
+                    rows = self._encode(batch, ingest)
+                    if bulk:
+                        self._insert_many(rows)
+                    else:
+                        rows, skipped = self._store(rows, ingest, fresh)
+                        existing += skipped
+                    added.update(r[2] for r in rows)
+                if bulk:
+                    self._build_indexes()
+        finally:
+            if switched:
+                self._journal_mode("wal")
+        log.debug("asyncjobs.journal.ingested", added=sum(added.values()), existing=existing, bulk=bulk)
         return AddResult(added=sum(added.values()), existing=existing), added
 
+    def _bulk_loadable(self) -> bool:
+        """An empty journal whose indexes can be dropped for the load and built after it."""
+        conn = self._conn
+        if conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchone() is not None:
+            return False
+        marks = ",".join("?" * len(_JOB_INDEXES))
+        (n,) = conn.execute(
+            f"SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN ({marks})",
+            list(_JOB_INDEXES),
+        ).fetchone()
+        return bool(n == len(_JOB_INDEXES))
+
+    def _journal_mode(self, mode: str) -> bool:
+        """Switch SQLite's journal mode (outside a transaction); False if it could not be."""
+        try:
+            (now,) = self._conn.execute(f"PRAGMA journal_mode = {mode}").fetchone()
+        except sqlite3.Error as exc:  # a reader holds the file: carry on as before
+            log.warning("asyncjobs.journal.mode_unchanged", mode=mode, error=str(exc))
+            return False
+        return bool(str(now).lower() == mode)
+
+    def _insert_many(self, rows: list[tuple[Any, ...]]) -> None:
+        """Insert ``rows`` with few statements: each step of a multi-row INSERT is one call
+        into SQLite, instead of one per row."""
+        conn = self._conn
+        limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 10
+        per = max(1, min(500, limit))
+        whole = len(rows) - len(rows) % per
+        if whole:
+            sql = _INSERT_JOB + ",".join([_JOB_VALUES] * per)
+            for start in range(0, whole, per):
+                conn.execute(sql, [v for row in rows[start : start + per] for v in row])
+        if whole < len(rows):
+            conn.executemany(_INSERT_JOB + _JOB_VALUES, rows[whole:])
+
+    def _build_indexes(self) -> None:
+        """Build the indexes of a bulk load; a repeated id or job name raises CampaignError
+        naming its two places (the first repeat in input order)."""
+        for name, sql in _JOB_INDEXES.items():
+            try:
+                self._conn.execute(sql)
+            except sqlite3.IntegrityError:
+                column, label, field = (
+                    ("id", "id", "id") if name == "jobs_id" else ("job_name", "jobName", "request.jobName")
+                )
+                found = self._conn.execute(
+                    f"SELECT value, source, first FROM (SELECT {column} AS value, seq, source,"
+                    " row_number() OVER w AS n, first_value(source) OVER w AS first FROM jobs"
+                    f" WINDOW w AS (PARTITION BY {column} ORDER BY seq)) WHERE n = 2 ORDER BY seq LIMIT 1"
+                ).fetchone()
+                if found is None:
+                    raise
+                value, source, first = found
+                raise CampaignError(
+                    f"duplicate {label} {value!r} (first at {first})", source=source, field=field
+                ) from None
+
     def _encode(self, batch: list[JobSpec], ingest: int) -> list[tuple[Any, ...]]:
-        """The rows of ``batch`` (no I/O); raises on an id repeated within the batch."""
+        """The rows of ``batch`` (no I/O); raises on an id repeated within the batch.
+
+        The hot loop of an ingest: the request is encoded once (canonical JSON, hashed as
+        bytes), and quota keys are derived once per distinct model or solution version.
+        """
         rows: list[tuple[Any, ...]] = []
         seen: dict[str, str | None] = {}
         now = time.time()
         campaign = self._campaign
+        keys: dict[tuple[Service, str], str] = {}
+        dumps, sort, sha256 = orjson.dumps, orjson.OPT_SORT_KEYS, hashlib.sha256
+        prefixes = {service: f"{service}\0".encode() for service in Service}
         for spec in batch:
-            if spec.id in seen:
+            spec_id = spec.id
+            if spec_id in seen:
                 raise CampaignError(
-                    f"duplicate id {spec.id!r} (first at {seen[spec.id]})",
+                    f"duplicate id {spec_id!r} (first at {seen[spec_id]})",
                     source=spec.source or "<specs>",
                     field="id",
                 )
-            seen[spec.id] = spec.source
-            request_json = canonical_json(spec.request)
-            digest = spec_digest(str(spec.service), request_json)
-            given = spec.request.get("jobName")
-            name = job_name(campaign, spec.id, 1, given if isinstance(given, str) else None)
-            source = spec.source or "<specs>"
+            seen[spec_id] = spec.source
+            request = spec.request
+            service = spec.service
+            raw = dumps(request, option=sort)
+            given = request.get("jobName")
+            target = request.get("modelId" if service is Service.BEDROCK else "solutionVersionArn")
+            if isinstance(target, str):
+                key = keys.get((service, target))
+                if key is None:
+                    key = keys[(service, target)] = spec.quota_key
+            else:
+                key = spec.quota_key
             rows.append(
                 (
-                    spec.id,
-                    str(spec.service),
-                    spec.quota_key,
-                    request_json,
-                    digest,
+                    spec_id,
+                    str(service),
+                    key,
+                    raw.decode(),
+                    sha256(prefixes[service] + raw).hexdigest(),  # = spec_digest(service, request JSON)
                     given,
-                    name,
-                    source,
+                    job_name(campaign, spec_id, 1, given if isinstance(given, str) else None),
+                    spec.source or "<specs>",
                     ingest,
                     now,
                 )
@@ -415,11 +519,7 @@ class SQLiteJournal:
     def _insert(self, rows: list[tuple[Any, ...]]) -> None:
         self._conn.execute("SAVEPOINT batch")
         try:
-            self._conn.executemany(
-                "INSERT INTO jobs (id, service, quota_key, request, digest, given_name, job_name,"
-                " source, ingest, updated_at, state, attempt) VALUES (?,?,?,?,?,?,?,?,?,?, 'pending', 1)",
-                rows,
-            )
+            self._conn.executemany(_INSERT_JOB + _JOB_VALUES, rows)
         except sqlite3.IntegrityError:
             # a constraint error leaves the transaction open: diagnose against the journal as it was
             self._conn.execute("ROLLBACK TO batch")
