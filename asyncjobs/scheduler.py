@@ -23,10 +23,11 @@ that still never loses a journaled ARN.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import random
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -264,7 +265,8 @@ class Campaign:
         self._fatal: Fatal | None = None
         self._waiting: set[anyio.CancelScope] = set()
         #: Jobs handed to the submit workers whose create call has not yet returned.
-        self._unsent: set[str] = set()
+        self._unsent: dict[str, str] = {}  # job id -> quota key
+        self._unsent_keys: Counter[str] = Counter()
         self._ready: deque[tuple[Job, bool]] = deque()
         self._idle: deque[anyio.Event] = deque()
 
@@ -317,6 +319,7 @@ class Campaign:
         self._ready.clear()
         self._idle.clear()
         self._unsent.clear()
+        self._unsent_keys.clear()
         self._stop = anyio.Event()
         async with contextlib.AsyncExitStack() as stack:
             await self._open_adapters(stack)
@@ -523,8 +526,12 @@ class Campaign:
                 else:
                     wake_at = min(wake_at, not_before)
             full: set[str] = set()
-            for key, counts in self.journal.counts_by_key().items():
-                if counts[JobState.PENDING] <= 0:
+            batches: list[list[Job]] = []
+            planned = len(self._unsent)
+            by_key = self.journal.counts_by_key()
+            # the most work per slot first: its key is the likeliest to bound the campaign
+            for key in sorted(by_key, key=lambda k: (-by_key[k][JobState.PENDING] / self._cap(k).cap, k)):
+                if by_key[key][JobState.PENDING] <= 0:
                     continue
                 cap = self._cap(key)
                 if cap.probe(now, self.settings.capacity_probe_after):
@@ -536,14 +543,27 @@ class Campaign:
                     full.add(key)
                     continue
                 # refill the pipeline in chunks, not one journal read per finished create
-                take = min(free, room - len(self._unsent))
+                take = min(free, room - planned)
                 if take <= 0 or (take < free and take < room // 4):
                     continue
                 batch = await self.journal.pending(key, take)
-                self._slots[key].update(job.id for job in batch)
-                # the intent to create, durable before any create call: one commit for the batch
-                for job in await self.journal.transition_many([Change(j, Event.CLAIM, {}) for j in batch]):
-                    self._start_submit(tg, job, inflight, maybe_created=False)
+                if batch:
+                    self._slots[key].update(job.id for job in batch)
+                    batches.append(batch)
+                    planned += len(batch)
+            if batches:
+                # the intent to create, durable before any create call: one commit for all keys
+                claimed = iter(
+                    await self.journal.transition_many(
+                        [Change(j, Event.CLAIM, {}) for b in batches for j in b]
+                    )
+                )
+                # keys take turns, so one key's batch does not queue for every create token first
+                per_key = [[next(claimed) for _ in batch] for batch in batches]
+                for turn in itertools.zip_longest(*per_key):
+                    for job in turn:
+                        if job is not None:
+                            self._start_submit(tg, job, inflight, maybe_created=False)
             if full != reported:  # slot demand changed: the tracker may want to sweep sooner
                 reported = frozenset(full)
                 self._wake_track.set()
@@ -554,7 +574,8 @@ class Campaign:
     ) -> None:
         """Hand ``job`` to an idle submit worker, or start one: a pool that grows to the number
         of jobs between claim and create, instead of a task per job."""
-        self._unsent.add(job.id)
+        self._unsent[job.id] = job.quota_key
+        self._unsent_keys[job.quota_key] += 1
         self._ready.append((job, maybe_created))
         if self._idle:
             self._idle.popleft().set()
@@ -577,8 +598,9 @@ class Campaign:
             await wake.wait()
 
     def _sent(self, job: Job) -> None:
-        if job.id in self._unsent:
-            self._unsent.discard(job.id)
+        key = self._unsent.pop(job.id, None)
+        if key is not None:
+            self._unsent_keys[key] -= 1
             self._notify()
 
     async def _submit(self, job: Job, inflight: anyio.Semaphore, maybe_created: bool) -> None:
@@ -797,10 +819,15 @@ class Campaign:
         return bearing or [active(next(iter(jobs.values())))]
 
     def _waiting_keys(self, now: float) -> frozenset[str]:
+        """Keys whose work waits for a slot: full, with pending jobs, and every slot held by a
+        created job. While a claimed job still waits for its create (the create rate is what
+        holds it up), a finished job would not start anything sooner: no sweep for that."""
         return frozenset(
             key
             for key, counts in self.journal.counts_by_key().items()
-            if counts[JobState.PENDING] and self._cap(key).free(len(self._slots[key]), now) == 0
+            if counts[JobState.PENDING]
+            and not self._unsent_keys[key]
+            and self._cap(key).free(len(self._slots[key]), now) == 0
         )
 
     def _loads(self, keys: Iterable[str]) -> list[KeyLoad]:

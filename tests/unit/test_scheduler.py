@@ -229,3 +229,45 @@ def test_personalize_limit_exceeded_is_told_apart_by_its_words(message: str, kin
         {"Error": {"Code": "LimitExceededException", "Message": message}}, "CreateBatchInferenceJob"
     )
     assert type(classify(error, operation="CreateBatchInferenceJob")).__name__ == kind
+
+
+async def test_keys_take_turns_for_create_tokens_busiest_first(journal: SQLiteJournal) -> None:
+    """Claimed jobs of several keys are created alternately, the key with the most work per slot
+    first: one key's batch must not queue for every create token of the service."""
+    fake = FakeService(duration=0.01)
+    await journal.add_specs(
+        specs(6, model="few") + [JobSpec(s.id + "b", s.service, s.request) for s in specs(9)]
+    )
+    order: list[str] = []
+    campaign = Campaign(
+        journal,
+        adapters={Service.BEDROCK: fake},
+        settings=Settings(**{**FAST, "create_rate": 100.0}),  # type: ignore[arg-type]
+        on_event=lambda e: order.append(e.job_id or "") if e.name == "job.submitted" else None,
+    )
+    with anyio.fail_after(30):
+        await campaign.run()
+    keys = ["m1" if job_id.endswith("b") else "few" for job_id in order]
+    assert keys[:12] == ["m1", "few"] * 6
+    assert keys[12:] == ["m1"] * 3
+
+
+async def test_no_sweep_for_slots_while_claimed_jobs_wait_for_the_create_rate(journal: SQLiteJournal) -> None:
+    """A full key whose slots are held by jobs still waiting for their create gains nothing from a
+    sweep: the create rate holds it up. Its first sweep comes once every slot holds a created job."""
+    fake = FakeService(duration=1.5)
+    await journal.add_specs(specs(10))
+    polls_at_create: list[int] = []
+    campaign = Campaign(
+        journal,
+        adapters={Service.BEDROCK: fake},
+        settings=Settings(  # type: ignore[arg-type]
+            **{**FAST, "poll_interval": 30.0, "create_rate": 4.0, "max_running": {"m1": 5}}
+        ),
+        on_event=lambda e: polls_at_create.append(fake.calls["poll"]) if e.name == "job.submitted" else None,
+    )
+    with anyio.fail_after(30):
+        await campaign.run()
+    assert journal.counts()[JobState.SUCCEEDED] == 10
+    assert polls_at_create[:5] == [0] * 5, "no sweep while the first five creates were paced (1 s)"
+    assert fake.calls["poll"] >= 2
