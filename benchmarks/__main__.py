@@ -3,7 +3,8 @@
 Prints a markdown table and writes a JSON file of the results (``benchmarks/results.json``
 for a full run, ``benchmarks/results-quick.json`` with ``--quick``). ``--only`` takes a
 scenario (``quota_bound``, ``overhead``, ``scale``, ``journal``) or a quota_bound contender
-(``asyncjobs_given``, ``asyncjobs_discovered``, ``baseline_standard``, ``baseline_adaptive``).
+(``asyncjobs_given``, ``asyncjobs_discovered``, ``asyncjobs_frugal``, ``baseline_standard``,
+``baseline_adaptive``).
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ async def run_all(sizes: Sizes, only: str | None) -> list[dict[str, Any]]:
     contender = only if only and only not in SCENARIOS else None
     results: list[dict[str, Any]] = []
     if scenario in (None, "quota_bound"):
-        results += await _timed("quota_bound", quota_bound.run(sizes.quota_jobs, contender))
+        results += await _timed(
+            "quota_bound", quota_bound.run(sizes.quota_jobs, contender, quick=sizes is QUICK)
+        )
     if scenario in (None, "overhead"):
         results += await _timed("overhead", overhead.run(sizes.overhead_jobs, sizes.overhead_rounds))
     if scenario in (None, "scale"):

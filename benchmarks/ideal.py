@@ -78,6 +78,53 @@ def ideal_makespan(
     return IdealBound(seconds=bounds[binding], binding=binding, bounds=bounds)
 
 
+def greedy_makespan(
+    records: Iterable[Mapping[str, Any]],
+    *,
+    create_rate: float | None,
+    slots: Mapping[str, int],
+    burst: float | None = None,
+) -> float:
+    """The makespan of an *online* greedy client with perfect, free knowledge of job ends.
+
+    A diagnostic beside the ideal, not a bound on every schedule: the client does not know
+    durations in advance; it starts the next job of a key (in campaign order) the moment a
+    slot of that key is free, and paces each service's creates with a bucket of ``burst``
+    tokens refilled at ``create_rate`` (``burst`` 1: one create every ``1/r``, as asyncjobs paces
+    a given rate; None: the emulator's own ``max(1, r)``). When several keys of one service
+    want a create at once, the one with the most work per slot goes first. What this makespan
+    exceeds the ideal by is the cost of not knowing durations and of sharing the create
+    rate; what a real client exceeds it by is the cost of finding out that jobs ended.
+    """
+    pending: dict[str, list[float]] = defaultdict(list)
+    service_of: dict[str, str] = {}
+    for (_, _name), (service, key, seconds) in sorted(hold_times(records).items(), key=lambda i: i[0][1]):
+        pending[key].append(seconds)
+        service_of[key] = service
+    capacity = burst if burst is not None else max(1.0, create_rate or 1.0)
+    tokens = {service: (capacity, 0.0) for service in service_of.values()}  # (tokens, as of time)
+    free_at = {key: [0.0] * min(slots[service_of[key]], len(jobs)) for key, jobs in pending.items()}
+    done = 0.0
+    while any(pending.values()):
+        ready = [k for k in pending if pending[k]]
+        key = min(ready, key=lambda k: (min(free_at[k]), -len(pending[k]) / len(free_at[k]), k))
+        wanted = min(free_at[key])
+        start = wanted
+        if create_rate:
+            have, since = tokens[service_of[key]]
+            have = min(capacity, have + max(0.0, wanted - since) * create_rate)
+            start = max(wanted, since)
+            if have < 1.0:
+                start += (1.0 - have) / create_rate
+                have = 1.0
+            tokens[service_of[key]] = (have - 1.0, start)
+        seconds = pending[key].pop(0)
+        slot = free_at[key].index(wanted)
+        free_at[key][slot] = start + seconds
+        done = max(done, start + seconds)
+    return done
+
+
 def slot_turnaround(records: Iterable[Mapping[str, Any]], *, slots: Mapping[str, int]) -> dict[str, float]:
     """How long freed quota slots stayed empty: a diagnostic of how fast a client reuses them.
 

@@ -100,6 +100,7 @@ _SHOWN: dict[str, Sequence[str]] = {
         "makespan_ratio",
         "makespan_s",
         "ideal_s",
+        "greedy_instant_s",
         "throttles_per_create",
         "reads_per_job",
         "duplicates",
