@@ -80,7 +80,10 @@ def main() -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
+    # as the asyncjobs command configures it: errors only, loggers cached on first use
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR), cache_logger_on_first_use=True
+    )
     sizes = QUICK if args.quick else FULL
     out = args.out or HERE / ("results-quick.json" if args.quick else "results.json")
     started = time.perf_counter()
