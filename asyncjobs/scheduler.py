@@ -530,7 +530,9 @@ class Campaign:
             planned = len(self._unsent)
             by_key = self.journal.counts_by_key()
             # the most work per slot first: its key is the likeliest to bound the campaign
-            for key in sorted(by_key, key=lambda k: (-by_key[k][JobState.PENDING] / self._cap(k).cap, k)):
+            for key in sorted(
+                by_key, key=lambda k: (-by_key[k][JobState.PENDING] / max(1, self._cap(k).cap), k)
+            ):
                 if by_key[key][JobState.PENDING] <= 0:
                     continue
                 cap = self._cap(key)

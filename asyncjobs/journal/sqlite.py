@@ -53,7 +53,7 @@ SCHEMA_VERSION = 1
 _APPLICATION_ID = 0x41534A42  # "ASJB"
 _INGEST_BATCH = 5000
 #: The indexes of ``jobs``, dropped while a fresh journal is bulk-loaded and built after.
-#: (Journals created before 0.1 enforce the two unique ones as column constraints, which
+#: (Journals made by earlier development versions enforce the two unique ones as column constraints, which
 #: cannot be dropped: they are loaded row by row.)
 _JOB_INDEXES = {
     "jobs_id": "CREATE UNIQUE INDEX jobs_id ON jobs (id)",

@@ -4,9 +4,12 @@ created before it (unique column constraints instead of droppable indexes)."""
 from __future__ import annotations
 
 import contextlib
+import signal
 import sqlite3
+import sys
 from pathlib import Path
 
+import anyio
 import pytest
 
 from asyncjobs.errors import CampaignError
@@ -106,3 +109,49 @@ async def test_a_journal_with_unique_columns_loads_row_by_row(tmp_path: Path) ->
             await journal.add_specs(dup)
         assert (await journal.add_specs([spec(i) for i in range(6_000)])).added == 6_000
         assert journal_mode(path) == "wal"
+
+
+_KILLED_LOAD = """
+import asyncio, os, signal, sys
+from asyncjobs.journal import open_journal
+from asyncjobs.journal.sqlite import SQLiteJournal
+from asyncjobs.model import JobSpec, Service
+
+insert = SQLiteJournal._insert_many
+calls = 0
+
+def dying_insert(self, rows):
+    global calls
+    calls += 1
+    if calls == 4:  # three batches are in the (uncommitted) load; the indexes are dropped
+        os.kill(os.getpid(), signal.SIGKILL)
+    insert(self, rows)
+
+SQLiteJournal._insert_many = dying_insert
+
+async def main():
+    journal = await open_journal(sys.argv[1])
+    specs = (JobSpec(f"s{i}", Service.BEDROCK, {"modelId": "m1", "roleArn": "r"}) for i in range(50_000))
+    await journal.add_specs(specs)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_load_killed_halfway_leaves_a_whole_empty_journal(tmp_path: Path) -> None:
+    """SIGKILL in the middle of a bulk load (rollback journal on disk, indexes dropped in the
+    open transaction): the next open rolls it back, and the journal is as it was before."""
+    path = tmp_path / "j.db"
+    async with await open_journal(path):
+        pass
+    with anyio.fail_after(60):
+        done = await anyio.run_process([sys.executable, "-c", _KILLED_LOAD, str(path)], check=False)
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()
+    assert (tmp_path / "j.db-journal").exists(), "the kill left a hot rollback journal"
+    async with await open_journal(path) as journal:
+        assert journal.counts().total == 0
+        assert journal_mode(path) == "wal"
+        assert set(_JOB_INDEXES) <= indexes(path)
+        with contextlib.closing(sqlite3.connect(path)) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert (await journal.add_specs([spec(i) for i in range(6_000)])).added == 6_000
