@@ -7,6 +7,7 @@ Everything here is a frozen value with no I/O. The lifecycle table lives in
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -90,9 +91,27 @@ def canonical_json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def spec_digest(service: str, request_json: str) -> str:
-    """The digest of a spec from its service and its request's canonical JSON."""
-    return hashlib.sha256(f"{service}\0{request_json}".encode()).hexdigest()
+def spec_digest(service: str, request_json: str | bytes) -> str:
+    """The digest of a spec from its service and its request's canonical JSON (text or UTF-8)."""
+    raw = request_json.encode() if isinstance(request_json, str) else request_json
+    return hashlib.sha256(service.encode() + b"\0" + raw).hexdigest()
+
+
+#: The request member by which each kind's running-jobs quota is counted.
+_QUOTA_MEMBER: Mapping[Service, str] = {
+    Service.BEDROCK: "modelId",
+    Service.PERSONALIZE: "solutionVersionArn",
+    Service.PERSONALIZE_SEGMENT: "solutionVersionArn",
+}
+
+
+@functools.lru_cache(maxsize=1024)
+def _quota_key(service: Service, member: str) -> str:
+    if service is Service.BEDROCK:
+        return f"bedrock:{member}"
+    region = arn_region(member) or "default"
+    kind = "batch-inference" if service is Service.PERSONALIZE else "batch-segment"
+    return f"personalize:{region}:{kind}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +138,10 @@ class JobSpec:
     def quota_key(self) -> str:
         """The running-jobs quota this spec counts against.
 
-        Bedrock counts per model; Personalize per region and job kind.
+        Bedrock counts per model; Personalize per region and job kind. Derived once per
+        distinct model or solution version (an ingest asks for every spec).
         """
-        if self.service is Service.BEDROCK:
-            return f"bedrock:{self.request.get('modelId', '')}"
-        region = arn_region(str(self.request.get("solutionVersionArn", ""))) or "default"
-        kind = "batch-inference" if self.service is Service.PERSONALIZE else "batch-segment"
-        return f"personalize:{region}:{kind}"
+        return _quota_key(self.service, str(self.request.get(_QUOTA_MEMBER[self.service], "")))
 
 
 def arn_region(arn: str) -> str | None:

@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import errno
 import fcntl
-import hashlib
 import os
 import sqlite3
 import time
@@ -43,7 +42,7 @@ from ..errors import (
     SpecChanged,
 )
 from ..lifecycle import Event
-from ..model import Job, JobSpec, JobState, Service, StateCounts, evolve
+from ..model import Job, JobSpec, JobState, Service, StateCounts, evolve, spec_digest
 from ..naming import idempotency_token, job_name
 from .base import AddResult, Change, EventRecord
 
@@ -352,7 +351,9 @@ class SQLiteJournal:
     def _add_sync(self, specs: Iterable[JobSpec]) -> tuple[AddResult, Counter[str]]:
         added: Counter[str] = Counter()
         existing = 0
-        bulk = self._bulk_loadable()
+        # one process holds the journal (flock): it cannot fill up between here and BEGIN
+        fresh = self._conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchone() is None
+        bulk = fresh and self._indexes_droppable()
         # a fresh journal is loaded with a rollback journal: each page is written once, not to
         # the WAL and again at the checkpoint (still atomic and durable; WAL again at the end)
         switched = bulk and self._journal_mode("delete")
@@ -360,7 +361,6 @@ class SQLiteJournal:
             with self._transaction() as conn:
                 ingest = int(conn.execute("SELECT value FROM meta WHERE key = 'ingests'").fetchone()[0]) + 1
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'ingests'", (str(ingest),))
-                fresh = bulk or conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchone() is None
                 if bulk:  # rows go in unindexed; the indexes are built once, sorted, at the end
                     for name in _JOB_INDEXES:
                         conn.execute(f"DROP INDEX {name}")
@@ -380,11 +380,9 @@ class SQLiteJournal:
         log.debug("asyncjobs.journal.ingested", added=sum(added.values()), existing=existing, bulk=bulk)
         return AddResult(added=sum(added.values()), existing=existing), added
 
-    def _bulk_loadable(self) -> bool:
-        """An empty journal whose indexes can be dropped for the load and built after it."""
+    def _indexes_droppable(self) -> bool:
+        """Whether the indexes of ``jobs`` can be dropped for a bulk load and built after it."""
         conn = self._conn
-        if conn.execute("SELECT 1 FROM jobs LIMIT 1").fetchone() is not None:
-            return False
         marks = ",".join("?" * len(_JOB_INDEXES))
         (n,) = conn.execute(
             f"SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN ({marks})",
@@ -440,16 +438,13 @@ class SQLiteJournal:
     def _encode(self, batch: list[JobSpec], ingest: int) -> list[tuple[Any, ...]]:
         """The rows of ``batch`` (no I/O); raises on an id repeated within the batch.
 
-        The hot loop of an ingest: the request is encoded once (canonical JSON, hashed as
-        bytes), and quota keys are derived once per distinct model or solution version.
+        The hot loop of an ingest: the request is encoded once, and hashed as those bytes.
         """
         rows: list[tuple[Any, ...]] = []
         seen: dict[str, str | None] = {}
         now = time.time()
         campaign = self._campaign
-        keys: dict[tuple[Service, str], str] = {}
-        dumps, sort, sha256 = orjson.dumps, orjson.OPT_SORT_KEYS, hashlib.sha256
-        prefixes = {service: f"{service}\0".encode() for service in Service}
+        dumps, sort = orjson.dumps, orjson.OPT_SORT_KEYS
         for spec in batch:
             spec_id = spec.id
             if spec_id in seen:
@@ -460,23 +455,16 @@ class SQLiteJournal:
                 )
             seen[spec_id] = spec.source
             request = spec.request
-            service = spec.service
+            service = str(spec.service)
             raw = dumps(request, option=sort)
             given = request.get("jobName")
-            target = request.get("modelId" if service is Service.BEDROCK else "solutionVersionArn")
-            if isinstance(target, str):
-                key = keys.get((service, target))
-                if key is None:
-                    key = keys[(service, target)] = spec.quota_key
-            else:
-                key = spec.quota_key
             rows.append(
                 (
                     spec_id,
-                    str(service),
-                    key,
+                    service,
+                    spec.quota_key,
                     raw.decode(),
-                    sha256(prefixes[service] + raw).hexdigest(),  # = spec_digest(service, request JSON)
+                    spec_digest(service, raw),
                     given,
                     job_name(campaign, spec_id, 1, given if isinstance(given, str) else None),
                     spec.source or "<specs>",
