@@ -117,6 +117,10 @@ def next_sweep(
     ``waiting_keys``: quota keys that are full while work waits for them; ``urgent``
     those of them on the critical path. ``finishing``: no work is left to submit.
     ``idle``: sweeps in a row that observed no change (backs off stragglers).
+
+    Of ``active``, only the jobs of ``waiting_keys`` matter, or when ``finishing`` the earliest
+    and the latest submitted; with none of those, any one job stands for the rest. The tracker
+    passes just those (a test holds the answer equal to the one for every job).
     """
     jobs = list(active)
     if not jobs:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
+
 from asyncjobs.polling import Active, Durations, KeyLoad, PollPolicy, next_sweep, urgent_keys
 
 POLICY = PollPolicy(min_interval=1.0, max_interval=30.0)
@@ -88,3 +90,33 @@ def test_an_urgent_key_keeps_looking_without_backing_off() -> None:
     assert sweep(10, 10, jobs, waiting_keys=key, urgent=key, durations=d, idle=5) == 11.0
     # the same key off the critical path backs off
     assert sweep(10, 10, jobs, waiting_keys=key, durations=d, idle=5) == 40.0
+
+
+@pytest.mark.parametrize("known", [True, False], ids=["durations-known", "durations-unknown"])
+@pytest.mark.parametrize(
+    ("finishing", "waiting", "urgent"),
+    [
+        (True, NONE, NONE),
+        (False, frozenset({"bedrock:a"}), NONE),
+        (False, frozenset({"bedrock:a"}), frozenset({"bedrock:a"})),
+        (False, NONE, NONE),
+    ],
+    ids=["finishing", "one-full-key", "one-urgent-key", "no-demand"],
+)
+def test_the_jobs_the_tracker_passes_give_the_answer_all_jobs_give(
+    known: bool, finishing: bool, waiting: frozenset[str], urgent: frozenset[str]
+) -> None:
+    """The tracker passes only the jobs that bear on the answer (Campaign._bearing): the jobs
+    of full keys, the earliest and the latest submitted when finishing, or any one job. The
+    policy must answer the same as for every tracked job."""
+    jobs = [Active("bedrock:a" if i % 3 else "bedrock:b", "bedrock", 0.7 * i) for i in range(40)]
+    known_durations = durations(2.0, 3.0, 5.0, 8.0) if known else {}
+    if finishing:
+        bearing = [min(jobs, key=lambda j: j.submitted_at), max(jobs, key=lambda j: j.submitted_at)]
+    else:
+        bearing = [j for j in jobs if j.key in waiting] or [jobs[0]]
+    for now, last in ((30.0, 28.0), (40.0, 20.0), (60.0, 59.5)):
+        kw = {"waiting_keys": waiting, "urgent": urgent, "finishing": finishing}
+        assert sweep(now, last, bearing, durations=known_durations, **kw) == sweep(
+            now, last, jobs, durations=known_durations, **kw
+        )
