@@ -537,16 +537,21 @@ def _interactive() -> bool:
     return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
 
 
-def run_exit_code(summary: Summary) -> int:
-    """130 when stopped before the end (a signal that came after the last job ended changes nothing)."""
+def run_exit_code(summary: Summary, *, wait: bool = True) -> int:
+    """130 when stopped before the end (a signal that came after the last job ended changes nothing).
+
+    A run that waited never exits 0 with an unfinished job, whatever the engine said.
+    """
     if summary.interrupted:
         return EXIT_INTERRUPTED
+    if wait and not summary.counts.done:
+        return EXIT_UNSUCCESSFUL
     return EXIT_OK if summary.ok else EXIT_UNSUCCESSFUL
 
 
 def report_run(g: Globals, summary: Summary, options: RunOptions) -> int:
     """Print the summary, the notes a person needs, and return the exit code."""
-    code = run_exit_code(summary)
+    code = run_exit_code(summary, wait=options.wait)
     emit(g, summary.to_dict(), display.summary_renderable)
     counts = summary.counts
     if code == EXIT_INTERRUPTED:

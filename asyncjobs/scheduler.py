@@ -419,10 +419,14 @@ class Campaign:
             else:
                 self._tracked.put(job)
         if self.settings.resubmit_failed:
-            # failed before a crash could record the next attempt, or a rerun that allows more attempts
-            async for job in self.journal.jobs([JobState.FAILED, JobState.EXPIRED]):
-                if job.attempt <= self.settings.resubmit_failed:
-                    await self._resubmit(job)
+            # failed in a journal of an earlier version, or a rerun that allows more attempts
+            again = [
+                self._resubmission(job, job.state)
+                async for job in self.journal.jobs([JobState.FAILED, JobState.EXPIRED])
+                if self._earns_resubmission(job.state, job.attempt)
+            ]
+            for job in await self.journal.transition_many(again):
+                self._resubmitted(job)
 
     def _adapter(self, service: Service) -> ServiceAdapter:
         return self._adapters[service]
@@ -891,7 +895,11 @@ class Campaign:
         return job
 
     async def _observe_many(self, seen: Sequence[tuple[Job, Remote]]) -> list[Job]:
-        """Record what a sweep saw: every state change in one commit, then act on each."""
+        """Record what a sweep saw: every state change in one commit, then act on each.
+
+        A failure that earns another attempt is recorded with its resubmission in the same
+        commit, so no one ever sees the job final in between (a run would end on it).
+        """
         changes: list[Change] = []
         renamed: list[tuple[Job, str]] = []
         for job, remote in seen:
@@ -904,16 +912,26 @@ class Campaign:
             failed = remote.state in (JobState.FAILED, JobState.EXPIRED, JobState.STOPPED)
             fields = {"remote_status": remote.status, "last_error": remote.message if failed else None}
             changes.append(Change(job, OBSERVE[remote.state], fields, remote.status))
+            if self._earns_resubmission(remote.state, job.attempt):
+                changes.append(self._resubmission(job, remote.state))
         with anyio.CancelScope(shield=True):
-            changed = {j.id: j for j in await self.journal.transition_many(changes)}
-            changed.update((j.id, j) for j in await self.journal.update_remote(renamed))
+            recorded = await self.journal.transition_many(changes)
+            renamed_jobs = await self.journal.update_remote(renamed)
+        # the job each change left, by id: the first (what was observed) and the last (now)
+        observed: dict[str, Job] = {}
+        changed: dict[str, Job] = {}
+        for new in recorded:
+            observed.setdefault(new.id, new)
+            changed[new.id] = new
+        changed.update((j.id, j) for j in renamed_jobs)
         result = []
         for job, remote in seen:
             new = changed.get(job.id, job)
             result.append(new)
             if new is job:
                 continue
-            if not new.state.is_final:
+            ended = observed.get(job.id, new)
+            if not ended.state.is_final:
                 self._tracked.put(new)
                 if new.state is JobState.RUNNING and job.state is not JobState.RUNNING:
                     self._emit("job.running", new.id, new.state, new.arn)
@@ -923,33 +941,38 @@ class Campaign:
             self._tracked.drop(new.id)
             self._slots[new.quota_key].discard(new.id)
             self._cap(new.quota_key).released()
-            self._finished(new)
-            if (
-                new.state in (JobState.FAILED, JobState.EXPIRED)
-                and new.attempt <= self.settings.resubmit_failed
-            ):
-                await self._resubmit(new)
+            self._finished(ended)
+            if new.state is JobState.PENDING:
+                self._resubmitted(new)
             self._notify()
         return result
 
-    async def _resubmit(self, job: Job) -> None:
+    def _earns_resubmission(self, state: JobState, attempt: int) -> bool:
+        return state in (JobState.FAILED, JobState.EXPIRED) and attempt <= self.settings.resubmit_failed
+
+    def _resubmission(self, job: Job, ended: JobState) -> Change:
+        """The change that gives ``job`` (which ended ``ended``) its next attempt: a new name and token."""
         attempt = job.attempt + 1
         given = job.request.get("jobName")
-        await self.journal.transition(
+        return Change(
             job,
             Event.RESUBMIT,
-            attempt=attempt,
-            job_name=job_name(
-                self.journal.campaign, job.id, attempt, given if isinstance(given, str) else None
-            ),
-            token=idempotency_token(self.journal.campaign, job.id, attempt, job.digest),
-            arn=None,
-            remote_status=None,
-            submitted_at=None,
-            detail=f"attempt {attempt} after {job.state}",
+            {
+                "attempt": attempt,
+                "job_name": job_name(
+                    self.journal.campaign, job.id, attempt, given if isinstance(given, str) else None
+                ),
+                "token": idempotency_token(self.journal.campaign, job.id, attempt, job.digest),
+                "arn": None,
+                "remote_status": None,
+                "submitted_at": None,
+            },
+            f"attempt {attempt} after {ended}",
         )
-        log.info("asyncjobs.job.resubmitted", job_id=job.id, attempt=attempt)
-        self._emit("job.resubmitted", job.id, JobState.PENDING, detail=f"attempt {attempt}")
+
+    def _resubmitted(self, job: Job) -> None:
+        log.info("asyncjobs.job.resubmitted", job_id=job.id, attempt=job.attempt)
+        self._emit("job.resubmitted", job.id, JobState.PENDING, detail=f"attempt {job.attempt}")
 
     # ------------------------------------------------------------- reporting
     def _finished(self, job: Job) -> None:

@@ -108,7 +108,12 @@ class Journal(Protocol):
         ...
 
     async def transition_many(self, changes: Sequence[Change]) -> list[Job]:
-        """Several changes in one commit."""
+        """Several changes in one commit, a job per change.
+
+        Changes to the same job apply in order, each to what the one before left (its
+        ``Change.job`` may be the job as it was before them all): one decision that takes two
+        steps, such as a failure and its resubmission, is never seen half made.
+        """
         ...
 
     async def update_remote(self, updates: Sequence[tuple[Job, str]]) -> list[Job]:

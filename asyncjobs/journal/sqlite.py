@@ -645,8 +645,10 @@ class SQLiteJournal:
             return []
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Job]] = []
+        state_of: dict[int, JobState] = {}  # a job changed twice in this call: its state in between
         for change in changes:
-            lifecycle.apply(change.job.state, change.event)  # raise before queueing
+            seq = change.job.seq
+            state_of[seq] = lifecycle.apply(state_of.get(seq, change.job.state), change.event)  # raise now
             unknown = set(change.fields) - _FIELDS
             if unknown:
                 raise TypeError(f"unknown job fields {sorted(unknown)}")
@@ -672,9 +674,18 @@ class SQLiteJournal:
 
     async def _flush(self, batch: list[tuple[Change, asyncio.Future[Job]]]) -> None:
         now = time.time()
-        jobs = [evolve(c.job, lifecycle.apply(c.job.state, c.event), now, c.fields) for c, _ in batch]
+        # changes to one job apply in order, each to what the one before left
+        latest: dict[int, Job] = {}
+        before: list[Job] = []
+        jobs: list[Job] = []
+        for change, _ in batch:
+            old = latest.get(change.job.seq, change.job)
+            new = evolve(old, lifecycle.apply(old.state, change.event), now, change.fields)
+            latest[new.seq] = new
+            before.append(old)
+            jobs.append(new)
         try:
-            await self._run(lambda: self._write_sync(batch, jobs, now))
+            await self._run(lambda: self._write_sync(batch, before, jobs, now))
         except BaseException as exc:
             for _, fut in batch:
                 if not fut.done():
@@ -682,15 +693,19 @@ class SQLiteJournal:
             if not isinstance(exc, Exception):
                 raise
             return
-        for (change, fut), new in zip(batch, jobs, strict=True):
+        for (_, fut), old, new in zip(batch, before, jobs, strict=True):
             per_key = self._counts[new.quota_key]
-            per_key[change.job.state] -= 1
+            per_key[old.state] -= 1
             per_key[new.state] += 1
             if not fut.done():
                 fut.set_result(new)
 
     def _write_sync(
-        self, batch: list[tuple[Change, asyncio.Future[Job]]], jobs: list[Job], now: float
+        self,
+        batch: list[tuple[Change, asyncio.Future[Job]]],
+        before: list[Job],
+        jobs: list[Job],
+        now: float,
     ) -> None:
         with self._transaction() as conn:
             conn.executemany(
@@ -715,8 +730,8 @@ class SQLiteJournal:
                 "INSERT INTO events (job_id, ts, event, from_state, to_state, attempt, arn, detail)"
                 " VALUES (?,?,?,?,?,?,?,?)",
                 [
-                    (j.id, now, str(c.event), str(c.job.state), str(j.state), j.attempt, j.arn, c.detail)
-                    for (c, _), j in zip(batch, jobs, strict=True)
+                    (j.id, now, str(c.event), str(old.state), str(j.state), j.attempt, j.arn, c.detail)
+                    for (c, _), old, j in zip(batch, before, jobs, strict=True)
                 ],
             )
 

@@ -125,6 +125,35 @@ async def test_concurrent_changes_share_commits(opener: Opener) -> None:
     assert all(j.state is JobState.PENDING and j.last_error == "quota" for j in many)
 
 
+async def test_changes_to_one_job_in_one_call_apply_in_order(opener: Opener) -> None:
+    """A failure and its resubmission, committed together: each change applies to what the one
+    before left, the counts never show the job failed, and the log has both steps."""
+    journal = await opener()
+    await journal.add_specs([spec(0), spec(1)])
+    (job, other) = await journal.pending("bedrock:m1", 2)
+    job = await journal.transition(job, Event.CLAIM)
+    job = await journal.transition(job, Event.CREATED, arn="arn:1")
+    failed, again, claimed = await journal.transition_many(
+        [
+            Change(job, Event.OBSERVE_FAILED, {"last_error": "boom"}),
+            Change(job, Event.RESUBMIT, {"attempt": 2, "arn": None, "job_name": "n-r2"}, "attempt 2"),
+            Change(other, Event.CLAIM, {}),
+        ]
+    )
+    assert (failed.state, failed.attempt, failed.arn) == (JobState.FAILED, 1, "arn:1")
+    assert (again.state, again.attempt, again.arn, again.job_name) == (JobState.PENDING, 2, None, "n-r2")
+    assert again.last_error == "boom"
+    assert claimed.state is JobState.SUBMITTING
+    counts = journal.counts()
+    assert (counts[JobState.PENDING], counts[JobState.SUBMITTING], counts.total) == (1, 1, 2)
+    stored = await journal.get(job.id)
+    assert stored is not None and (stored.state, stored.attempt) == (JobState.PENDING, 2)
+    steps = [(e.event, e.from_state, e.to_state, e.attempt) for e in await journal.events(job.id)]
+    assert steps[-2:] == [("observe_failed", "submitted", "failed", 1), ("resubmit", "failed", "pending", 2)]
+    with pytest.raises(IllegalTransition):
+        await journal.transition_many([Change(again, Event.CLAIM, {}), Change(again, Event.RESUBMIT, {})])
+
+
 async def test_jobs_iterates_everything_in_order(opener: Opener) -> None:
     journal = await opener()
     await journal.add_specs([spec(i) for i in range(2500)])

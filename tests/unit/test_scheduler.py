@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from structlog.testing import capture_logs
 
 from asyncjobs.journal import SQLiteJournal, open_journal
+from asyncjobs.journal.base import Change
 from asyncjobs.lifecycle import Event
-from asyncjobs.model import JobSpec, JobState, Service
+from asyncjobs.model import Job, JobSpec, JobState, Service
 from asyncjobs.scheduler import Campaign, CampaignEvent, Settings
 from tests.fakes import FakeService
 
@@ -105,6 +108,48 @@ async def test_failed_jobs_are_resubmitted_with_a_new_name_and_token(journal: SQ
     job = await journal.get("job0")
     assert job is not None and job.state is JobState.SUCCEEDED and job.attempt == 2
     assert sorted(fake.names()) == ["camp-job0", "camp-job0-r2", "camp-job1"]
+
+
+class SlowResubmissions:
+    """The journal, with every commit that resubmits a job delayed well past the run's watcher
+    (which looks every 0.2 s): a failure and its resubmission committed apart are seen apart."""
+
+    def __init__(self, journal: SQLiteJournal) -> None:
+        self._journal = journal
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._journal, name)
+
+    async def transition(self, job: Job, event: Event, **kwargs: Any) -> Job:
+        if event is Event.RESUBMIT:
+            await anyio.sleep(0.6)
+        return await self._journal.transition(job, event, **kwargs)
+
+    async def transition_many(self, changes: Sequence[Change]) -> list[Job]:
+        if any(c.event is Event.RESUBMIT for c in changes):
+            await anyio.sleep(0.6)
+        return await self._journal.transition_many(changes)
+
+
+async def test_a_run_ends_only_after_its_last_job_is_resubmitted_and_final(journal: SQLiteJournal) -> None:
+    """The campaign's last job fails; its resubmission must run to the end before the run does."""
+    fake = FakeService(fail_first={"job3"})
+    await journal.add_specs(specs(4))
+    campaign = Campaign(
+        SlowResubmissions(journal),  # type: ignore[arg-type]
+        adapters={Service.BEDROCK: fake},
+        settings=Settings(**{**FAST, "max_running": {"m1": 1}, "resubmit_failed": 1}),  # type: ignore[arg-type]
+    )
+    with anyio.fail_after(30):
+        summary = await campaign.run()
+    assert summary.counts.done and summary.ok
+    assert summary.counts[JobState.SUCCEEDED] == 4
+    job3 = await journal.get("job3")
+    assert job3 is not None and (job3.state, job3.attempt) == (JobState.SUCCEEDED, 2)
+    assert sorted(fake.names()) == ["camp-job0", "camp-job1", "camp-job2", "camp-job3", "camp-job3-r2"]
+    steps = [(e.event, e.to_state) for e in await journal.events("job3")]
+    failed_at = steps.index(("observe_failed", "failed"))
+    assert steps[failed_at + 1] == ("resubmit", "pending"), "the resubmission is the failure's next step"
 
 
 async def test_failed_jobs_stay_failed_without_resubmission(journal: SQLiteJournal) -> None:
