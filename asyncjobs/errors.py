@@ -12,6 +12,7 @@
     └── ServiceError               a service call failed; raised by the adapters only
         ├── Throttled              request rate exceeded: slow down and retry
         ├── CapacityExceeded       a running-jobs quota is full: wait for a slot
+        ├── LimitExceeded          one of the two, and the service does not say which
         ├── Transient              5xx, dropped connection, timeout: retry
         ├── Rejected               refused for good (validation): do not retry
         ├── Fatal                  credentials, access or TLS: the run stops, resumable
@@ -110,6 +111,14 @@ class Throttled(ServiceError):
 
 class CapacityExceeded(ServiceError):
     """A running-jobs quota is full."""
+
+
+class LimitExceeded(ServiceError):
+    """A request-rate or running-jobs limit was hit; the service does not say which.
+
+    Personalize answers both with ``LimitExceededException`` and an undocumented message:
+    the scheduler decides which it was from what it knows, never from the words.
+    """
 
 
 class Transient(ServiceError):

@@ -1,10 +1,12 @@
 """Request rates, backoff and running-job capacity: decisions as values, time injected.
 
 - :class:`AdaptiveRate` paces create calls with an :class:`aiolimiter.AsyncLimiter`.
-  AWS documents no request-rate quota for these APIs, so with no ceiling it starts
-  unpaced (like botocore's adaptive mode) and, on the first throttle, drops to what
-  the service was actually accepting; it cuts multiplicatively on every further
-  throttle and probes upward while calls succeed, never above the user's ceiling.
+  AWS documents no request-rate quota for these APIs. Given a ceiling, the pace starts
+  there; given a pace learned by an earlier run, it starts from that; knowing nothing, it
+  starts slowly (one create a second) and doubles each second until the first throttle,
+  then settles at the last pace that drew none. Each further throttle cuts the pace; it
+  probes upward only while the pace (not the running-job slots) holds creates back, and
+  near a pace that was throttled only after a long quiet time.
 - :func:`backoff` is full jitter under a cap, from an injected ``random.Random``.
 - :class:`Capacity` is the believed cap of one running-jobs quota key; it is lowered
   to what is really running when the service says the quota is full below it, and
@@ -18,17 +20,22 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import anyio
 from aiolimiter import AsyncLimiter
 
 Clock = Callable[[], float]
 
+#: The pace, creates per second, of a service whose limit nothing says yet.
+START = 1.0
 #: Multiplicative decrease on a throttle.
 BETA = 0.7
-#: Share of the measured accepted rate to settle at after a throttle.
+#: Share of a pace known to be too fast (or of the measured accepted rate) to settle at.
 SETTLE = 0.95
 #: Multiplicative increase per probe, and the quiet time between probes.
 PROBE_FACTOR = 1.1
 PROBE_AFTER = 4.0
+#: How long after a throttle the pace stays below ``SETTLE`` x the pace that drew it.
+CAUTIOUS_FOR = 60.0
 #: The slowest pace the limiter falls to (one create every 20 s).
 FLOOR = 0.05
 #: Window over which accepted creates are counted to measure the real rate.
@@ -41,42 +48,95 @@ def backoff(attempt: int, rng: random.Random, *, base: float = 0.5, cap: float =
 
 
 class AdaptiveRate:
-    """The create-call pace of one (service, region)."""
+    """The create-call pace of one (service, region), in calls per second."""
 
     def __init__(self, clock: Clock, *, ceiling: float | None = None, initial: float | None = None) -> None:
         self._clock = clock
         self.ceiling = ceiling
-        start = initial if initial is not None else ceiling
-        if start is not None and ceiling is not None:
-            start = min(start, ceiling)
-        self.rate: float | None = start  # None: unpaced
-        self._limiter = self._make(start)
-        self._accepted: deque[float] = deque()
-        self._changed = clock()
+        now = clock()
+        #: Doubling each second until the first throttle: nothing is known of the limit yet.
+        self.slow_start = initial is None and ceiling is None
         self._last_throttle: float | None = None
+        #: The pace that drew the last throttle: probes stay below it for a while.
+        self._throttled_pace: float | None = None
+        if initial is not None:
+            # learned by an earlier run: as careful near it as if it had just been throttled there
+            self._last_throttle, self._throttled_pace = now, initial / SETTLE
+        start = initial if initial is not None else ceiling if ceiling is not None else START
+        self.rate: float = self._bounded(start)
+        self._limiter = AsyncLimiter(1, 1.0 / self.rate)  # capacity 1: no bursts
+        self._accepted: deque[float] = deque()
+        self._changed = now
+        self._held_back: float | None = None
+        self._queued: set[anyio.CancelScope] = set()
+        self._holds = 0
+        self._last_sent = float("-inf")  # event-loop time of the last call let through
+        self._released: anyio.Event | None = None
         self.throttles = 0
 
-    @staticmethod
-    def _make(rate: float | None) -> AsyncLimiter | None:
-        # capacity 1: no bursts, one call every 1/rate seconds
-        return None if rate is None else AsyncLimiter(1, 1.0 / rate)
+    @property
+    def learned(self) -> float | None:
+        """The pace in force, once a throttle has shown where the limit lies (worth keeping for
+        the next run); None while nothing has."""
+        return None if self._throttled_pace is None else self.rate
 
-    async def acquire(self) -> None:
-        """Wait for this caller's turn. A rate change re-queues waiters at the new pace."""
+    def _bounded(self, rate: float) -> float:
+        return max(FLOOR, rate if self.ceiling is None else min(rate, self.ceiling))
+
+    def hold(self) -> None:
+        """No create goes out until as many :meth:`release` calls (a probe is sent meanwhile)."""
+        self._holds += 1
+        if self._holds == 1:
+            self._released = anyio.Event()
+
+    def release(self) -> None:
+        self._holds = max(0, self._holds - 1)
+        if self._holds == 0 and self._released is not None:
+            self._released.set()
+
+    async def acquire(self, *, through_hold: bool = False) -> None:
+        """Wait for this caller's turn. A change of pace moves every waiter to the new pace at
+        once (left queued on the old limiter, they would drain at the old pace). A hold keeps
+        every caller waiting but the one sent ``through_hold`` (it still takes its turn)."""
         while True:
+            while self._holds and self._released is not None and not through_hold:
+                await self._released.wait()
             limiter = self._limiter
-            if limiter is None:
-                return
-            await limiter.acquire()
-            if limiter is self._limiter:
-                return
+            if limiter.has_capacity():
+                await limiter.acquire()
+            else:
+                self.held_back()
+                with anyio.CancelScope() as queued:
+                    self._queued.add(queued)
+                    try:
+                        await limiter.acquire()
+                    finally:
+                        self._queued.discard(queued)
+                if queued.cancelled_caught or limiter is not self._limiter:
+                    continue
+            # a new limiter starts empty: the first call after a change of pace still keeps its
+            # distance from the last one sent under the old pace
+            wait = self._last_sent + 1.0 / self.rate - anyio.current_time()
+            if wait > 0:
+                await anyio.sleep(wait)
+            self._last_sent = anyio.current_time()
+            return
 
-    def _set(self, rate: float | None) -> None:
-        if rate is not None:
-            rate = max(FLOOR, rate if self.ceiling is None else min(rate, self.ceiling))
+    def held_back(self) -> None:
+        """A create had to wait for the pace: only then is a faster pace worth probing for."""
+        self._held_back = self._clock()
+
+    def binding(self, now: float) -> bool:
+        """Whether the pace has held a create back lately (else the slots, or the work, bound)."""
+        return self._held_back is not None and now - self._held_back <= max(2.0, 2.0 / self.rate)
+
+    def _set(self, rate: float) -> None:
+        rate = self._bounded(rate)
         if rate != self.rate:
             self.rate = rate
-            self._limiter = self._make(rate)
+            self._limiter = AsyncLimiter(1, 1.0 / rate)
+            for queued in self._queued:
+                queued.cancel()
         self._changed = self._clock()
 
     def _measured(self, now: float) -> float | None:
@@ -90,27 +150,38 @@ class AdaptiveRate:
     def on_success(self) -> None:
         now = self._clock()
         self._accepted.append(now)
-        if self.rate is None or (self.ceiling is not None and self.rate >= self.ceiling):
+        if not self.binding(now) or (self.ceiling is not None and self.rate >= self.ceiling):
             return
-        quiet_since = max(self._changed, self._last_throttle or 0.0)
-        if now - quiet_since >= PROBE_AFTER:
-            self._set(self.rate * PROBE_FACTOR)
+        if self.slow_start:
+            if now - self._changed >= 1.0:
+                self._set(self.rate * 2)
+            return
+        last_throttle = self._last_throttle or 0.0
+        if now - max(self._changed, last_throttle) < PROBE_AFTER:
+            return
+        target = self.rate * PROBE_FACTOR
+        if self._throttled_pace is not None and now - last_throttle < CAUTIOUS_FOR:
+            target = min(target, self._throttled_pace * SETTLE)
+        if target > self.rate:
+            self._set(target)
 
     def on_throttle(self) -> None:
         """Slow down; several throttles from one burst count as one."""
         now = self._clock()
         self.throttles += 1
-        gap = 1.0 if self.rate is None else max(1.0, 2.0 / self.rate)
+        gap = max(1.0, 2.0 / self.rate)
         if self._last_throttle is not None and now - self._last_throttle < gap and now - self._changed < gap:
             self._last_throttle = now
             return
         self._last_throttle = now
+        self._throttled_pace = self.rate
+        if self.slow_start:  # the pace before the last doubling drew no throttle for a second
+            self.slow_start = False
+            self._set(self.rate / 2 * SETTLE)
+            return
         measured = self._measured(now)
-        if self.rate is None:
-            self._set(measured * SETTLE if measured else 1.0)
-        else:
-            cut = self.rate * BETA
-            self._set(max(cut, measured * SETTLE) if measured and measured * SETTLE < self.rate else cut)
+        cut = self.rate * BETA
+        self._set(max(cut, measured * SETTLE) if measured and measured * SETTLE < self.rate else cut)
 
 
 @dataclass

@@ -23,12 +23,13 @@ that still never loses a journaled ARN.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 import random
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,12 +44,14 @@ from .errors import (
     AlreadyExists,
     CapacityExceeded,
     Fatal,
+    LimitExceeded,
     NotFound,
     Rejected,
     ServiceError,
     Throttled,
     Transient,
 )
+from .inquiry import Inquiries, Inquiry, Role
 from .journal.base import AddResult, Change, Journal
 from .lifecycle import OBSERVE, Event
 from .limits import AdaptiveRate, Capacity, backoff, default_limit
@@ -60,6 +63,8 @@ from .services.base import Remote, ServiceAdapter
 log = structlog.get_logger("asyncjobs")
 
 Clock = Callable[[], float]
+#: Seconds between journal writes of a changed create pace.
+PACE_SAVE_INTERVAL = 2.0
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,7 @@ class Progress:
 
     counts: StateCounts
     keys: list[KeyProgress]
-    #: The summed create-rate limit in force, None while any service is unpaced.
+    #: The summed create-rate limit in force, None before any create.
     create_rate: float | None
     creates: int
     throttled: int
@@ -255,6 +260,9 @@ class Campaign:
         self._later: dict[str, tuple[Job, float]] = {}
         self._durations: dict[str, Durations] = defaultdict(Durations)
         self._rates: dict[str, AdaptiveRate] = {}
+        #: Create paces learned by this run or an earlier one, by ``<service>:<region>``.
+        self._learned: dict[str, float] = {}
+        self._pace_region = region or "default"
         self._adapters: dict[Service, ServiceAdapter] = {}
         self._wake_dispatch = _Signal()
         self._wake_track = _Signal()
@@ -269,6 +277,7 @@ class Campaign:
         self._unsent_keys: Counter[str] = Counter()
         self._ready: deque[tuple[Job, bool]] = deque()
         self._idle: deque[anyio.Event] = deque()
+        self._inquiries = Inquiries()
 
     # ------------------------------------------------------------ public API
     async def add(self, specs: Iterable[JobSpec]) -> AddResult:
@@ -298,7 +307,7 @@ class Campaign:
         return Progress(
             counts=counts,
             keys=keys,
-            create_rate=None if not rates or None in rates else sum(r for r in rates if r is not None),
+            create_rate=sum(rates) if rates else None,
             creates=self._stats.creates,
             throttled=self._stats.throttled,
             reads=self._stats.reads,
@@ -327,6 +336,7 @@ class Campaign:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._dispatch, tg)
                 tg.start_soon(self._track, wait)
+                tg.start_soon(self._keep_paces)
                 tg.start_soon(self._watch, wait, stop, tg)
         for send in self._streams:
             send.close()
@@ -387,6 +397,7 @@ class Campaign:
 
             self._session = aioboto3.Session()
         region = self._region or self._session.region_name or "us-east-1"
+        self._pace_region = region
         config = Config(
             retries={"mode": "standard", "total_max_attempts": 1},
             connect_timeout=10,
@@ -411,6 +422,7 @@ class Campaign:
         self._slots.clear()
         self._tracked.clear()
         self._later.clear()
+        self._learned.update(await self.journal.paces())
         now = self._clock()
         for job in await self.journal.active():
             self._slots[job.quota_key].add(job.id)
@@ -434,8 +446,31 @@ class Campaign:
     def _rate(self, service: Service) -> AdaptiveRate:
         name = service.aws_service
         if name not in self._rates:
-            self._rates[name] = AdaptiveRate(self._clock, ceiling=self.settings.create_rate)
+            self._rates[name] = AdaptiveRate(
+                self._clock,
+                ceiling=self.settings.create_rate,
+                initial=self._learned.get(self._pace_key(name)),
+            )
         return self._rates[name]
+
+    def _pace_key(self, aws_service: str) -> str:
+        return f"{aws_service}:{self._pace_region}"
+
+    async def _keep_paces(self) -> None:
+        """Journal each learned create pace when it changes, so a resumed run starts from it."""
+        while True:
+            learned = {
+                self._pace_key(name): pace
+                for name, rate in self._rates.items()
+                if (pace := rate.learned) is not None
+            }
+            changed = {key: pace for key, pace in learned.items() if self._learned.get(key) != pace}
+            if changed:
+                await self.journal.save_paces(changed)
+                self._learned.update(changed)
+            if self._stopping:
+                return
+            await self._pause(PACE_SAVE_INTERVAL)
 
     def _cap(self, key: str) -> Capacity:
         if key not in self._capacity:
@@ -537,7 +572,7 @@ class Campaign:
             for key in sorted(
                 by_key, key=lambda k: (-by_key[k][JobState.PENDING] / max(1, self._cap(k).cap), k)
             ):
-                if by_key[key][JobState.PENDING] <= 0:
+                if by_key[key][JobState.PENDING] <= 0 or self._inquiries.is_open(key):
                     continue
                 cap = self._cap(key)
                 if cap.probe(now, self.settings.capacity_probe_after):
@@ -596,6 +631,8 @@ class Campaign:
                     await self._submit(job, inflight, maybe_created)
                 finally:
                     self._sent(job)
+                    if self._inquiries.abandoned(job.id) is not None:
+                        self._inquiry_closed(job)
                 continue
             if self._stopping:
                 return
@@ -615,21 +652,25 @@ class Campaign:
         adapter = self._adapter(job.service)
         rate = self._rate(job.service)
         transient = throttles = 0
+        probe = False  # this job's next create decides an inquiry: the only one sent meanwhile
         while True:
             if self._stopping and not maybe_created:
                 await self._release(job, Event.DEFER, "stopped before the create was sent")
                 return
             if self._stopping:
                 return  # stays submitting; reconciled on resume
-            if rate.rate is not None:
-                with anyio.CancelScope() as waiting:
-                    self._waiting.add(waiting)
-                    try:
-                        await rate.acquire()
-                    finally:
-                        self._waiting.discard(waiting)
-                if waiting.cancelled_caught:
-                    continue
+            if not await self._interruptible(functools.partial(rate.acquire, through_hold=probe)):
+                continue
+            probe = False
+            inquiry = self._inquiries.get(job.quota_key)
+            if inquiry is not None and inquiry.probe != job.id:
+                # another job of this key is finding out whether the quota is full: follow its verdict
+                await self._interruptible(inquiry.decided.wait)
+                continue
+            if not maybe_created and self._tracked.count(job.quota_key) >= self._cap(job.quota_key).cap:
+                # our own created jobs fill the key's cap (lowered since this job was claimed)
+                await self._release(job, Event.DEFER, "waiting for a slot", slot_freed=False)
+                return
             try:
                 async with inflight:
                     arn = await adapter.create(job)
@@ -645,15 +686,25 @@ class Campaign:
                 await self._pause(self._backoff(throttles))
                 continue
             except CapacityExceeded as exc:
-                cap = self._cap(job.quota_key)
-                cap.exceeded(self._tracked.count(job.quota_key), self._clock(), self._rng)
-                log.info("asyncjobs.capacity.exceeded", job_id=job.id, key=job.quota_key, cap=cap.cap)
-                self._emit("capacity.exceeded", job.id, detail=exc.describe())
-                if maybe_created:  # an earlier attempt may have created it: look before letting go
-                    self._after_create(await self._reconcile(job, adapter, if_missing=exc.describe()))
-                else:
-                    await self._release(job, Event.DEFER, exc.describe(), slot_freed=False)
+                await self._quota_full(job, adapter, exc, maybe_created)
                 return
+            except LimitExceeded as exc:
+                job = await self.journal.transition(job, Event.RETRY, detail=exc.describe())
+                role, _ = self._inquiries.refused(job.quota_key, job.id)
+                if role is Role.PROBE:
+                    # a throttle is the likelier cause while the pace is learned: slow down, and
+                    # send this job again after a silence that refills any token bucket of 1/s or
+                    # more; if even that create is refused, the quota is full
+                    rate.on_throttle()
+                    rate.hold()
+                    log.info("asyncjobs.create.limited", job_id=job.id, key=job.quota_key, rate=rate.rate)
+                    await self._pause(max(1.0, 2.0 / rate.rate))
+                    probe = True
+                elif role is Role.DECIDED:
+                    self._inquiry_closed(job)
+                    await self._quota_full(job, adapter, exc, maybe_created)
+                    return
+                continue  # WAIT: sent before the inquiry opened; the loop follows its verdict
             except Transient as exc:
                 maybe_created = True
                 transient += 1
@@ -684,6 +735,9 @@ class Campaign:
                 return
             rate.on_success()
             self._stats.creates += 1
+            if (settled := self._inquiries.accepted(job.quota_key)) is not None:
+                self._inquiry_closed(job)
+                self._limit_was_pace(settled, job.service)
             self._sent(job)  # the pipeline refills while the ARN is being journaled
             with anyio.CancelScope(shield=True):
                 job = await self.journal.transition(
@@ -691,6 +745,48 @@ class Campaign:
                 )
             self._after_create(job)
             return
+
+    async def _quota_full(
+        self, job: Job, adapter: ServiceAdapter, error: ServiceError, maybe_created: bool
+    ) -> None:
+        """The service said the running-jobs quota of ``job``'s key is full: lower the believed
+        cap to what runs, and give the job back to wait for a slot."""
+        cap = self._cap(job.quota_key)
+        cap.exceeded(self._tracked.count(job.quota_key), self._clock(), self._rng)
+        log.info("asyncjobs.capacity.exceeded", job_id=job.id, key=job.quota_key, cap=cap.cap)
+        self._emit("capacity.exceeded", job.id, detail=error.describe())
+        if maybe_created:  # an earlier attempt may have created it: look before letting go
+            self._after_create(await self._reconcile(job, adapter, if_missing=error.describe()))
+        else:
+            await self._release(job, Event.DEFER, error.describe(), slot_freed=False)
+
+    def _inquiry_closed(self, probe: Job) -> None:
+        """The service's creates, held while ``probe`` found out, go on; the key may claim again."""
+        self._rate(probe.service).release()
+        self._notify()
+
+    async def _interruptible(self, wait: Callable[[], Awaitable[object]]) -> bool:
+        """Await ``wait()`` unless the run stops first; True if it completed."""
+        with anyio.CancelScope() as scope:
+            self._waiting.add(scope)
+            try:
+                await wait()
+            finally:
+                self._waiting.discard(scope)
+        return not scope.cancelled_caught
+
+    def _limit_was_pace(self, inquiry: Inquiry, service: Service) -> None:
+        """An inquiry's refusals turned out to be throttles: count them as such."""
+        self._stats.throttled += inquiry.refusals
+        log.info(
+            "asyncjobs.create.throttled",
+            key=inquiry.key,
+            service=str(service),
+            refusals=inquiry.refusals,
+            rate=self._rate(service).rate,
+        )
+        self._emit("create.throttled", inquiry.probe, detail=f"{inquiry.refusals} refused by the pace")
+        self._notify()
 
     async def _reconcile(self, job: Job, adapter: ServiceAdapter, *, if_missing: str | None) -> Job:
         """Find the remote job this attempt created (by token, name or ARN) and record it.

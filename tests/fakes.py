@@ -12,7 +12,15 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from asyncjobs.errors import AlreadyExists, CapacityExceeded, Rejected, Throttled, Transient
+from asyncjobs.errors import (
+    AlreadyExists,
+    CapacityExceeded,
+    LimitExceeded,
+    Rejected,
+    ServiceError,
+    Throttled,
+    Transient,
+)
 from asyncjobs.model import Job, JobState, Service
 from asyncjobs.services.base import PollResult, Remote
 
@@ -40,13 +48,18 @@ class FakeService:
     fail_first: set[str] = field(default_factory=set)
     #: the next N creates are throttled
     throttle_next: int = 0
+    #: a create less than this many seconds after the last accepted one is throttled
+    min_gap: float = 0.0
     #: the next N creates fail with a 5xx *after* creating the job
     error_after_create_next: int = 0
     reject_names: set[str] = field(default_factory=set)
     by_token: bool = True
+    #: both the throttle and the full quota are LimitExceeded with one text, as Personalize may answer
+    ambiguous: bool = False
     jobs: dict[str, _RemoteJob] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
     peak_running: int = 0
+    _last_accepted: float = float("-inf")
 
     def _running(self, now: float) -> int:
         return sum(1 for j in self.jobs.values() if not self._state(j, now).is_final)
@@ -77,7 +90,9 @@ class FakeService:
         now = time.time()
         if self.throttle_next > 0:
             self.throttle_next -= 1
-            raise Throttled("Rate exceeded", code="ThrottlingException")
+            raise self._limit(Throttled)
+        if now - self._last_accepted < self.min_gap:
+            raise self._limit(Throttled)
         if job.job_name in self.reject_names:
             raise Rejected("bad request", code="ValidationException")
         for existing in self.jobs.values():
@@ -86,7 +101,7 @@ class FakeService:
             if not self.by_token and existing.name == job.job_name:
                 raise AlreadyExists("exists", code="ResourceAlreadyExistsException")
         if self._running(now) >= self.max_running:
-            raise CapacityExceeded("quota full", code="ServiceQuotaExceededException")
+            raise self._limit(CapacityExceeded)
         fail = job.attempt == 1 and job.id in self.fail_first
         arn = f"arn:aws:fake:us-east-1:123456789012:job/{len(self.jobs):012d}"
         self.jobs[arn] = _RemoteJob(
@@ -98,11 +113,20 @@ class FakeService:
             self.duration,
             JobState.FAILED if fail else JobState.SUCCEEDED,
         )
+        self._last_accepted = now
         self.peak_running = max(self.peak_running, self._running(now))
         if self.error_after_create_next > 0:
             self.error_after_create_next -= 1
             raise Transient("connection reset after create", code="ConnectionError")
         return arn
+
+    def _limit(self, kind: type[ServiceError]) -> ServiceError:
+        self.calls[f"refused:{kind.__name__}"] += 1
+        if self.ambiguous:
+            return LimitExceeded("Limit exceeded", code="LimitExceededException")
+        if kind is Throttled:
+            return Throttled("Rate exceeded", code="ThrottlingException")
+        return CapacityExceeded("quota full", code="ServiceQuotaExceededException")
 
     async def find(self, job: Job) -> Remote | None:
         self.calls["find"] += 1

@@ -617,7 +617,31 @@ class SQLiteJournal:
 
         return await self._run(read)
 
+    async def paces(self) -> Mapping[str, float]:
+        def read() -> dict[str, float]:
+            rows = self._conn.execute("SELECT key, value FROM meta WHERE key LIKE 'pace:%'")
+            return {key.removeprefix("pace:"): float(value) for key, value in rows}
+
+        return await self._run(read)
+
     # ---------------------------------------------------------------- writes
+    async def save_paces(self, paces: Mapping[str, float]) -> None:
+        """Kept as ``pace:<service>:<region>`` rows of ``meta``: journals of earlier versions
+        read them as unknown keys and ignore them, so the schema version stays."""
+        if not paces:
+            return
+
+        def write() -> None:
+            with self._transaction() as conn:
+                conn.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [(f"pace:{key}", repr(float(pace))) for key, pace in paces.items()],
+                )
+
+        with anyio.CancelScope(shield=True):
+            await self._run(write)
+
     async def transition(self, job: Job, event: Event, *, detail: str | None = None, **fields: Any) -> Job:
         (new,) = await self.transition_many([Change(job, event, fields, detail)])
         return new

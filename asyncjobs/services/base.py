@@ -8,7 +8,6 @@ Everything a service does differently lives in its adapter (``bedrock.py``,
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -31,6 +30,7 @@ from ..errors import (
     AlreadyExists,
     CapacityExceeded,
     Fatal,
+    LimitExceeded,
     NotFound,
     Rejected,
     ServiceError,
@@ -80,9 +80,6 @@ FATAL_CODES = frozenset(
         "SignatureDoesNotMatch",
     }
 )
-# Personalize uses LimitExceededException both for the request rate and for the
-# running-jobs quota; its message tells them apart.
-_RATE_WORDS = re.compile(r"per second|\brate\b|throttl|too many requests", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +136,7 @@ def classify(exc: BaseException, *, operation: str) -> ServiceError:
         code = str(info.get("Code", "")) or "Unknown"
         message = str(info.get("Message", "")) or str(exc)
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        err = _classify_code(code, message, status)(message, code=code, operation=operation)
+        err = _classify_code(code, status)(message, code=code, operation=operation)
     elif isinstance(exc, (SSLError, NoCredentialsError, PartialCredentialsError, NoRegionError)):
         err = Fatal(str(exc) or type(exc).__name__, code=type(exc).__name__, operation=operation)
     elif isinstance(exc, ParamValidationError):
@@ -154,11 +151,13 @@ def classify(exc: BaseException, *, operation: str) -> ServiceError:
     return err
 
 
-def _classify_code(code: str, message: str, status: int) -> type[ServiceError]:
+def _classify_code(code: str, status: int) -> type[ServiceError]:
     if code in THROTTLE_CODES or status == 429:
         return Throttled
     if code == "LimitExceededException":
-        return Throttled if _RATE_WORDS.search(message) else CapacityExceeded
+        # Personalize's answer to both too many requests and too many running jobs; AWS documents
+        # no message text that would tell them apart, so the scheduler decides from its own state
+        return LimitExceeded
     if code == "ServiceQuotaExceededException":
         return CapacityExceeded
     if code == "ResourceAlreadyExistsException":

@@ -140,7 +140,9 @@ async def test_quota_lower_than_believed_waits_for_slots(
     emu = await make_emulator(bedrock_max_running=3, personalize_max_running=2)
     await journal.add_specs(bedrock_specs(12) + personalize_specs(8))
     with capture_logs() as logs:
-        await run(journal, emu)  # believes the AWS defaults: 20 per model, 5 per kind
+        # believes the AWS defaults (20 per model, 5 per kind); the pace is given, so creates come
+        # fast enough to meet both quotas
+        await run(journal, emu, create_rate=50.0)
     stats = emu.stats()
     assert journal.counts()[JobState.SUCCEEDED] == 20
     assert stats["duplicate_jobs"] == 0

@@ -6,7 +6,16 @@ import random
 
 import pytest
 
-from asyncjobs.limits import FLOOR, PROBE_AFTER, AdaptiveRate, Capacity, backoff, default_limit
+from asyncjobs.limits import (
+    CAUTIOUS_FOR,
+    FLOOR,
+    PROBE_AFTER,
+    PROBE_FACTOR,
+    AdaptiveRate,
+    Capacity,
+    backoff,
+    default_limit,
+)
 
 
 class Clock:
@@ -26,16 +35,69 @@ def test_backoff_is_full_jitter_under_a_cap() -> None:
         assert max(samples) > bound * 0.8  # jitter spans the range
 
 
-def test_unpaced_until_the_first_throttle_then_settles_at_the_accepted_rate() -> None:
+def accept(rate: AdaptiveRate, clock: Clock, *, seconds: float, every: float, held_back: bool = True) -> None:
+    """Creates accepted every ``every`` seconds for ``seconds``, each held back by the pace or not."""
+    for _ in range(round(seconds / every)):
+        clock.now += every
+        if held_back:
+            rate.held_back()
+        rate.on_success()
+
+
+def test_knowing_nothing_it_starts_at_one_a_second_and_doubles_each_second_until_a_throttle() -> None:
     clock = Clock()
     rate = AdaptiveRate(clock)
-    assert rate.rate is None
-    for _ in range(20):  # the service accepts 2 per second
-        clock.now += 0.5
-        rate.on_success()
-    rate.on_throttle()
-    assert rate.rate is not None
-    assert 1.7 <= rate.rate <= 2.0
+    assert (rate.rate, rate.slow_start, rate.learned) == (1.0, True, None)
+    accept(rate, clock, seconds=1.0, every=1.0)
+    assert rate.rate == 2.0
+    accept(rate, clock, seconds=1.0, every=0.5)
+    assert rate.rate == 4.0
+    accept(rate, clock, seconds=1.0, every=0.25)
+    assert rate.rate == 8.0
+    rate.on_throttle()  # 8/s is too fast; 4/s drew nothing for a second
+    assert rate.rate == pytest.approx(4.0 * 0.95)
+    assert not rate.slow_start and rate.learned == pytest.approx(3.8)
+
+
+def test_slow_start_waits_while_the_slots_not_the_pace_hold_creates_back() -> None:
+    clock = Clock()
+    rate = AdaptiveRate(clock)
+    accept(rate, clock, seconds=10.0, every=1.0, held_back=False)
+    assert rate.rate == 1.0
+    accept(rate, clock, seconds=1.0, every=1.0)
+    assert rate.rate == 2.0
+
+
+def test_probes_only_while_the_pace_holds_creates_back() -> None:
+    clock = Clock()
+    rate = AdaptiveRate(clock, initial=2.0)
+    clock.now += CAUTIOUS_FOR
+    accept(rate, clock, seconds=8 * PROBE_AFTER, every=0.5, held_back=False)
+    assert rate.rate == 2.0
+    accept(rate, clock, seconds=2 * PROBE_AFTER, every=0.5)
+    assert rate.rate == pytest.approx(2.0 * PROBE_FACTOR**2)
+
+
+def test_near_a_throttled_pace_it_probes_only_after_a_long_quiet() -> None:
+    clock = Clock()
+    rate = AdaptiveRate(clock, initial=10.0)
+    clock.now += CAUTIOUS_FOR
+    rate.on_throttle()  # at 10/s, with no accepted rate measured: cut to 7/s
+    assert rate.rate == pytest.approx(7.0)
+    accept(rate, clock, seconds=CAUTIOUS_FOR - 1, every=0.25)
+    assert rate.rate == pytest.approx(10.0 * 0.95), "up to just below the pace that was throttled, no further"
+    accept(rate, clock, seconds=PROBE_AFTER + 2, every=0.25)
+    assert rate.rate > 10.0
+
+
+def test_a_learned_pace_is_where_a_resumed_run_starts_without_a_slow_start() -> None:
+    clock = Clock()
+    rate = AdaptiveRate(clock, initial=3.0)
+    assert (rate.rate, rate.slow_start, rate.learned) == (3.0, False, 3.0)
+    accept(rate, clock, seconds=CAUTIOUS_FOR - 1, every=1 / 3)
+    assert rate.rate == 3.0, "no probe above a learned pace until it has been quiet for a while"
+    assert AdaptiveRate(clock, initial=3.0, ceiling=2.0).rate == 2.0
+    assert AdaptiveRate(clock, ceiling=2.0).rate == 2.0, "a given ceiling is where pacing starts"
 
 
 def test_throttles_from_one_burst_cut_once() -> None:
@@ -58,6 +120,7 @@ def test_probes_upward_but_never_above_the_ceiling() -> None:
     rate = AdaptiveRate(clock, ceiling=3.0, initial=1.0)
     for _ in range(200):
         clock.now += PROBE_AFTER
+        rate.held_back()
         rate.on_success()
     assert rate.rate == 3.0
 

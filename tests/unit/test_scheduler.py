@@ -17,7 +17,16 @@ from asyncjobs.model import Job, JobSpec, JobState, Service
 from asyncjobs.scheduler import Campaign, CampaignEvent, Settings
 from tests.fakes import FakeService
 
-FAST = dict(min_poll_interval=0.01, poll_interval=0.05, read_rate=200.0, backoff_base=0.01, backoff_cap=0.05)
+# The pace is given (as --create-rate would): these tests are about slots, states and errors;
+# discovering the pace is tested against the emulator.
+FAST = dict(
+    create_rate=1000.0,
+    min_poll_interval=0.01,
+    poll_interval=0.05,
+    read_rate=200.0,
+    backoff_base=0.01,
+    backoff_cap=0.05,
+)
 
 
 def specs(n: int, model: str = "m1") -> list[JobSpec]:
@@ -204,7 +213,7 @@ async def test_stop_event_leaves_the_campaign_resumable(journal: SQLiteJournal) 
     campaign = Campaign(
         journal,
         adapters={Service.BEDROCK: fake},
-        settings=Settings(create_rate=50, **FAST),  # type: ignore[arg-type]
+        settings=Settings(**{**FAST, "create_rate": 50.0}),  # type: ignore[arg-type]
         on_event=on_event,
     )
     summary = await campaign.run(stop=stop)
@@ -256,24 +265,55 @@ async def test_events_are_available_as_an_async_iterator(journal: SQLiteJournal)
 
 
 @pytest.mark.parametrize(
-    ("message", "kind"),
+    "message",
     [
-        ("Rate exceeded: too many requests per second", "Throttled"),
-        ("Request rate is too high", "Throttled"),
-        ("The limit of 5 active batch inference jobs (CREATE PENDING or CREATE IN_PROGRESS) has been reached",
-         "CapacityExceeded"),
-        ("You have reached the limit of concurrent jobs; moderate, separate, generate", "CapacityExceeded"),
+        "Rate exceeded: too many requests per second",
+        "The limit of 5 active batch inference jobs (CREATE PENDING or CREATE IN_PROGRESS) has been reached",
+        "Limit exceeded",
     ],
-)  # fmt: skip
-def test_personalize_limit_exceeded_is_told_apart_by_its_words(message: str, kind: str) -> None:
+)
+def test_personalize_limit_exceeded_is_never_told_apart_by_its_words(message: str) -> None:
     from botocore.exceptions import ClientError
 
+    from asyncjobs.errors import LimitExceeded
     from asyncjobs.services.base import classify
 
     error = ClientError(
         {"Error": {"Code": "LimitExceededException", "Message": message}}, "CreateBatchInferenceJob"
     )
-    assert type(classify(error, operation="CreateBatchInferenceJob")).__name__ == kind
+    assert type(classify(error, operation="CreateBatchInferenceJob")) is LimitExceeded
+
+
+async def test_one_text_for_a_full_quota_is_found_out_by_a_second_refusal(journal: SQLiteJournal) -> None:
+    """The quota (3) is lower than believed (20) and refused with the same error a throttle gets:
+    the cap comes down to 3, no refusal counts as a throttle, and the pace is not driven down."""
+    fake = FakeService(max_running=3, duration=1.5, ambiguous=True)
+    await journal.add_specs(specs(9))
+    with capture_logs() as logs:
+        campaign = await run(journal, fake)
+    assert journal.counts()[JobState.SUCCEEDED] == 9
+    assert fake.peak_running <= 3
+    assert campaign._cap("bedrock:m1").cap == 3
+    assert campaign.progress().throttled == 0
+    assert fake.calls["create"] <= 3 * 9
+    assert [e["refusals"] for e in logs if e["event"] == "asyncjobs.create.throttled"] == []
+    assert any(e["event"] == "asyncjobs.capacity.exceeded" for e in logs)
+
+
+async def test_one_text_for_throttles_is_found_out_by_an_accepted_create(journal: SQLiteJournal) -> None:
+    """A service that takes one create per 0.2 s, and refuses faster ones with the quota's error:
+    the pace, discovered from nothing, stops there; the cap stays; the refusals count as throttles."""
+    fake = FakeService(min_gap=0.2, duration=0.05, ambiguous=True)
+    await journal.add_specs(specs(16))
+    with capture_logs() as logs:
+        campaign = await run(journal, fake, create_rate=None, max_running={"m1": 4})
+    assert journal.counts()[JobState.SUCCEEDED] == 16
+    assert campaign._cap("bedrock:m1").cap == 4
+    refused = fake.calls["refused:Throttled"]
+    assert refused > 0, "slow start reached a pace the service refused"
+    assert campaign.progress().throttled == refused
+    assert not any(e["event"] == "asyncjobs.capacity.exceeded" for e in logs)
+    assert len(fake.jobs) == 16 and max(fake.names().values()) == 1
 
 
 async def test_keys_take_turns_for_create_tokens_busiest_first(journal: SQLiteJournal) -> None:

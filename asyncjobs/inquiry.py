@@ -1,0 +1,99 @@
+"""Telling a throttle from a full quota when the service answers both with one error.
+
+Personalize refuses a create with ``LimitExceededException`` both when requests come too
+fast and when the running-jobs quota is full, with message texts AWS does not document.
+The scheduler decides from what it knows instead, never from the words:
+
+- The first such refusal for a quota key opens an *inquiry*. The pace is cut as for a
+  throttle (the commoner cause while a pace is still being learned), the key claims no
+  more jobs, and the refused job is sent again once the cut pace allows: it is the probe.
+- A create of that key accepted meanwhile, the probe's included, closes the inquiry as
+  ``THROTTLED``: the quota had room, so the pace was the cause.
+- The probe refused again, with nothing of that key accepted in between, closes it as
+  ``QUOTA_FULL``: a create sent at a slower pace is still refused while the key's own jobs
+  are unchanged, so the quota is full. The cap drops to what runs and the job waits.
+- Other jobs of the key refused while an inquiry is open wait for its verdict and follow it.
+
+One open inquiry per key; its state is plain data, so the rules above are tested as a table.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import anyio
+
+
+class Verdict(enum.Enum):
+    THROTTLED = "throttled"
+    QUOTA_FULL = "quota full"
+
+
+class Role(enum.Enum):
+    """What a refused job does next."""
+
+    #: It opened an inquiry: it is the probe, to be sent again at the cut pace.
+    PROBE = "probe"
+    #: It was the probe and was refused again: the verdict is ``QUOTA_FULL``.
+    DECIDED = "decided"
+    #: Another job of a key under inquiry: it waits for the verdict.
+    WAIT = "wait"
+
+
+@dataclass(eq=False)
+class Inquiry:
+    key: str
+    #: The job whose second create decides.
+    probe: str
+    #: Refused creates of the key while the inquiry was open, the first included.
+    refusals: int = 1
+    verdict: Verdict | None = None
+    decided: anyio.Event = field(default_factory=anyio.Event)
+
+
+class Inquiries:
+    """The open inquiries of a run, by quota key."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, Inquiry] = {}
+
+    def is_open(self, key: str) -> bool:
+        return key in self._open
+
+    def get(self, key: str) -> Inquiry | None:
+        """The open inquiry of ``key``, if any."""
+        return self._open.get(key)
+
+    def refused(self, key: str, job_id: str) -> tuple[Role, Inquiry]:
+        """A create of ``job_id`` (of quota key ``key``) was refused with the ambiguous error."""
+        inquiry = self._open.get(key)
+        if inquiry is None:
+            inquiry = self._open[key] = Inquiry(key, job_id)
+            return Role.PROBE, inquiry
+        inquiry.refusals += 1
+        if inquiry.probe == job_id:
+            self._close(inquiry, Verdict.QUOTA_FULL)
+            return Role.DECIDED, inquiry
+        return Role.WAIT, inquiry
+
+    def accepted(self, key: str) -> Inquiry | None:
+        """A create of ``key`` was accepted: an open inquiry there was about the pace."""
+        inquiry = self._open.get(key)
+        if inquiry is not None:
+            self._close(inquiry, Verdict.THROTTLED)
+        return inquiry
+
+    def abandoned(self, job_id: str) -> Inquiry | None:
+        """The probe ``job_id`` will not be sent again (the run stops, or another error came):
+        nothing was learned, so the cap stays as it is and the waiting jobs try again."""
+        for inquiry in self._open.values():
+            if inquiry.probe == job_id:
+                self._close(inquiry, Verdict.THROTTLED)
+                return inquiry
+        return None
+
+    def _close(self, inquiry: Inquiry, verdict: Verdict) -> None:
+        inquiry.verdict = verdict
+        del self._open[inquiry.key]
+        inquiry.decided.set()
