@@ -90,6 +90,8 @@ _DEFAULTS = EmulatorConfig()
               help="Refuse every signed request (AccessDeniedException, ExpiredTokenException).")  # fmt: skip
 @click.option("--auth-fault-after", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Answer the first N signed requests normally, then apply --auth-fault.")  # fmt: skip
+@click.option("--limit-message", metavar="TEXT", default=None,
+              help="Message of every Personalize LimitExceededException (rate and quota).")  # fmt: skip
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="Log level (stderr); debug logs every request.")  # fmt: skip
 def emulator(host: str, port: int, log_level: str, **settings: Any) -> None:

@@ -54,6 +54,10 @@ class EmulatorConfig:
     bedrock_max_running: int = 20
     #: Personalize: pending + in-progress jobs per region and job kind.
     personalize_max_running: int = 5
+    #: The message of every Personalize LimitExceededException, both the request-rate throttle
+    #: and the full running-jobs quota; AWS documents neither text, so a client must not rely on
+    #: them. None: a distinct text for each (a rate message, and one naming the quota).
+    limit_message: str | None = None
 
     # -- lifecycle
     #: (min, max) seconds a job spends running (InProgress / CREATE IN_PROGRESS), drawn uniformly.
@@ -137,6 +141,8 @@ class EmulatorConfig:
             raise ValueError(f"auth_fault_after must be an integer, not {self.auth_fault_after!r}")
         if self.auth_fault_after < 0:
             raise ValueError("auth_fault_after must not be negative")
+        if self.limit_message is not None and not isinstance(self.limit_message, str):
+            raise ValueError(f"limit_message must be a string or None, not {self.limit_message!r}")
         if self.bedrock_token_mismatch not in TOKEN_MISMATCH_CHOICES:
             raise ValueError(f"bedrock_token_mismatch must be one of {TOKEN_MISMATCH_CHOICES}")
         if not (self.account_id.isdigit() and len(self.account_id) == 12):

@@ -140,7 +140,7 @@ class _Service:
             region = self._authenticate(request, service, operation)
             if not self.limits.allow(service, operation):
                 stats.throttled[operation] += 1
-                raise _throttled(service)
+                raise _throttled(service, config)
             call = Call(
                 operation=operation,
                 region=region,
@@ -225,10 +225,11 @@ def _auth_fault(config: EmulatorConfig, service: str, operation: str) -> ApiErro
     return ApiError("AccessDeniedException", message, status=403)
 
 
-def _throttled(service: str) -> ApiError:
+def _throttled(service: str, config: EmulatorConfig) -> ApiError:
     if service == "bedrock":
         return ApiError("ThrottlingException", BEDROCK_THROTTLED_MESSAGE)
-    return ApiError("LimitExceededException", RATE_EXCEEDED_MESSAGE)
+    message = RATE_EXCEEDED_MESSAGE if config.limit_message is None else config.limit_message
+    return ApiError("LimitExceededException", message)
 
 
 def _ok_response(service: str, result: dict[str, Any], request_id: str) -> web.Response:

@@ -229,18 +229,16 @@ class EmulatorState:
             )
         now = self.now()
         quota_key = f"personalize:{region}:{_QUOTA_SUFFIX[kind]}"
-        limit = self.config.personalize_max_running
+        config = self.config
+        limit = config.personalize_max_running
         if self.running(quota_key, now) >= limit:
             self.stats.quota_rejections[_create_operation(kind)] += 1
-            raise ApiError(
-                "LimitExceededException",
-                personalize_quota_message(
-                    kind,
-                    limit,
-                    self.config.personalize_pending_status,
-                    self.config.personalize_running_status,
-                ),
-            )
+            text = config.limit_message
+            if text is None:
+                text = personalize_quota_message(
+                    kind, limit, config.personalize_pending_status, config.personalize_running_status
+                )
+            raise ApiError("LimitExceededException", text)
         schedule, message = draw_personalize(self.config, kind, name, self._name_counts[(kind, name)], now)
         job = EmuJob(
             seq=self._next_seq(),

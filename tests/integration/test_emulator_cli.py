@@ -44,6 +44,7 @@ async def test_options_reach_the_config() -> None:
         "--job-seconds", "1,3", "--time-scale", "0.5", "--fail-rate", "0.25", "--error-rate", "0",
         "--drop-rate", "0", "--latency", "0,0.001", "--seed", "11",
         "--auth-fault", "expired-token", "--auth-fault-after", "5",
+        "--limit-message", "Too busy, come back later",
     ) as emu:  # fmt: skip
         config = await asyncio.to_thread(emu.get, "config")
     assert config["create_rate"] == 0
@@ -55,6 +56,7 @@ async def test_options_reach_the_config() -> None:
     assert config["latency"] == [0.0, 0.001]
     assert config["seed"] == 11
     assert (config["auth_fault"], config["auth_fault_after"]) == ("expired-token", 5)
+    assert config["limit_message"] == "Too busy, come back later"
 
 
 @pytest.mark.parametrize(
