@@ -92,6 +92,8 @@ _DEFAULTS = EmulatorConfig()
               help="Answer the first N signed requests normally, then apply --auth-fault.")  # fmt: skip
 @click.option("--limit-message", metavar="TEXT", default=None,
               help="Message of every Personalize LimitExceededException (rate and quota).")  # fmt: skip
+@click.option("--list-lag", type=click.FloatRange(min=0), default=_DEFAULTS.list_lag, show_default=True,
+              metavar="SECONDS", help="Lists show jobs as of SECONDS ago (x --time-scale).")  # fmt: skip
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="Log level (stderr); debug logs every request.")  # fmt: skip
 def emulator(host: str, port: int, log_level: str, **settings: Any) -> None:

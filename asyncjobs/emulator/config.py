@@ -68,6 +68,12 @@ class EmulatorConfig:
     personalize_pending_seconds: tuple[float, float] = (0.2, 1.0)
     #: Seconds a stopped Bedrock job stays Stopping before it is Stopped.
     stop_seconds: float = 0.5
+    #: Seconds the List operations trail behind, as AWS List results are eventually consistent:
+    #: ListModelInvocationJobs, ListBatchInferenceJobs and ListBatchSegmentJobs show every job
+    #: as it was this long ago (status, times, message; their filters see the same) and leave out
+    #: jobs created since. Get and Describe stay current. Scaled by time_scale like the job
+    #: durations it trails. 0 = no lag.
+    list_lag: float = 0.0
     #: Multiplies every duration above, and the Bedrock job timeout.
     time_scale: float = 1.0
     #: Probability that a job ends Failed / CREATE FAILED (with a failure message).
@@ -131,6 +137,8 @@ class EmulatorConfig:
             raise ValueError("time_scale must be a positive number")
         if self.stop_seconds < 0:
             raise ValueError("stop_seconds must not be negative")
+        if not (self.list_lag >= 0 and math.isfinite(self.list_lag)):
+            raise ValueError(f"list_lag must be a non-negative number, not {self.list_lag!r}")
         if not 24 <= self.bedrock_default_timeout_hours <= 168:
             raise ValueError("bedrock_default_timeout_hours must be between 24 and 168")
         if self.auth_fault is not None and self.auth_fault not in AUTH_FAULT_CHOICES:

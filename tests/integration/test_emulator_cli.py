@@ -44,7 +44,7 @@ async def test_options_reach_the_config() -> None:
         "--job-seconds", "1,3", "--time-scale", "0.5", "--fail-rate", "0.25", "--error-rate", "0",
         "--drop-rate", "0", "--latency", "0,0.001", "--seed", "11",
         "--auth-fault", "expired-token", "--auth-fault-after", "5",
-        "--limit-message", "Too busy, come back later",
+        "--limit-message", "Too busy, come back later", "--list-lag", "2.5",
     ) as emu:  # fmt: skip
         config = await asyncio.to_thread(emu.get, "config")
     assert config["create_rate"] == 0
@@ -57,6 +57,7 @@ async def test_options_reach_the_config() -> None:
     assert config["seed"] == 11
     assert (config["auth_fault"], config["auth_fault_after"]) == ("expired-token", 5)
     assert config["limit_message"] == "Too busy, come back later"
+    assert config["list_lag"] == 2.5
 
 
 @pytest.mark.parametrize(
@@ -71,6 +72,8 @@ async def test_options_reach_the_config() -> None:
         ["--no-such-option"],
         ["--auth-fault", "sometimes"],
         ["--auth-fault-after", "3"],
+        ["--list-lag", "-1"],
+        ["--list-lag", "soon"],
     ],
 )
 def test_bad_option_is_a_usage_error(args: list[str]) -> None:
