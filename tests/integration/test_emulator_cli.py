@@ -74,6 +74,7 @@ async def test_options_reach_the_config() -> None:
         ["--auth-fault-after", "3"],
         ["--list-lag", "-1"],
         ["--list-lag", "soon"],
+        ["--latency", "0,1e9"],
     ],
 )
 def test_bad_option_is_a_usage_error(args: list[str]) -> None:

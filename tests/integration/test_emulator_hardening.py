@@ -1,0 +1,125 @@
+"""The control routes and request parsing under hostile input: bad settings.
+
+Every setting is type- and range-checked, whichever way it is set.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import aiohttp
+import pytest
+
+from asyncjobs.emulator import Emulator, EmulatorConfig
+from tests.conftest import MakeEmulator
+
+
+async def _send(
+    method: str, url: str, *, data: bytes | str | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], Any]:
+    """A raw request (no client library in between); the body parsed as JSON if it is JSON."""
+    async with aiohttp.ClientSession() as http, http.request(method, url, data=data, headers=headers) as r:
+        text = await r.text()
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = text
+        return r.status, dict(r.headers), body
+
+
+async def _post_json(url: str, body: Any, **headers: str) -> tuple[int, Any]:
+    status, _, answer = await _send(
+        "POST", url, data=json.dumps(body), headers={"Content-Type": "application/json", **headers}
+    )
+    return status, answer
+
+
+async def _config(emu: Emulator) -> Any:
+    return (await _send("GET", f"{emu.url}/_emulator/config"))[2]
+
+
+# -- every setting is type- and range-checked
+
+NAN, INF = math.nan, math.inf
+_RATE = ["fast", True, -1, [1], INF]
+_PROBABILITY = [1.5, -0.1, True, "0.1", None, NAN]
+_PAIR = [[1], [2, 1], ["a", "b"], [True, True], [-1, 1], [0, 1e9], "1,2", None, [1, 2, 3], [0, INF]]
+_COUNT = [0, 2.5, True, "3", None]
+_STATUS = [5, "", None, ["CREATE PENDING"]]
+
+#: For every setting, values it must refuse (with a 400 that names it).
+BAD_VALUES: dict[str, list[Any]] = {
+    "seed": ["abc", True, 1.5, None, [1]],
+    "region": [5, "", "Not A Region", None],
+    "account_id": [123456789012, "12345", None, "12345678901a"],
+    "create_rate": _RATE,
+    "get_rate": _RATE,
+    "list_rate": _RATE,
+    "bedrock_max_running": _COUNT,
+    "personalize_max_running": _COUNT,
+    "job_seconds": _PAIR,
+    "bedrock_phase_seconds": _PAIR,
+    "personalize_pending_seconds": _PAIR,
+    "stop_seconds": [-1, "1", True, 1e9, None, NAN],
+    "time_scale": [0, -1, "x", True, 1e6, None, NAN, INF],
+    "fail_rate": _PROBABILITY,
+    "partial_rate": _PROBABILITY,
+    "expire_rate": _PROBABILITY,
+    "error_rate": _PROBABILITY,
+    "drop_rate": _PROBABILITY,
+    "bedrock_default_timeout_hours": [23, 169, 24.5, True, None, "48"],
+    "personalize_pending_status": _STATUS,
+    "personalize_running_status": _STATUS,
+    "bedrock_token_mismatch": [["original"], "nope", None, 1],
+    "latency": [[1e9, 1e9], [0, 61], [-1, 0], [True, False], "0,1", [NAN, NAN], [1, 0]],
+    "auth_fault": ["nope", 1, True, ["access-denied"]],
+    "auth_fault_after": [-1, True, 1.5, None, "2"],
+    "limit_message": [5, ["x"], "x" * 3000, True],
+    "list_lag": [-1, "1", True, 1e9, None, NAN, INF],
+}
+
+
+async def test_every_setting_has_bad_values_listed(make_emulator: MakeEmulator) -> None:
+    emu = await make_emulator()
+    assert set(await _config(emu)) == set(BAD_VALUES)
+
+
+@pytest.mark.parametrize("name", sorted(BAD_VALUES))
+async def test_a_bad_value_is_a_400_naming_the_setting(make_emulator: MakeEmulator, name: str) -> None:
+    emu = await make_emulator()
+    before = await _config(emu)
+    for value in BAD_VALUES[name]:
+        status, error = await _post_json(f"{emu.url}/_emulator/config", {name: value})
+        assert status == 400, (name, value)
+        assert name in error["message"], (name, value, error)
+        with pytest.raises(ValueError, match=name):
+            emu.configure(**{name: value})
+    assert await _config(emu) == before
+
+
+async def test_sane_values_at_the_caps_are_accepted(make_emulator: MakeEmulator) -> None:
+    emu = await make_emulator()
+    settings = {
+        "latency": [0, 60],
+        "job_seconds": [0, 7 * 24 * 3600],
+        "stop_seconds": 3600,
+        "time_scale": 100,
+        "list_lag": 3600,
+        "limit_message": "x" * 2048,
+        "seed": 2**64,
+        "create_rate": None,
+    }
+    status, config = await _post_json(f"{emu.url}/_emulator/config", settings)
+    assert status == 200, config
+    assert {name: config[name] for name in settings} == settings
+
+
+def test_the_python_api_checks_types_too() -> None:
+    with pytest.raises(ValueError, match="seed"):
+        EmulatorConfig(seed="abc")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="latency"):
+        EmulatorConfig(latency=(1e9, 1e9))
+    with pytest.raises(ValueError, match="fail_rate"):
+        EmulatorConfig(fail_rate=True)
