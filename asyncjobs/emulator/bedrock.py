@@ -30,7 +30,7 @@ Handler = Callable[[EmulatorState, Call], dict[str, Any]]
 
 
 def create(state: EmulatorState, call: Call) -> dict[str, Any]:
-    params = call.json_body()
+    params = call.json_body(INVALID)
     check_input(SERVICE, call.operation, params, INVALID)
     job, _replayed = state.create_bedrock(call.region, params)
     return {"jobArn": job.arn}

@@ -36,7 +36,7 @@ _INFERENCE_ONLY = ("batchInferenceJobConfig", "batchInferenceJobMode", "themeGen
 
 def _create(kind: str) -> Handler:
     def handler(state: EmulatorState, call: Call) -> dict[str, Any]:
-        params = call.json_body()
+        params = call.json_body(INVALID)
         check_input(SERVICE, call.operation, params, INVALID)
         job = state.create_personalize(kind, call.region, params)
         return {_NAMES[kind][0]: job.arn}
@@ -46,7 +46,7 @@ def _create(kind: str) -> Handler:
 
 def _describe(kind: str) -> Handler:
     def handler(state: EmulatorState, call: Call) -> dict[str, Any]:
-        params = call.json_body()
+        params = call.json_body(INVALID)
         check_input(SERVICE, call.operation, params, INVALID)
         arn_member, wrapper, _ = _NAMES[kind]
         job = state.find_personalize(kind, call.region, params[arn_member])
@@ -57,7 +57,7 @@ def _describe(kind: str) -> Handler:
 
 def _list(kind: str) -> Handler:
     def handler(state: EmulatorState, call: Call) -> dict[str, Any]:
-        params = call.json_body()
+        params = call.json_body(INVALID)
         check_input(SERVICE, call.operation, params, INVALID)
         listing = state.list_personalize(
             kind,

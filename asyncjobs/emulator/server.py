@@ -11,7 +11,7 @@ and acts. Every response carries ``x-amzn-RequestId``.
 
 Introspection routes need no auth: ``GET /_emulator/stats``, ``GET /_emulator/jobs``,
 ``GET|POST /_emulator/config`` (POST takes a JSON object of settings),
-``POST /_emulator/reset`` (forget every job and counter).
+``POST /_emulator/reset`` (forget every job and counter; no body, or ``{}``).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import structlog
 from aiohttp import web
 
 from . import bedrock, personalize
+from .bodies import load_json
 from .calls import Call
 from .config import EmulatorConfig
 from .faults import Fault, FaultInjector
@@ -198,15 +199,23 @@ class _Service:
 
     async def post_config(self, request: web.Request) -> web.Response:
         try:
-            changes = await request.json()
+            changes = load_json(await request.read())
             if not isinstance(changes, dict):
                 raise ValueError("the body must be a JSON object of settings")
             self.configure(self.state.config.replace_from_json(changes))
         except ValueError as exc:  # every setting is checked, and a bad one raises ValueError
-            return web.json_response({"message": str(exc)}, status=400)
+            return _control_error(400, str(exc))
         return web.json_response(self.state.config.as_json())
 
     async def post_reset(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if body.strip():
+            try:
+                value = load_json(body)
+            except ValueError as exc:
+                return _control_error(400, str(exc))
+            if value != {}:
+                return _control_error(400, "reset takes no settings: send no body, or {}")
         self.reset()
         return web.json_response({"reset": True})
 
@@ -254,6 +263,10 @@ def _error_response(service: str, error: ApiError, request_id: str) -> web.Respo
     return web.Response(
         status=status, body=json.dumps(body).encode(), content_type=content_type, headers=headers
     )
+
+
+def _control_error(status: int, message: str) -> web.Response:
+    return web.json_response({"message": message}, status=status)
 
 
 def _drop(request: web.Request) -> web.StreamResponse:
@@ -368,7 +381,9 @@ class Emulator:
         try:
             with Path(path).open(encoding="utf-8") as src:
                 document = json.load(src)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # ValueError: not JSON, not UTF-8, or an integer too long to read; RecursionError:
+        # nested deeper than the parser can recurse
+        except (OSError, ValueError, RecursionError) as exc:
             raise EmulatorStateError(f"{path}: cannot read the emulator state: {exc}") from exc
         if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
             raise EmulatorStateError(f"{path}: not an emulator state file")

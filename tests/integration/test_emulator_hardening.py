@@ -1,6 +1,7 @@
-"""The control routes and request parsing under hostile input: bad settings.
+"""The control routes and request parsing under hostile input: bad settings, deep JSON.
 
-Every setting is type- and range-checked, whichever way it is set.
+Every setting is type- and range-checked, and no request body can nest deep enough to
+exhaust the parser's recursion.
 """
 
 from __future__ import annotations
@@ -14,6 +15,11 @@ import pytest
 
 from asyncjobs.emulator import Emulator, EmulatorConfig
 from tests.conftest import MakeEmulator
+
+SIGNED = {"Authorization": "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/bedrock/aws4_request"}
+CREATE_INFERENCE = {**SIGNED, "X-Amz-Target": "AmazonPersonalize.CreateBatchInferenceJob"}
+#: The nesting the emulator accepts in a request body (its documented limit).
+MAX_DEPTH = 64
 
 
 async def _send(
@@ -123,3 +129,70 @@ def test_the_python_api_checks_types_too() -> None:
         EmulatorConfig(latency=(1e9, 1e9))
     with pytest.raises(ValueError, match="fail_rate"):
         EmulatorConfig(fail_rate=True)
+
+
+# -- request bodies nested deeper than any request needs
+
+
+@pytest.mark.parametrize("body", ["[" * 100_000, "[" * 100 + "]" * 100, '{"a":' * 1000 + "1" + "}" * 1000])
+async def test_a_deeply_nested_body_is_a_400_in_each_services_shape(
+    make_emulator: MakeEmulator, body: str
+) -> None:
+    emu = await make_emulator()
+    status, headers, error = await _send(
+        "POST",
+        f"{emu.url}/model-invocation-job",
+        data=body,
+        headers={**SIGNED, "Content-Type": "application/json"},
+    )
+    assert (status, headers["x-amzn-ErrorType"]) == (400, "ValidationException")
+    assert "nest" in error["message"]
+    status, headers, error = await _send(
+        "POST",
+        f"{emu.url}/",
+        data=body,
+        headers={**CREATE_INFERENCE, "Content-Type": "application/x-amz-json-1.1"},
+    )
+    assert (status, error["__type"]) == (400, "InvalidInputException")
+    assert "nest" in error["message"]
+    assert headers["Content-Type"] == "application/x-amz-json-1.1"
+    for route in ("config", "reset"):
+        status, _, error = await _send(
+            "POST",
+            f"{emu.url}/_emulator/{route}",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        )
+        assert status == 400, route
+        assert "nest" in error["message"]
+    assert emu.stats()["jobs_total"] == 0
+
+
+async def test_nesting_up_to_the_limit_is_parsed(make_emulator: MakeEmulator) -> None:
+    emu = await make_emulator()
+    # an object holding lists: MAX_DEPTH levels in all, then one more
+    at_limit = '{"jobName": ' + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "}"
+    beyond = '{"jobName": ' + "[" * MAX_DEPTH + "]" * MAX_DEPTH + "}"
+    for body, says_nesting in ((at_limit, False), (beyond, True)):
+        status, _, error = await _send("POST", f"{emu.url}/", data=body, headers=CREATE_INFERENCE)
+        assert (status, error["__type"]) == (400, "InvalidInputException")
+        assert ("nest" in error["message"]) == says_nesting, error
+        assert ("jobName" in error["message"]) != says_nesting, error
+    # brackets inside strings are not nesting
+    names = json.dumps({"jobName": "[" * 200 + "{" * 200})
+    status, _, error = await _send("POST", f"{emu.url}/", data=names, headers=CREATE_INFERENCE)
+    assert status == 400 and "nest" not in error["message"], error
+
+
+async def test_an_integer_too_long_to_read_is_a_serialization_error(make_emulator: MakeEmulator) -> None:
+    emu = await make_emulator()
+    body = '{"numResults": ' + "9" * 5000 + "}"
+    status, _, error = await _send("POST", f"{emu.url}/", data=body, headers=CREATE_INFERENCE)
+    assert (status, error["__type"]) == (400, "SerializationException")
+    status, _, error = await _send(
+        "POST",
+        f"{emu.url}/_emulator/config",
+        data='{"seed": ' + "9" * 5000 + "}",
+        headers={"Content-Type": "application/json"},
+    )
+    assert status == 400 and error["message"]

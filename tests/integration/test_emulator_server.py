@@ -418,6 +418,8 @@ async def test_a_state_that_cannot_be_used_is_refused_and_changes_nothing(
         "missing.json": (None, "cannot read"),
         "truncated.json": (path.read_text()[: len(path.read_text()) // 2], "cannot read"),
         "binary.json": ("\udcff", "cannot read"),
+        "deep.json": ("[" * 100_000, "cannot read"),
+        "long-number.json": ("9" * 5000, "cannot read"),
         "not-a-state.json": (json.dumps({"jobs": []}), "not an emulator state file"),
         "other-version.json": (json.dumps({**document, "version": 99}), "version 99"),
         "bad-job.json": (json.dumps({**document, "state": {**state, "jobs": [{"arn": "x"}]}}), "corrupt"),
