@@ -12,6 +12,15 @@ and acts. Every response carries ``x-amzn-RequestId``.
 Introspection routes need no auth: ``GET /_emulator/stats``, ``GET /_emulator/jobs``,
 ``GET|POST /_emulator/config`` (POST takes a JSON object of settings),
 ``POST /_emulator/reset`` (forget every job and counter; no body, or ``{}``).
+
+The routes that change state are guarded against web pages: a page in a browser on
+the same machine can send a "simple" cross-origin POST (``text/plain`` or a form
+type, no CORS preflight) to the emulator's port, and the harm is done whether or not
+the page can read the answer. So every ``/_emulator/*`` request other than GET/HEAD
+needs ``Content-Type: application/json`` (415 otherwise; a page can only send that
+after a preflight, which the emulator never grants) and, if it has an ``Origin``
+header, the emulator's own origin (403 otherwise). The API routes need a SigV4
+``Authorization`` header, which a simple request cannot carry either.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from typing import Any
 import anyio
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from . import bedrock, personalize
 from .bodies import load_json
@@ -67,7 +77,9 @@ _PERSONALIZE_JSON = "application/x-amz-json-1.1"
 class _Service:
     """The pipeline every API request goes through, and the state behind it."""
 
-    def __init__(self, config: EmulatorConfig) -> None:
+    def __init__(self, config: EmulatorConfig, host: str = "127.0.0.1") -> None:
+        #: The address the server was asked to listen on (part of its own origin).
+        self.host = host
         self.state = EmulatorState(config)
         self.faults = FaultInjector(config.seed)
         self.limits = self._limits()
@@ -219,6 +231,41 @@ class _Service:
         self.reset()
         return web.json_response({"reset": True})
 
+    # -- the guard of the control routes
+
+    @web.middleware
+    async def guard_control(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Refuse a state-changing ``/_emulator/*`` request a web page could have sent."""
+        if request.path.startswith("/_emulator/") and request.method not in ("GET", "HEAD"):
+            origin = request.headers.get("Origin")
+            if origin is not None and origin.lower() not in self._own_origins(request):
+                return _control_error(
+                    403,
+                    f"The emulator refuses requests from origin {origin}: only its own origin, or none "
+                    "(a request not sent by a web page), may change its state",
+                )
+            if request.content_type != "application/json":
+                return _control_error(
+                    415, f"Content-Type must be application/json, not {request.content_type}"
+                )
+        return await handler(request)
+
+    def _own_origins(self, request: web.Request) -> frozenset[str]:
+        """``http://HOST:PORT`` for the port this request came in on and every name of this host.
+
+        The names: the address the connection reached, the one the server was asked to
+        listen on, and the loopback names (127.0.0.1, localhost, [::1]).
+        """
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        if not sockname:
+            return frozenset()
+        port = sockname[1]
+        hosts = {"127.0.0.1", "localhost", "::1", str(sockname[0]), self.host}
+        origins = {f"http://{_url_host(host.lower())}:{port}" for host in hosts}
+        if port == 80:  # a browser leaves the default port out
+            origins |= {origin.removesuffix(":80") for origin in origins}
+        return frozenset(origins)
+
 
 def _request_id() -> str:
     return str(uuid.uuid4())
@@ -278,7 +325,7 @@ def _drop(request: web.Request) -> web.StreamResponse:
 
 
 def build_app(service: _Service) -> web.Application:
-    app = web.Application(client_max_size=8 * 1024 * 1024)
+    app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[service.guard_control])
     routes = app.router
     routes.add_post("/model-invocation-job", service.bedrock, name="CreateModelInvocationJob")
     routes.add_get(
@@ -314,7 +361,7 @@ class Emulator:
     def __init__(
         self, config: EmulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
     ) -> None:
-        self._service = _Service(config or EmulatorConfig())
+        self._service = _Service(config or EmulatorConfig(), host)
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None

@@ -1,6 +1,9 @@
-"""The control routes and request parsing under hostile input: bad settings, deep JSON.
+"""The control routes and request parsing under hostile input: browsers, bad settings, deep JSON.
 
-Every setting is type- and range-checked, and no request body can nest deep enough to
+A web page in a browser on the same machine can send a "simple" cross-origin POST
+(``Content-Type: text/plain``, no preflight) to the emulator's port. The state-changing
+``/_emulator/*`` routes therefore take only ``application/json`` and refuse a foreign
+``Origin``. Every setting is type-checked, and no request body can nest deep enough to
 exhaust the parser's recursion.
 """
 
@@ -14,7 +17,7 @@ import aiohttp
 import pytest
 
 from asyncjobs.emulator import Emulator, EmulatorConfig
-from tests.conftest import MakeEmulator
+from tests.conftest import MakeEmulator, aws_client, bedrock_job
 
 SIGNED = {"Authorization": "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/bedrock/aws4_request"}
 CREATE_INFERENCE = {**SIGNED, "X-Amz-Target": "AmazonPersonalize.CreateBatchInferenceJob"}
@@ -44,6 +47,112 @@ async def _post_json(url: str, body: Any, **headers: str) -> tuple[int, Any]:
 
 async def _config(emu: Emulator) -> Any:
     return (await _send("GET", f"{emu.url}/_emulator/config"))[2]
+
+
+# -- the state-changing control routes: JSON only, and no foreign origin
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"],
+)
+async def test_control_routes_take_only_json(make_emulator: MakeEmulator, content_type: str | None) -> None:
+    emu = await make_emulator()
+    async with aws_client("bedrock", emu.url) as client:
+        await client.create_model_invocation_job(**bedrock_job())
+    before = await _config(emu)
+    headers = {} if content_type is None else {"Content-Type": content_type}
+    status, _, error = await _send(
+        "POST", f"{emu.url}/_emulator/config", data='{"fail_rate": 1}', headers=headers
+    )
+    assert status == 415
+    assert "application/json" in error["message"]
+    status, _, error = await _send("POST", f"{emu.url}/_emulator/reset", data="{}", headers=headers)
+    assert status == 415
+    assert await _config(emu) == before
+    assert len(emu.jobs()) == 1  # not reset
+
+
+async def test_json_with_a_charset_is_json(make_emulator: MakeEmulator) -> None:
+    emu = await make_emulator()
+    status, _, config = await _send(
+        "POST",
+        f"{emu.url}/_emulator/config",
+        data='{"seed": 9}',
+        headers={"Content-Type": "application/json; charset=utf-8"},
+    )
+    assert (status, config["seed"]) == (200, 9)
+
+
+async def test_reset_takes_no_body_or_an_empty_object(make_emulator: MakeEmulator) -> None:
+    emu = await make_emulator()
+    url = f"{emu.url}/_emulator/reset"
+    json_type = {"Content-Type": "application/json"}
+    async with aws_client("bedrock", emu.url) as client:
+        await client.create_model_invocation_job(**bedrock_job())
+        for body in ("[]", '{"everything": true}', "not json", "null"):
+            status, _, error = await _send("POST", url, data=body, headers=json_type)
+            assert status == 400, body
+            assert error["message"]
+        assert len(emu.jobs()) == 1
+        assert (await _send("POST", url, headers=json_type))[0] == 200
+        assert emu.jobs() == []
+        await client.create_model_invocation_job(**bedrock_job())
+        assert await _post_json(url, {}) == (200, {"reset": True})
+        assert emu.jobs() == []
+
+
+async def test_a_foreign_origin_is_refused(make_emulator: MakeEmulator) -> None:
+    emu = await make_emulator()
+    port = emu.url.rsplit(":", 1)[1]
+    before = await _config(emu)
+    foreign = [
+        "http://evil.example",
+        f"http://evil.example:{port}",  # a DNS-rebinding page names its own host
+        "null",  # sandboxed frames and file:// pages
+        f"https://127.0.0.1:{port}",
+        f"http://127.0.0.1:{int(port) + 1}",
+        f"http://127.0.0.2:{port}",
+    ]
+    for origin in foreign:
+        status, error = await _post_json(f"{emu.url}/_emulator/config", {"fail_rate": 1}, Origin=origin)
+        assert status == 403, origin
+        assert "origin" in error["message"].lower()
+        status, _ = await _post_json(f"{emu.url}/_emulator/reset", {}, Origin=origin)
+        assert status == 403, origin
+    assert await _config(emu) == before
+
+
+async def test_the_emulators_own_origin_is_allowed(make_emulator: MakeEmulator) -> None:
+    emu = await make_emulator()
+    port = emu.url.rsplit(":", 1)[1]
+    own = [emu.url, f"http://localhost:{port}", f"http://LOCALHOST:{port}", f"http://[::1]:{port}"]
+    for seed, origin in enumerate(own, start=1):
+        status, config = await _post_json(f"{emu.url}/_emulator/config", {"seed": seed}, Origin=origin)
+        assert (status, config["seed"]) == (200, seed), origin
+    assert (await _post_json(f"{emu.url}/_emulator/reset", {}, Origin=emu.url))[0] == 200
+
+
+async def test_a_browsers_simple_cross_origin_post_cannot_reconfigure(make_emulator: MakeEmulator) -> None:
+    """What ``fetch(url, {method: "POST", mode: "no-cors", body})`` sends from another site."""
+    emu = await make_emulator()
+    before = await _config(emu)
+    page = {"Origin": "http://attacker.example", "Content-Type": "text/plain;charset=UTF-8"}
+    status, _, _ = await _send(
+        "POST", f"{emu.url}/_emulator/config", data='{"auth_fault": "access-denied"}', headers=page
+    )
+    assert status == 403
+    assert (await _send("POST", f"{emu.url}/_emulator/reset", data="{}", headers=page))[0] == 403
+    assert await _config(emu) == before
+    # a no-cors page cannot set any other Content-Type; without an Origin, text/plain is refused too
+    status, _, _ = await _send(
+        "POST",
+        f"{emu.url}/_emulator/config",
+        data='{"auth_fault": "access-denied"}',
+        headers={"Content-Type": "text/plain"},
+    )
+    assert status == 415
+    assert await _config(emu) == before
 
 
 # -- every setting is type- and range-checked

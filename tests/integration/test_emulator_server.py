@@ -165,7 +165,7 @@ async def test_configure_over_http_and_reset(make_emulator: MakeEmulator) -> Non
         with pytest.raises(client.exceptions.ThrottlingException):
             await client.create_model_invocation_job(**bedrock_job())
     assert emu.stats()["jobs_total"] == 1
-    status, _, _ = await _raw("POST", f"{emu.url}/_emulator/reset")
+    status, _, _ = await _raw("POST", f"{emu.url}/_emulator/reset", json={})
     assert status == 200
     assert emu.jobs() == []
     assert emu.stats()["requests"] == {}
