@@ -383,6 +383,13 @@ class Emulator:
             raise RuntimeError("the emulator is not serving")
         return self._url
 
+    @property
+    def addresses(self) -> list[str]:
+        """The IP address of every socket it listens on; only while serving."""
+        if self._runner is None:
+            raise RuntimeError("the emulator is not serving")
+        return [str(address[0]) for address in self._runner.addresses]
+
     def stats(self) -> dict[str, Any]:
         """The counters, as ``GET /_emulator/stats`` returns them."""
         return self._service.state.snapshot()

@@ -112,3 +112,18 @@ def test_busy_port_exits_1() -> None:
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+#: Words of the warning about serving beyond the loopback interface.
+UNAUTHENTICATED = "no authentication"
+
+
+@pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("127.0.0.1", False)])
+async def test_a_host_beyond_loopback_is_warned_about_once(host: str, warned: bool) -> None:
+    async with emulator_process("--host", host) as emu:
+        log = emu.log_text()
+    warnings = [line for line in log.splitlines() if UNAUTHENTICATED in line]
+    assert len(warnings) == (1 if warned else 0), log
+    if warned:
+        assert host in warnings[0]
+        assert "anyone who can reach it can control it" in warnings[0]
