@@ -8,7 +8,8 @@ The real botocore/aioboto3/boto3 clients and the AWS CLI talk to it through
 
 Modules: :mod:`.config` (the knobs), :mod:`.jobs` (a job's lifecycle), :mod:`.state`
 (jobs, quotas, idempotency), :mod:`.stats`, :mod:`.limits` (rate buckets),
-:mod:`.faults`, :mod:`.wire` (error codes and messages), :mod:`.bedrock` and
+:mod:`.faults`, :mod:`.wire` (error codes and messages), :mod:`.bodies` (JSON request
+bodies, nesting bounded), :mod:`.calls` (one parsed request), :mod:`.bedrock` and
 :mod:`.personalize` (the operations), :mod:`.server` (HTTP and :class:`Emulator`),
 :mod:`.cli` (the ``emulator`` command).
 """

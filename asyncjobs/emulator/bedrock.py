@@ -30,7 +30,7 @@ Handler = Callable[[EmulatorState, Call], dict[str, Any]]
 
 
 def create(state: EmulatorState, call: Call) -> dict[str, Any]:
-    params = call.json_body()
+    params = call.json_body(INVALID)
     check_input(SERVICE, call.operation, params, INVALID)
     job, _replayed = state.create_bedrock(call.region, params)
     return {"jobArn": job.arn}
@@ -53,7 +53,7 @@ def list_jobs(state: EmulatorState, call: Call) -> dict[str, Any]:
     params = _list_params(call.query)
     check_input(SERVICE, call.operation, params, INVALID)
     after, before = params.get("submitTimeAfter"), params.get("submitTimeBefore")
-    jobs, next_token = state.list_bedrock(
+    listing = state.list_bedrock(
         call.region,
         status=params.get("statusEquals"),
         name_contains=params.get("nameContains"),
@@ -63,10 +63,11 @@ def list_jobs(state: EmulatorState, call: Call) -> dict[str, Any]:
         max_results=params.get("maxResults", DEFAULT_MAX_RESULTS),
         next_token=params.get("nextToken"),
     )
-    now = state.now()
-    result: dict[str, Any] = {"invocationJobSummaries": [job_json(job, now) for job in jobs]}
-    if next_token is not None:
-        result["nextToken"] = next_token
+    # each job as it was when the (possibly lagging) list shows it
+    summaries = [job_json(job, listing.as_of) for job in listing.jobs]
+    result: dict[str, Any] = {"invocationJobSummaries": summaries}
+    if listing.next_token is not None:
+        result["nextToken"] = listing.next_token
     return result
 
 

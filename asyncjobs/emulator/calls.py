@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..validation import format_issues, validate_request
+from .bodies import TooDeep, load_json
 from .wire import ApiError
 
 
@@ -21,14 +21,21 @@ class Call:
     path_params: Mapping[str, str] = field(default_factory=dict)
     query: Mapping[str, str] = field(default_factory=dict)
 
-    def json_body(self) -> dict[str, Any]:
-        """The body as a JSON object (an empty body is ``{}``)."""
+    def json_body(self, invalid_code: str) -> dict[str, Any]:
+        """The body as a JSON object (an empty body is ``{}``).
+
+        Malformed JSON is a SerializationException; a body nested too deep is refused
+        with ``invalid_code`` (ValidationException / InvalidInputException), as input
+        no operation takes.
+        """
         if not self.body.strip():
             return {}
         try:
-            value = json.loads(self.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ApiError("SerializationException", f"The request body is not valid JSON: {exc}") from exc
+            value = load_json(self.body)
+        except TooDeep as exc:
+            raise ApiError(invalid_code, str(exc)) from exc
+        except ValueError as exc:
+            raise ApiError("SerializationException", str(exc)) from exc
         if not isinstance(value, dict):
             raise ApiError("SerializationException", "The request body must be a JSON object")
         return value

@@ -7,6 +7,7 @@ http://HOST:PORT``, and flushes it; logs go to stderr. It exits 0 on SIGINT/SIGT
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 import sys
@@ -48,7 +49,8 @@ _DEFAULTS = EmulatorConfig()
 
 
 @click.command("emulator")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (no authentication: keep it on loopback).")  # fmt: skip
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0 picks a free port."
 )
@@ -90,6 +92,10 @@ _DEFAULTS = EmulatorConfig()
               help="Refuse every signed request (AccessDeniedException, ExpiredTokenException).")  # fmt: skip
 @click.option("--auth-fault-after", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
               help="Answer the first N signed requests normally, then apply --auth-fault.")  # fmt: skip
+@click.option("--limit-message", metavar="TEXT", default=None,
+              help="Message of every Personalize LimitExceededException (rate and quota).")  # fmt: skip
+@click.option("--list-lag", type=click.FloatRange(min=0), default=_DEFAULTS.list_lag, show_default=True,
+              metavar="SECONDS", help="Lists show jobs as of SECONDS ago (x --time-scale).")  # fmt: skip
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="Log level (stderr); debug logs every request.")  # fmt: skip
 def emulator(host: str, port: int, log_level: str, **settings: Any) -> None:
@@ -111,6 +117,12 @@ def emulator(host: str, port: int, log_level: str, **settings: Any) -> None:
 async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with Emulator(config, host=host, port=port) as emu:
+            if not all(_is_loopback(address) for address in emu.addresses):
+                click.echo(
+                    f"asyncjobs emulator: warning: listening on {host}, beyond the loopback interface; "
+                    "the emulator has no authentication: anyone who can reach it can control it",
+                    err=True,
+                )
             click.echo(f"asyncjobs emulator listening on {emu.url}")
             sys.stdout.flush()
             async for signum in signals:
@@ -118,6 +130,13 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
                     "asyncjobs.emulator.signal", signal=signal.Signals(signum).name
                 )
                 break
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback  # no IPv6 zone
+    except ValueError:
+        return False
 
 
 def _configure_logging(level: str) -> None:

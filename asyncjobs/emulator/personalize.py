@@ -36,7 +36,7 @@ _INFERENCE_ONLY = ("batchInferenceJobConfig", "batchInferenceJobMode", "themeGen
 
 def _create(kind: str) -> Handler:
     def handler(state: EmulatorState, call: Call) -> dict[str, Any]:
-        params = call.json_body()
+        params = call.json_body(INVALID)
         check_input(SERVICE, call.operation, params, INVALID)
         job = state.create_personalize(kind, call.region, params)
         return {_NAMES[kind][0]: job.arn}
@@ -46,7 +46,7 @@ def _create(kind: str) -> Handler:
 
 def _describe(kind: str) -> Handler:
     def handler(state: EmulatorState, call: Call) -> dict[str, Any]:
-        params = call.json_body()
+        params = call.json_body(INVALID)
         check_input(SERVICE, call.operation, params, INVALID)
         arn_member, wrapper, _ = _NAMES[kind]
         job = state.find_personalize(kind, call.region, params[arn_member])
@@ -57,19 +57,19 @@ def _describe(kind: str) -> Handler:
 
 def _list(kind: str) -> Handler:
     def handler(state: EmulatorState, call: Call) -> dict[str, Any]:
-        params = call.json_body()
+        params = call.json_body(INVALID)
         check_input(SERVICE, call.operation, params, INVALID)
-        jobs, next_token = state.list_personalize(
+        listing = state.list_personalize(
             kind,
             call.region,
             solution_version_arn=params.get("solutionVersionArn"),
             max_results=params.get("maxResults", DEFAULT_MAX_RESULTS),
             next_token=params.get("nextToken"),
         )
-        now = state.now()
-        result: dict[str, Any] = {_NAMES[kind][2]: [summary_json(job, now) for job in jobs]}
-        if next_token is not None:
-            result["nextToken"] = next_token
+        # each job as it was when the (possibly lagging) list shows it
+        result: dict[str, Any] = {_NAMES[kind][2]: [summary_json(job, listing.as_of) for job in listing.jobs]}
+        if listing.next_token is not None:
+            result["nextToken"] = listing.next_token
         return result
 
     return handler

@@ -11,7 +11,16 @@ and acts. Every response carries ``x-amzn-RequestId``.
 
 Introspection routes need no auth: ``GET /_emulator/stats``, ``GET /_emulator/jobs``,
 ``GET|POST /_emulator/config`` (POST takes a JSON object of settings),
-``POST /_emulator/reset`` (forget every job and counter).
+``POST /_emulator/reset`` (forget every job and counter; no body, or ``{}``).
+
+The routes that change state are guarded against web pages: a page in a browser on
+the same machine can send a "simple" cross-origin POST (``text/plain`` or a form
+type, no CORS preflight) to the emulator's port, and the harm is done whether or not
+the page can read the answer. So every ``/_emulator/*`` request other than GET/HEAD
+needs ``Content-Type: application/json`` (415 otherwise; a page can only send that
+after a preflight, which the emulator never grants) and, if it has an ``Origin``
+header, the emulator's own origin (403 otherwise). The API routes need a SigV4
+``Authorization`` header, which a simple request cannot carry either.
 """
 
 from __future__ import annotations
@@ -29,8 +38,10 @@ from typing import Any
 import anyio
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from . import bedrock, personalize
+from .bodies import load_json
 from .calls import Call
 from .config import EmulatorConfig
 from .faults import Fault, FaultInjector
@@ -66,7 +77,9 @@ _PERSONALIZE_JSON = "application/x-amz-json-1.1"
 class _Service:
     """The pipeline every API request goes through, and the state behind it."""
 
-    def __init__(self, config: EmulatorConfig) -> None:
+    def __init__(self, config: EmulatorConfig, host: str = "127.0.0.1") -> None:
+        #: The address the server was asked to listen on (part of its own origin).
+        self.host = host
         self.state = EmulatorState(config)
         self.faults = FaultInjector(config.seed)
         self.limits = self._limits()
@@ -140,7 +153,7 @@ class _Service:
             region = self._authenticate(request, service, operation)
             if not self.limits.allow(service, operation):
                 stats.throttled[operation] += 1
-                raise _throttled(service)
+                raise _throttled(service, config)
             call = Call(
                 operation=operation,
                 region=region,
@@ -198,17 +211,60 @@ class _Service:
 
     async def post_config(self, request: web.Request) -> web.Response:
         try:
-            changes = await request.json()
+            changes = load_json(await request.read())
             if not isinstance(changes, dict):
                 raise ValueError("the body must be a JSON object of settings")
             self.configure(self.state.config.replace_from_json(changes))
-        except (ValueError, TypeError) as exc:
-            return web.json_response({"message": str(exc)}, status=400)
+        except ValueError as exc:  # every setting is checked, and a bad one raises ValueError
+            return _control_error(400, str(exc))
         return web.json_response(self.state.config.as_json())
 
     async def post_reset(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        if body.strip():
+            try:
+                value = load_json(body)
+            except ValueError as exc:
+                return _control_error(400, str(exc))
+            if value != {}:
+                return _control_error(400, "reset takes no settings: send no body, or {}")
         self.reset()
         return web.json_response({"reset": True})
+
+    # -- the guard of the control routes
+
+    @web.middleware
+    async def guard_control(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Refuse a state-changing ``/_emulator/*`` request a web page could have sent."""
+        if request.path.startswith("/_emulator/") and request.method not in ("GET", "HEAD"):
+            origin = request.headers.get("Origin")
+            if origin is not None and origin.lower() not in self._own_origins(request):
+                return _control_error(
+                    403,
+                    f"The emulator refuses requests from origin {origin}: only its own origin, or none "
+                    "(a request not sent by a web page), may change its state",
+                )
+            if request.content_type != "application/json":
+                return _control_error(
+                    415, f"Content-Type must be application/json, not {request.content_type}"
+                )
+        return await handler(request)
+
+    def _own_origins(self, request: web.Request) -> frozenset[str]:
+        """``http://HOST:PORT`` for the port this request came in on and every name of this host.
+
+        The names: the address the connection reached, the one the server was asked to
+        listen on, and the loopback names (127.0.0.1, localhost, [::1]).
+        """
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        if not sockname:
+            return frozenset()
+        port = sockname[1]
+        hosts = {"127.0.0.1", "localhost", "::1", str(sockname[0]), self.host}
+        origins = {f"http://{_url_host(host.lower())}:{port}" for host in hosts}
+        if port == 80:  # a browser leaves the default port out
+            origins |= {origin.removesuffix(":80") for origin in origins}
+        return frozenset(origins)
 
 
 def _request_id() -> str:
@@ -225,10 +281,11 @@ def _auth_fault(config: EmulatorConfig, service: str, operation: str) -> ApiErro
     return ApiError("AccessDeniedException", message, status=403)
 
 
-def _throttled(service: str) -> ApiError:
+def _throttled(service: str, config: EmulatorConfig) -> ApiError:
     if service == "bedrock":
         return ApiError("ThrottlingException", BEDROCK_THROTTLED_MESSAGE)
-    return ApiError("LimitExceededException", RATE_EXCEEDED_MESSAGE)
+    message = RATE_EXCEEDED_MESSAGE if config.limit_message is None else config.limit_message
+    return ApiError("LimitExceededException", message)
 
 
 def _ok_response(service: str, result: dict[str, Any], request_id: str) -> web.Response:
@@ -255,6 +312,10 @@ def _error_response(service: str, error: ApiError, request_id: str) -> web.Respo
     )
 
 
+def _control_error(status: int, message: str) -> web.Response:
+    return web.json_response({"message": message}, status=status)
+
+
 def _drop(request: web.Request) -> web.StreamResponse:
     """Close the connection without a response (aiohttp then finds nothing to write to)."""
     transport = request.transport
@@ -264,7 +325,7 @@ def _drop(request: web.Request) -> web.StreamResponse:
 
 
 def build_app(service: _Service) -> web.Application:
-    app = web.Application(client_max_size=8 * 1024 * 1024)
+    app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[service.guard_control])
     routes = app.router
     routes.add_post("/model-invocation-job", service.bedrock, name="CreateModelInvocationJob")
     routes.add_get(
@@ -300,7 +361,7 @@ class Emulator:
     def __init__(
         self, config: EmulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
     ) -> None:
-        self._service = _Service(config or EmulatorConfig())
+        self._service = _Service(config or EmulatorConfig(), host)
         self._host = host
         self._port = port
         self._runner: web.AppRunner | None = None
@@ -321,6 +382,13 @@ class Emulator:
         if self._url is None:
             raise RuntimeError("the emulator is not serving")
         return self._url
+
+    @property
+    def addresses(self) -> list[str]:
+        """The IP address of every socket it listens on; only while serving."""
+        if self._runner is None:
+            raise RuntimeError("the emulator is not serving")
+        return [str(address[0]) for address in self._runner.addresses]
 
     def stats(self) -> dict[str, Any]:
         """The counters, as ``GET /_emulator/stats`` returns them."""
@@ -367,7 +435,9 @@ class Emulator:
         try:
             with Path(path).open(encoding="utf-8") as src:
                 document = json.load(src)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # ValueError: not JSON, not UTF-8, or an integer too long to read; RecursionError:
+        # nested deeper than the parser can recurse
+        except (OSError, ValueError, RecursionError) as exc:
             raise EmulatorStateError(f"{path}: cannot read the emulator state: {exc}") from exc
         if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
             raise EmulatorStateError(f"{path}: not an emulator state file")

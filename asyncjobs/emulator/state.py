@@ -17,6 +17,10 @@ Decisions AWS does not document, taken here:
   Personalize's is ``personalize:<region>:batch-inference|batch-segment``, where the
   region is the request's (the endpoint's), like AWS.
 - Lists are newest first by default (Bedrock ``sortOrder`` may ask otherwise).
+- With a ``list_lag``, a List shows each job as it was that long ago (its schedule
+  says what it was) and leaves out jobs created since; the pages still walk the jobs
+  in creation order, so a job that comes into view between two pages appears at the
+  newest end, never inside pages already handed out.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import bisect
 import heapq
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from .config import EmulatorConfig
 from .jobs import (
@@ -51,6 +55,15 @@ _ARN_RESOURCE["personalize-segment"] = "batch-segment-job"
 _QUOTA_SUFFIX = {PERSONALIZE: "batch-inference", "personalize-segment": "batch-segment"}
 
 
+class Listing(NamedTuple):
+    """One page of a List operation."""
+
+    jobs: list[EmuJob]
+    next_token: str | None
+    #: The moment the page shows its jobs at: now, less the list lag.
+    as_of: float
+
+
 class EmulatorState:
     """All jobs of one emulator, and the bookkeeping around them."""
 
@@ -72,6 +85,15 @@ class EmulatorState:
 
     def now(self) -> float:
         return self.config.clock()
+
+    def _listing_view(self) -> tuple[float, Callable[[EmuJob], bool]]:
+        """The moment a List shows, and which jobs existed then (all of them without a lag)."""
+        config = self.config
+        lag = config.list_lag * config.time_scale
+        as_of = self.now() - lag
+        if not lag:
+            return as_of, _always
+        return as_of, lambda job: job.submit_time <= as_of
 
     # -- shared bookkeeping
 
@@ -201,20 +223,22 @@ class EmulatorState:
         descending: bool = True,
         max_results: int = 100,
         next_token: str | None = None,
-    ) -> tuple[list[EmuJob], str | None]:
-        now = self.now()
+    ) -> Listing:
+        as_of, existed = self._listing_view()
 
         def matches(job: EmuJob) -> bool:
             return (
-                (name_contains is None or name_contains in job.name)
+                existed(job)
+                and (name_contains is None or name_contains in job.name)
                 and (after is None or job.submit_time > after)
                 and (before is None or job.submit_time < before)
-                and (status is None or job.status_at(now) == status)
+                and (status is None or job.status_at(as_of) == status)
             )
 
-        return self._page(
+        jobs, token = self._page(
             BEDROCK, region, matches, descending, max_results, next_token, "ValidationException"
         )
+        return Listing(jobs, token, as_of)
 
     # -- Personalize
 
@@ -229,18 +253,16 @@ class EmulatorState:
             )
         now = self.now()
         quota_key = f"personalize:{region}:{_QUOTA_SUFFIX[kind]}"
-        limit = self.config.personalize_max_running
+        config = self.config
+        limit = config.personalize_max_running
         if self.running(quota_key, now) >= limit:
             self.stats.quota_rejections[_create_operation(kind)] += 1
-            raise ApiError(
-                "LimitExceededException",
-                personalize_quota_message(
-                    kind,
-                    limit,
-                    self.config.personalize_pending_status,
-                    self.config.personalize_running_status,
-                ),
-            )
+            text = config.limit_message
+            if text is None:
+                text = personalize_quota_message(
+                    kind, limit, config.personalize_pending_status, config.personalize_running_status
+                )
+            raise ApiError("LimitExceededException", text)
         schedule, message = draw_personalize(self.config, kind, name, self._name_counts[(kind, name)], now)
         job = EmuJob(
             seq=self._next_seq(),
@@ -276,13 +298,18 @@ class EmulatorState:
         solution_version_arn: str | None = None,
         max_results: int = 100,
         next_token: str | None = None,
-    ) -> tuple[list[EmuJob], str | None]:
+    ) -> Listing:
+        as_of, existed = self._listing_view()
+
         def matches(job: EmuJob) -> bool:
-            return (
+            return existed(job) and (
                 solution_version_arn is None or job.request.get("solutionVersionArn") == solution_version_arn
             )
 
-        return self._page(kind, region, matches, True, max_results, next_token, "InvalidNextTokenException")
+        jobs, token = self._page(
+            kind, region, matches, True, max_results, next_token, "InvalidNextTokenException"
+        )
+        return Listing(jobs, token, as_of)
 
     # -- paging
 
@@ -389,6 +416,10 @@ def _walk(jobs: list[EmuJob], descending: bool, start_after: int | None) -> Iter
 
 def _seq(job: EmuJob) -> int:
     return job.seq
+
+
+def _always(job: EmuJob) -> bool:
+    return True
 
 
 def _create_operation(kind: str) -> str:

@@ -10,6 +10,8 @@ each protocol's exact shape (aws-notes §1):
 
 The message texts below are stable: the engine tells a Personalize rate throttle
 ("rate", "per second") from a full running-jobs quota ("active", "jobs") by their words.
+AWS documents neither text, so ``EmulatorConfig.limit_message`` can replace both with
+one, to rehearse a client that cannot tell them apart by the message.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ async def test_options_reach_the_config() -> None:
         "--job-seconds", "1,3", "--time-scale", "0.5", "--fail-rate", "0.25", "--error-rate", "0",
         "--drop-rate", "0", "--latency", "0,0.001", "--seed", "11",
         "--auth-fault", "expired-token", "--auth-fault-after", "5",
+        "--limit-message", "Too busy, come back later", "--list-lag", "2.5",
     ) as emu:  # fmt: skip
         config = await asyncio.to_thread(emu.get, "config")
     assert config["create_rate"] == 0
@@ -55,6 +56,8 @@ async def test_options_reach_the_config() -> None:
     assert config["latency"] == [0.0, 0.001]
     assert config["seed"] == 11
     assert (config["auth_fault"], config["auth_fault_after"]) == ("expired-token", 5)
+    assert config["limit_message"] == "Too busy, come back later"
+    assert config["list_lag"] == 2.5
 
 
 @pytest.mark.parametrize(
@@ -69,6 +72,9 @@ async def test_options_reach_the_config() -> None:
         ["--no-such-option"],
         ["--auth-fault", "sometimes"],
         ["--auth-fault-after", "3"],
+        ["--list-lag", "-1"],
+        ["--list-lag", "soon"],
+        ["--latency", "0,1e9"],
     ],
 )
 def test_bad_option_is_a_usage_error(args: list[str]) -> None:
@@ -106,3 +112,18 @@ def test_busy_port_exits_1() -> None:
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+#: Words of the warning about serving beyond the loopback interface.
+UNAUTHENTICATED = "no authentication"
+
+
+@pytest.mark.parametrize(("host", "warned"), [("0.0.0.0", True), ("127.0.0.1", False)])
+async def test_a_host_beyond_loopback_is_warned_about_once(host: str, warned: bool) -> None:
+    async with emulator_process("--host", host) as emu:
+        log = emu.log_text()
+    warnings = [line for line in log.splitlines() if UNAUTHENTICATED in line]
+    assert len(warnings) == (1 if warned else 0), log
+    if warned:
+        assert host in warnings[0]
+        assert "anyone who can reach it can control it" in warnings[0]

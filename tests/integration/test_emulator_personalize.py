@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
+import anyio
+import boto3
 import pytest
+from botocore.config import Config
 
 from tests.conftest import (
+    CREDENTIALS,
     SOLUTION_VERSION,
     FakeClock,
     MakeEmulator,
@@ -250,3 +255,58 @@ async def test_rate_limit_is_limit_exceeded_about_the_rate(make_emulator: MakeEm
     assert not {"active", "concurrent", "jobs"} & set(message.lower().split())
     assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
     assert emu.stats()["throttled"] == {"CreateBatchSegmentJob": 1, "DescribeBatchInferenceJob": 1}
+
+
+def _limit_messages(url: str, clock: FakeClock) -> tuple[str, str]:
+    """With a sync boto3 client: the message of a rate throttle, then of a full running-jobs quota."""
+    session = boto3.session.Session(region_name="us-east-1", **CREDENTIALS)
+    config = Config(retries={"total_max_attempts": 1, "mode": "standard"})
+    client = session.client("personalize", endpoint_url=url, config=config)
+    client.create_batch_inference_job(**personalize_job("a"))
+    with pytest.raises(client.exceptions.LimitExceededException) as rate:
+        client.create_batch_inference_job(**personalize_job("b"))  # no create token left
+    clock.advance(1)  # a token again, but "a" still holds the only slot
+    with pytest.raises(client.exceptions.LimitExceededException) as quota:
+        client.create_batch_inference_job(**personalize_job("b"))
+    return rate.value.response["Error"]["Message"], quota.value.response["Error"]["Message"]
+
+
+async def test_limit_message_is_the_text_of_both_limit_exceeded_cases(make_emulator: MakeEmulator) -> None:
+    clock = FakeClock()
+    text = "Limit exceeded for this account. Try again later."
+    knobs = {"create_rate": 1.0, "personalize_max_running": 1, "job_seconds": (600, 600)}
+    emu = await make_emulator(clock=clock, limit_message=text, **knobs)
+    rate, quota = await anyio.to_thread.run_sync(_limit_messages, emu.url, clock)
+    assert rate == quota == text
+    stats = emu.stats()  # and they really were the two different limits
+    assert stats["throttled"] == {"CreateBatchInferenceJob": 1}
+    assert stats["quota_rejections"] == {"CreateBatchInferenceJob": 1}
+
+    default_clock = FakeClock()
+    default = await make_emulator(clock=default_clock, **knobs)
+    rate, quota = await anyio.to_thread.run_sync(_limit_messages, default.url, default_clock)
+    assert rate == "Rate exceeded: too many requests per second"
+    assert quota.startswith("The limit of 1 active batch inference jobs")
+
+
+async def test_limit_message_set_and_cleared_over_http(make_emulator: MakeEmulator) -> None:
+    emu = await make_emulator(create_rate=1.0)
+
+    async def configure(message: str | None) -> None:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"{emu.url}/_emulator/config", json={"limit_message": message}) as response,
+        ):
+            assert response.status == 200
+            assert (await response.json())["limit_message"] == message
+
+    async with aws_client("personalize", emu.url, retries=1) as client:
+        await configure("Slow down")  # (setting the config refills the rate buckets)
+        await client.create_batch_segment_job(**segment_job("a"))
+        with pytest.raises(client.exceptions.LimitExceededException, match="Slow down"):
+            await client.create_batch_segment_job(**segment_job("b"))
+        await configure(None)
+        await client.create_batch_segment_job(**segment_job("b"))
+        with pytest.raises(client.exceptions.LimitExceededException) as info:
+            await client.create_batch_segment_job(**segment_job("c"))
+    assert info.value.response["Error"]["Message"] == "Rate exceeded: too many requests per second"

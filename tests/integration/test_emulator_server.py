@@ -165,7 +165,7 @@ async def test_configure_over_http_and_reset(make_emulator: MakeEmulator) -> Non
         with pytest.raises(client.exceptions.ThrottlingException):
             await client.create_model_invocation_job(**bedrock_job())
     assert emu.stats()["jobs_total"] == 1
-    status, _, _ = await _raw("POST", f"{emu.url}/_emulator/reset")
+    status, _, _ = await _raw("POST", f"{emu.url}/_emulator/reset", json={})
     assert status == 200
     assert emu.jobs() == []
     assert emu.stats()["requests"] == {}
@@ -418,6 +418,8 @@ async def test_a_state_that_cannot_be_used_is_refused_and_changes_nothing(
         "missing.json": (None, "cannot read"),
         "truncated.json": (path.read_text()[: len(path.read_text()) // 2], "cannot read"),
         "binary.json": ("\udcff", "cannot read"),
+        "deep.json": ("[" * 100_000, "cannot read"),
+        "long-number.json": ("9" * 5000, "cannot read"),
         "not-a-state.json": (json.dumps({"jobs": []}), "not an emulator state file"),
         "other-version.json": (json.dumps({**document, "version": 99}), "version 99"),
         "bad-job.json": (json.dumps({**document, "state": {**state, "jobs": [{"arn": "x"}]}}), "corrupt"),
