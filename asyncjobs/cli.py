@@ -1,4 +1,4 @@
-"""The ``asyncjobs`` command: run, status, cancel, demo and emulator.
+"""The ``asyncjobs`` command: run, check, status, cancel, demo and emulator.
 
 Conventions follow the AWS CLI: ``--endpoint-url``, ``--region``, ``--profile``,
 ``--output json|table``, ``--query`` (JMESPath over the JSON document), ``--debug``,
@@ -29,6 +29,7 @@ import shutil
 import signal
 import sqlite3
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -43,7 +44,15 @@ import structlog
 from rich.console import Console, RenderableType
 
 from . import display
-from .errors import AsyncJobsError, InputError, JournalError, JournalLocked, JournalSchemaError, ServiceError
+from .errors import (
+    AsyncJobsError,
+    CampaignError,
+    InputError,
+    JournalError,
+    JournalLocked,
+    JournalSchemaError,
+    ServiceError,
+)
 from .journal import SQLiteJournal, open_journal
 from .model import UNSUCCESSFUL_STATES, JobState, StateCounts
 from .scheduler import Campaign, Progress, Settings, Summary
@@ -391,6 +400,30 @@ async def require_credentials(session: Any) -> None:
             "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or use --profile",
             EXIT_USAGE,
         )
+
+
+async def _session_for(g: Globals, campaign_file: str | None) -> Any:
+    """The session for ``run``, its credentials checked; but a bad campaign is reported first.
+
+    What is wrong with the campaign is what to fix first, and it does not depend on
+    credentials. Still, the campaign is validated by its one streaming read, the ingest,
+    which comes after this check: a second pass beforehand would double the validation
+    of a million-line campaign on every run, and stdin can be read only once. So the
+    campaign is read here only when the credentials are missing, and its first error
+    (duplicates included, as the ingest would find them) wins over theirs.
+    """
+    try:
+        session = make_session(g)
+        await require_credentials(session)
+    except Failure:
+        if campaign_file is not None:
+            from .campaign import check_campaign
+
+            for item in check_campaign(campaign_file):
+                if isinstance(item, CampaignError):
+                    raise item from None
+        raise
+    return session
 
 
 # ----------------------------------------------------------------------------- running a campaign
@@ -799,8 +832,7 @@ def run_command(
     )
 
     async def main() -> int:
-        session = make_session(g)
-        await require_credentials(session)
+        session = await _session_for(g, campaign_file)
         try:
             summary = await drive(options, campaign_factory(g, settings, session))
         except Halted as halted:
@@ -815,6 +847,45 @@ def run_command(
         return report_run(g, summary, options)
 
     return _run_async(g, main)
+
+
+@cli.command("check")
+@click.argument("campaign_file", metavar="CAMPAIGN")
+@global_options
+@click.pass_context
+def check_command(ctx: click.Context, campaign_file: str) -> int:
+    """Validate CAMPAIGN (JSON Lines, or - for stdin) as `run` would, and send nothing.
+
+    Every bad line is reported on stderr as FILE:LINE: FIELD: REASON (duplicate ids
+    and job names included), and the exit code is 2. When every line is good, the
+    jobs per service and per quota key are printed. Needs no credentials and no journal.
+    """
+    g = _setup(ctx)
+    from .campaign import check_campaign
+
+    try:
+        bad = 0
+        services: Counter[str] = Counter()
+        keys: Counter[str] = Counter()
+        for item in check_campaign(campaign_file):
+            if isinstance(item, CampaignError):
+                bad += 1
+                click.echo(display.safe_text(str(item)), err=True)
+            else:
+                services[str(item.service)] += 1
+                keys[item.quota_key] += 1
+    except BaseException as exc:
+        return _report_error(g, exc)
+    if bad:
+        return EXIT_USAGE
+    doc = {
+        "campaign": "<stdin>" if campaign_file == "-" else campaign_file,
+        "jobs": services.total(),
+        "services": dict(sorted(services.items())),
+        "quota_keys": dict(sorted(keys.items())),
+    }
+    emit(g, doc, display.check_renderable)
+    return EXIT_OK
 
 
 @cli.command("status")
