@@ -120,8 +120,8 @@ class Globals:
             return chosen
         return "table" if sys.stdout.isatty() else "json"
 
-    def connection_args(self) -> str:
-        """The options that say where and as whom to connect, for a command to repeat."""
+    def connection_argv(self) -> list[str]:
+        """The options that say where and as whom to connect, for a command to repeat (unquoted)."""
         args = []
         for flag, value in (
             ("--endpoint-url", self.endpoint_url),
@@ -129,10 +129,10 @@ class Globals:
             ("--profile", self.profile),
         ):
             if value:
-                args.append(f"{flag} {shlex.quote(value)}")
+                args += [flag, value]
         if self.no_verify_ssl:
             args.append("--no-verify-ssl")
-        return " ".join(args)
+        return args
 
     @property
     def verify(self) -> bool | None:
@@ -189,6 +189,16 @@ def global_options(func: F) -> F:
             param.expose_value = False
             param.callback = _remember
     return func
+
+
+def warn_if_unverified(g: Globals) -> None:
+    """One warning line when TLS certificates will not be checked (``--no-verify-ssl``).
+
+    The AWS CLI's HTTP stack (urllib3) warns on every unverified request; aiohttp, under
+    aioboto3, says nothing, so without this line an insecure run looks like any other.
+    """
+    if g.no_verify_ssl:
+        note("warning: TLS certificate verification is off (--no-verify-ssl)")
 
 
 def _globals(ctx: click.Context) -> Globals:
@@ -283,9 +293,22 @@ def command() -> str:
     return used
 
 
+def shell_command(*args: str) -> str:
+    """A command line to print in a hint: this command and ``args``, every word shell-quoted.
+
+    Hints repeat paths and values the user gave (a journal named ``x;touch y``): pasted
+    into a shell unquoted, they would run something else.
+    """
+    return shlex.join([command(), *args])
+
+
 def note(message: str) -> None:
-    """A message for the person at the terminal (stderr; stdout stays for results)."""
-    click.echo(f"{PROG}: {message}", err=True)
+    """A message for the person at the terminal (stderr; stdout stays for results).
+
+    Messages quote ids, paths and service errors: control characters in them are
+    escaped, so they cannot drive the terminal (plain text, never rich markup).
+    """
+    click.echo(f"{PROG}: {display.safe_text(message)}", err=True)
 
 
 def emit(g: Globals, doc: Mapping[str, Any], table: Callable[[Mapping[str, Any]], RenderableType]) -> None:
@@ -591,7 +614,8 @@ def report_run(g: Globals, summary: Summary, options: RunOptions) -> int:
     if bad:
         details = ", ".join(f"{n} {s}" for s, n in bad.items())
         states = ",".join(bad)
-        note(f"finished with {details}; see: {command()} status --journal {options.journal} --state {states}")
+        see = shell_command("status", "--journal", str(options.journal), "--state", states)
+        note(f"finished with {details}; see: {see}")
     if counts[JobState.PARTIAL]:
         note(f"{counts[JobState.PARTIAL]} job(s) only partially completed (counted as succeeded)")
     return code
@@ -812,6 +836,7 @@ def run_command(
     Re-running with the same --journal resumes; CAMPAIGN may then be left out.
     """
     g = _setup(ctx)
+    warn_if_unverified(g)
     settings = Settings(
         create_rate=create_rate,
         max_running=parse_max_running(max_running),
@@ -825,9 +850,7 @@ def run_command(
         campaign_name=campaign_name,
         settings=settings,
         wait=not no_wait,
-        resume_hint=" ".join(
-            filter(None, [command(), g.connection_args(), "run", "--journal", shlex.quote(str(journal))])
-        ),
+        resume_hint=shell_command(*g.connection_argv(), "run", "--journal", str(journal)),
         structured=g.log_format == "json",
     )
 
@@ -936,6 +959,7 @@ def cancel_command(ctx: click.Context, journal: Path) -> int:
     `asyncjobs run --journal PATH` tracks them.
     """
     g = _setup(ctx)
+    warn_if_unverified(g)
 
     async def main() -> int:
         session = make_session(g)
@@ -950,9 +974,10 @@ def cancel_command(ctx: click.Context, journal: Path) -> int:
             await opened.aclose()
         emit(g, summary.to_dict(), display.summary_renderable)
         if summary.unstoppable:
+            track = shell_command(*g.connection_argv(), "run", "--journal", str(journal))
             note(
                 f"{summary.unstoppable} Personalize job(s) cannot be stopped and keep running; "
-                f"track them with: {command()} run --journal {journal}"
+                f"track them with: {track}"
             )
         return EXIT_OK
 
@@ -1019,8 +1044,9 @@ async def run_demo(g: Globals, directory: Path, *, fresh: bool, jobs: int) -> in
         source=None if resuming else str(directory / demo.CAMPAIGN_FILE),
         campaign_name="demo",
         settings=settings,
-        resume_hint=f"{command()} demo"
-        + (f" --dir {directory}" if directory != Path(".asyncjobs-demo") else ""),
+        resume_hint=shell_command(
+            "demo", *(["--dir", str(directory)] if directory != Path(".asyncjobs-demo") else [])
+        ),
         structured=g.log_format == "json",
     )
     session = make_session(g, credentials=demo.CREDENTIALS, region=demo.REGION)
@@ -1043,8 +1069,8 @@ async def run_demo(g: Globals, directory: Path, *, fresh: bool, jobs: int) -> in
     note(f"emulator: {_emulator_line(stats)}")
     if code == EXIT_INTERRUPTED:
         return code
-    note(f"journal: {journal}; inspect it with: {command()} status --journal {journal}")
-    note(f"run `{command()} demo` again for a new demo")
+    note(f"journal: {journal}; inspect it with: {shell_command('status', '--journal', str(journal))}")
+    note(f"run `{shell_command('demo')}` again for a new demo")
     return EXIT_OK  # failed jobs are part of the demo's script
 
 
@@ -1103,7 +1129,7 @@ def _report_error(g: Globals, exc: BaseException) -> int:
         import traceback
 
         traceback.print_exception(exc, file=sys.stderr)
-    click.echo(f"{PROG}: error: {message}", err=True)
+    click.echo(f"{PROG}: error: {display.safe_text(message)}", err=True)
     if not g.debug and code == EXIT_ERROR and not isinstance(leaf, AsyncJobsError | Failure):
         click.echo(f"{PROG}: (run with --debug for the traceback)", err=True)
     return code
