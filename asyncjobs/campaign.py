@@ -13,15 +13,23 @@ so a campaign of a million lines is never held in memory, and yields a
 :func:`asyncjobs.validation.validate_request` as AWS would check it; a missing
 ``jobName`` is allowed, since the engine derives one. Duplicate ids and job names
 are the journal's to detect, at ingest.
+
+:func:`check_campaign` reads the same way with the other policy: it yields every
+line's spec or the error that refuses it, goes on past bad lines, and also reports
+duplicate ids and job names (the journal's checks, for a campaign checked without one).
+Both readers go through the same line scanner, so they can never disagree on a line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any, BinaryIO, NoReturn
+
+import orjson
 
 from asyncjobs.errors import CampaignError
 from asyncjobs.model import JobSpec, Service
@@ -43,20 +51,48 @@ def read_campaign(source: str | os.PathLike[str] | BinaryIO, *, name: str | None
     ``name`` is the source's name in messages: by default the path as given,
     ``<stdin>``, or the stream's ``name``. Errors are raised while iterating.
     """
-    if not isinstance(source, str | os.PathLike):
-        yield from _read(source, name or _stream_name(source))
-        return
-    path = os.fspath(source)
-    if path == "-":
-        yield from _read(sys.stdin.buffer, name or "<stdin>")
-        return
-    label = name or path
+    with contextlib.closing(_scan(source, name)) as items:  # closes the file on the first error
+        for item in items:
+            if isinstance(item, CampaignError):
+                raise item
+            yield item
+
+
+def check_campaign(
+    source: str | os.PathLike[str] | BinaryIO, *, name: str | None = None
+) -> Iterator[JobSpec | CampaignError]:
+    """Every line's spec, or the :class:`CampaignError` that refuses it; never stops at a bad line.
+
+    ``source`` and ``name`` are as for :func:`read_campaign`, which checks each line
+    exactly the same way. On top of that, a valid spec whose id, or whose given
+    ``jobName``, an earlier valid spec already has is refused as a duplicate, with the
+    message the journal gives at ingest. A file that cannot be opened or read yields its
+    error and ends. Remembers the ids and names seen, never the specs.
+    """
+    ids: dict[str, str | None] = {}
+    names: dict[str, str | None] = {}
     try:
-        stream = open(path, "rb")  # noqa: SIM115 - closed by the with block below
-    except OSError as exc:
-        raise CampaignError(_os_reason(exc), source=label) from exc
-    with stream:
-        yield from _read(stream, label)
+        with contextlib.closing(_scan(source, name)) as items:
+            for item in items:
+                if isinstance(item, CampaignError):
+                    yield item
+                elif item.id in ids:
+                    yield _duplicate(item, f"id {item.id!r}", ids[item.id], "id")
+                elif (given := item.request.get("jobName")) in names:
+                    yield _duplicate(item, f"jobName {given!r}", names[given], "request.jobName")
+                else:
+                    ids[item.id] = item.source
+                    if isinstance(given, str):
+                        names[given] = item.source
+                    yield item
+    except CampaignError as exc:  # the file itself: missing, unreadable
+        yield exc
+
+
+def _duplicate(spec: JobSpec, what: str, first: str | None, field: str) -> CampaignError:
+    """The journal's message for a repeated id or job name, at ``spec``'s ``file:line``."""
+    label, _, line = (spec.source or "").rpartition(":")
+    return CampaignError(f"duplicate {what} (first at {first})", source=label, line=int(line), field=field)
 
 
 def check_spec(spec: JobSpec) -> None:
@@ -79,7 +115,31 @@ def check_spec(spec: JobSpec) -> None:
 # -- lines -----------------------------------------------------------------------------------------
 
 
-def _read(stream: BinaryIO, label: str) -> Iterator[JobSpec]:
+def _scan(
+    source: str | os.PathLike[str] | BinaryIO, name: str | None
+) -> Generator[JobSpec | CampaignError, None, None]:
+    """The one reader of both policies: per non-blank line, its spec or the error refusing it.
+
+    Raises :class:`CampaignError` only when reading cannot go on (the file cannot be
+    opened or read); a bad line is yielded, and the next line is read.
+    """
+    if not isinstance(source, str | os.PathLike):
+        yield from _read(source, name or _stream_name(source))
+        return
+    path = os.fspath(source)
+    if path == "-":
+        yield from _read(sys.stdin.buffer, name or "<stdin>")
+        return
+    label = name or path
+    try:
+        stream = open(path, "rb")  # noqa: SIM115 - closed by the with block below
+    except OSError as exc:
+        raise CampaignError(_os_reason(exc), source=label) from exc
+    with stream:
+        yield from _read(stream, label)
+
+
+def _read(stream: BinaryIO, label: str) -> Generator[JobSpec | CampaignError, None, None]:
     lineno = 0
     specs = 0
     while True:
@@ -92,17 +152,22 @@ def _read(stream: BinaryIO, label: str) -> Iterator[JobSpec]:
         lineno += 1
         if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
             size = len(raw) + _skip_rest_of_line(stream)
-            raise CampaignError(
+            specs += 1
+            yield CampaignError(
                 f"line is {size} bytes, over the limit of {MAX_LINE_BYTES} bytes", source=label, line=lineno
             )
+            continue
         if lineno == 1 and raw.startswith(_BOM):
             raw = raw[len(_BOM) :]
         if not raw or raw.isspace():
             continue
-        yield _parse(raw, label, lineno)
         specs += 1
+        try:
+            yield _parse(raw, label, lineno)
+        except CampaignError as exc:
+            yield exc
     if specs == 0:
-        raise CampaignError("contains no job specs", source=label)
+        yield CampaignError("contains no job specs", source=label)
 
 
 def _skip_rest_of_line(stream: BinaryIO) -> int:
@@ -124,7 +189,8 @@ def _parse(raw: bytes, label: str, lineno: int) -> JobSpec:
     except UnicodeDecodeError as exc:
         fail(f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}")
     try:
-        spec = _JSON.decode(text)
+        # without its line break, a line cut short is reported at its end, not at "column 1"
+        spec = _JSON.decode(text.rstrip("\r\n"))
     except json.JSONDecodeError as exc:
         fail(f"malformed JSON: {exc.msg} (column {exc.colno})")
     except ValueError as exc:  # NaN or Infinity, which JSON does not have
@@ -195,7 +261,7 @@ def _request_problem(service: Service, request: Mapping[str, Any]) -> tuple[str,
     if "jobName" not in request:
         issues = [i for i in issues if not (i.path == "jobName" and i.constraint == "required")]
     if not issues:
-        return None
+        return _storage_problem(request)
     first = issues[0]
     reason = first.message
     if first.constraint in ("min", "max", "pattern", "enum") and isinstance(first.value, str | int | float):
@@ -203,6 +269,51 @@ def _request_problem(service: Service, request: Mapping[str, Any]) -> tuple[str,
     if len(issues) > 1:
         reason += f" (and {len(issues) - 1} more)"
     return _printable(f"request.{first.path}"), reason
+
+
+#: What orjson, which encodes every request into the journal, can store of an integer.
+_ORJSON_INT_MIN, _ORJSON_INT_MAX = -(1 << 63), (1 << 64) - 1
+#: orjson refuses containers nested deeper than this.
+_ORJSON_MAX_DEPTH = 254
+
+
+def _storage_problem(request: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Why the journal could not store a request that validated, as (field, reason), or None.
+
+    Validation bounds every integer the create calls' models have today, but a model may
+    gain a member validation does not bound (a document, a ``double``); a request the
+    journal cannot encode must be refused here, on its line, and not crash the ingest.
+    Encoding with the journal's own encoder is the only test that cannot drift from it.
+    """
+    try:
+        orjson.dumps(request, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as exc:
+        path, reason = _unstorable(request, "request", 0) or ("request", str(exc))
+        return _printable(path), f"cannot be stored in the journal: {reason}"
+    return None
+
+
+def _unstorable(value: Any, path: str, depth: int) -> tuple[str, str] | None:
+    """The first member orjson cannot encode, and why (only called once encoding failed)."""
+    if depth > _ORJSON_MAX_DEPTH:
+        return path, f"nested more than {_ORJSON_MAX_DEPTH} levels deep"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path}.{key!r}", f"a key must be a string, not {json_type(key)}"
+            found = _unstorable(item, f"{path}.{key}", depth + 1)
+            if found:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _unstorable(item, f"{path}[{index}]", depth + 1)
+            if found:
+                return found
+    elif isinstance(value, int) and not _ORJSON_INT_MIN <= value <= _ORJSON_INT_MAX:
+        return path, f"integer out of the 64-bit range, got {_shorten(repr(value))}"
+    elif not isinstance(value, str | int | float | bool | type(None)):
+        return path, f"{type(value).__name__} is not a JSON value"
+    return None
 
 
 # -- helpers ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The ``asyncjobs`` command: run, status, cancel, demo and emulator.
+"""The ``asyncjobs`` command: run, check, status, cancel, demo and emulator.
 
 Conventions follow the AWS CLI: ``--endpoint-url``, ``--region``, ``--profile``,
 ``--output json|table``, ``--query`` (JMESPath over the JSON document), ``--debug``,
@@ -29,6 +29,7 @@ import shutil
 import signal
 import sqlite3
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -43,7 +44,15 @@ import structlog
 from rich.console import Console, RenderableType
 
 from . import display
-from .errors import AsyncJobsError, InputError, JournalError, JournalLocked, JournalSchemaError, ServiceError
+from .errors import (
+    AsyncJobsError,
+    CampaignError,
+    InputError,
+    JournalError,
+    JournalLocked,
+    JournalSchemaError,
+    ServiceError,
+)
 from .journal import SQLiteJournal, open_journal
 from .model import UNSUCCESSFUL_STATES, JobState, StateCounts
 from .scheduler import Campaign, Progress, Settings, Summary
@@ -111,8 +120,8 @@ class Globals:
             return chosen
         return "table" if sys.stdout.isatty() else "json"
 
-    def connection_args(self) -> str:
-        """The options that say where and as whom to connect, for a command to repeat."""
+    def connection_argv(self) -> list[str]:
+        """The options that say where and as whom to connect, for a command to repeat (unquoted)."""
         args = []
         for flag, value in (
             ("--endpoint-url", self.endpoint_url),
@@ -120,10 +129,10 @@ class Globals:
             ("--profile", self.profile),
         ):
             if value:
-                args.append(f"{flag} {shlex.quote(value)}")
+                args += [flag, value]
         if self.no_verify_ssl:
             args.append("--no-verify-ssl")
-        return " ".join(args)
+        return args
 
     @property
     def verify(self) -> bool | None:
@@ -180,6 +189,16 @@ def global_options(func: F) -> F:
             param.expose_value = False
             param.callback = _remember
     return func
+
+
+def warn_if_unverified(g: Globals) -> None:
+    """One warning line when TLS certificates will not be checked (``--no-verify-ssl``).
+
+    The AWS CLI's HTTP stack (urllib3) warns on every unverified request; aiohttp, under
+    aioboto3, says nothing, so without this line an insecure run looks like any other.
+    """
+    if g.no_verify_ssl:
+        note("warning: TLS certificate verification is off (--no-verify-ssl)")
 
 
 def _globals(ctx: click.Context) -> Globals:
@@ -274,9 +293,22 @@ def command() -> str:
     return used
 
 
+def shell_command(*args: str) -> str:
+    """A command line to print in a hint: this command and ``args``, every word shell-quoted.
+
+    Hints repeat paths and values the user gave (a journal named ``x;touch y``): pasted
+    into a shell unquoted, they would run something else.
+    """
+    return shlex.join([command(), *args])
+
+
 def note(message: str) -> None:
-    """A message for the person at the terminal (stderr; stdout stays for results)."""
-    click.echo(f"{PROG}: {message}", err=True)
+    """A message for the person at the terminal (stderr; stdout stays for results).
+
+    Messages quote ids, paths and service errors: control characters in them are
+    escaped, so they cannot drive the terminal (plain text, never rich markup).
+    """
+    click.echo(f"{PROG}: {display.safe_text(message)}", err=True)
 
 
 def emit(g: Globals, doc: Mapping[str, Any], table: Callable[[Mapping[str, Any]], RenderableType]) -> None:
@@ -391,6 +423,30 @@ async def require_credentials(session: Any) -> None:
             "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or use --profile",
             EXIT_USAGE,
         )
+
+
+async def _session_for(g: Globals, campaign_file: str | None) -> Any:
+    """The session for ``run``, its credentials checked; but a bad campaign is reported first.
+
+    What is wrong with the campaign is what to fix first, and it does not depend on
+    credentials. Still, the campaign is validated by its one streaming read, the ingest,
+    which comes after this check: a second pass beforehand would double the validation
+    of a million-line campaign on every run, and stdin can be read only once. So the
+    campaign is read here only when the credentials are missing, and its first error
+    (duplicates included, as the ingest would find them) wins over theirs.
+    """
+    try:
+        session = make_session(g)
+        await require_credentials(session)
+    except Failure:
+        if campaign_file is not None:
+            from .campaign import check_campaign
+
+            for item in check_campaign(campaign_file):
+                if isinstance(item, CampaignError):
+                    raise item from None
+        raise
+    return session
 
 
 # ----------------------------------------------------------------------------- running a campaign
@@ -563,7 +619,8 @@ def report_run(g: Globals, summary: Summary, options: RunOptions) -> int:
     if bad:
         details = ", ".join(f"{n} {s}" for s, n in bad.items())
         states = ",".join(bad)
-        note(f"finished with {details}; see: {command()} status --journal {options.journal} --state {states}")
+        see = shell_command("status", "--journal", str(options.journal), "--state", states)
+        note(f"finished with {details}; see: {see}")
     if counts[JobState.PARTIAL]:
         note(f"{counts[JobState.PARTIAL]} job(s) only partially completed (counted as succeeded)")
     return code
@@ -784,6 +841,7 @@ def run_command(
     Re-running with the same --journal resumes; CAMPAIGN may then be left out.
     """
     g = _setup(ctx)
+    warn_if_unverified(g)
     settings = Settings(
         create_rate=create_rate,
         max_running=parse_max_running(max_running),
@@ -797,15 +855,12 @@ def run_command(
         campaign_name=campaign_name,
         settings=settings,
         wait=not no_wait,
-        resume_hint=" ".join(
-            filter(None, [command(), g.connection_args(), "run", "--journal", shlex.quote(str(journal))])
-        ),
+        resume_hint=shell_command(*g.connection_argv(), "run", "--journal", str(journal)),
         structured=g.log_format == "json",
     )
 
     async def main() -> int:
-        session = make_session(g)
-        await require_credentials(session)
+        session = await _session_for(g, campaign_file)
         try:
             summary = await drive(options, campaign_factory(g, settings, session))
         except Halted as halted:
@@ -820,6 +875,45 @@ def run_command(
         return report_run(g, summary, options)
 
     return _run_async(g, main)
+
+
+@cli.command("check")
+@click.argument("campaign_file", metavar="CAMPAIGN")
+@global_options
+@click.pass_context
+def check_command(ctx: click.Context, campaign_file: str) -> int:
+    """Validate CAMPAIGN (JSON Lines, or - for stdin) as `run` would, and send nothing.
+
+    Every bad line is reported on stderr as FILE:LINE: FIELD: REASON (duplicate ids
+    and job names included), and the exit code is 2. When every line is good, the
+    jobs per service and per quota key are printed. Needs no credentials and no journal.
+    """
+    g = _setup(ctx)
+    from .campaign import check_campaign
+
+    try:
+        bad = 0
+        services: Counter[str] = Counter()
+        keys: Counter[str] = Counter()
+        for item in check_campaign(campaign_file):
+            if isinstance(item, CampaignError):
+                bad += 1
+                click.echo(display.safe_text(str(item)), err=True)
+            else:
+                services[str(item.service)] += 1
+                keys[item.quota_key] += 1
+    except BaseException as exc:
+        return _report_error(g, exc)
+    if bad:
+        return EXIT_USAGE
+    doc = {
+        "campaign": "<stdin>" if campaign_file == "-" else campaign_file,
+        "jobs": services.total(),
+        "services": dict(sorted(services.items())),
+        "quota_keys": dict(sorted(keys.items())),
+    }
+    emit(g, doc, display.check_renderable)
+    return EXIT_OK
 
 
 @cli.command("status")
@@ -870,6 +964,7 @@ def cancel_command(ctx: click.Context, journal: Path) -> int:
     `asyncjobs run --journal PATH` tracks them.
     """
     g = _setup(ctx)
+    warn_if_unverified(g)
 
     async def main() -> int:
         session = make_session(g)
@@ -884,9 +979,10 @@ def cancel_command(ctx: click.Context, journal: Path) -> int:
             await opened.aclose()
         emit(g, summary.to_dict(), display.summary_renderable)
         if summary.unstoppable:
+            track = shell_command(*g.connection_argv(), "run", "--journal", str(journal))
             note(
                 f"{summary.unstoppable} Personalize job(s) cannot be stopped and keep running; "
-                f"track them with: {command()} run --journal {journal}"
+                f"track them with: {track}"
             )
         return EXIT_OK
 
@@ -953,8 +1049,9 @@ async def run_demo(g: Globals, directory: Path, *, fresh: bool, jobs: int) -> in
         source=None if resuming else str(directory / demo.CAMPAIGN_FILE),
         campaign_name="demo",
         settings=settings,
-        resume_hint=f"{command()} demo"
-        + (f" --dir {directory}" if directory != Path(".asyncjobs-demo") else ""),
+        resume_hint=shell_command(
+            "demo", *(["--dir", str(directory)] if directory != Path(".asyncjobs-demo") else [])
+        ),
         structured=g.log_format == "json",
     )
     session = make_session(g, credentials=demo.CREDENTIALS, region=demo.REGION)
@@ -977,8 +1074,8 @@ async def run_demo(g: Globals, directory: Path, *, fresh: bool, jobs: int) -> in
     note(f"emulator: {_emulator_line(stats)}")
     if code == EXIT_INTERRUPTED:
         return code
-    note(f"journal: {journal}; inspect it with: {command()} status --journal {journal}")
-    note(f"run `{command()} demo` again for a new demo")
+    note(f"journal: {journal}; inspect it with: {shell_command('status', '--journal', str(journal))}")
+    note(f"run `{shell_command('demo')}` again for a new demo")
     return EXIT_OK  # failed jobs are part of the demo's script
 
 
@@ -1037,7 +1134,7 @@ def _report_error(g: Globals, exc: BaseException) -> int:
         import traceback
 
         traceback.print_exception(exc, file=sys.stderr)
-    click.echo(f"{PROG}: error: {message}", err=True)
+    click.echo(f"{PROG}: error: {display.safe_text(message)}", err=True)
     if not g.debug and code == EXIT_ERROR and not isinstance(leaf, AsyncJobsError | Failure):
         click.echo(f"{PROG}: (run with --debug for the traceback)", err=True)
     return code

@@ -8,7 +8,14 @@ Two progress styles, both fed by :meth:`asyncjobs.scheduler.Campaign.progress` s
 - :func:`line_progress`: one plain line every few seconds, for logs and pipes.
 
 Both run until cancelled and show a last snapshot on the way out. The module also
-renders the final summary and the ``status`` table. It never configures logging.
+renders the final summary and the ``status`` and ``check`` tables. It never configures
+logging.
+
+Every value that comes from a campaign, a journal or a service (ids, model ids, paths,
+error messages) reaches rich as a :class:`~rich.text.Text`, never as a string, which
+rich would read as markup: an id of ``[/oops]`` would crash the table, and
+``[link=...]`` would become a live link. Such values also have their control characters
+escaped (:func:`safe_text`), so they cannot drive the terminal with escape sequences.
 """
 
 from __future__ import annotations
@@ -70,6 +77,23 @@ def rates_text(progress: Progress) -> str:
     return ", ".join(f"{name} {rate_text(rate)}" for name, rate in sorted(progress.create_rates.items()))
 
 
+def safe_text(value: str) -> str:
+    """``value`` with non-printable characters escaped (``\\x1b``, ``\\u202e``); newlines kept.
+
+    For text from outside (a campaign, a journal, a service) on its way to a terminal:
+    an escape sequence could open a hyperlink or rewrite the screen, a bidi control
+    reorder what is shown.
+    """
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() or c == "\n" else c.encode("unicode_escape").decode() for c in value)
+
+
+def plain(value: Any, style: str = "") -> Text:
+    """A value as literal text for rich (no markup), with :func:`safe_text` applied."""
+    return Text(safe_text(_cell(value)), style=style)
+
+
 def state_style(name: str) -> str:
     try:
         return STATE_STYLES[JobState(name)]
@@ -127,7 +151,9 @@ def render_progress(progress: Progress, achieved: float | None = None) -> Render
     keys.add_column("", no_wrap=True)
     keys.add_column("pending", justify="right")
     for key in progress.keys:
-        keys.add_row(key.key, f"{key.running} / {key.cap}", _bar(key.running, key.cap), str(key.pending))
+        keys.add_row(
+            plain(key.key), f"{key.running} / {key.cap}", _bar(key.running, key.cap), str(key.pending)
+        )
     return Group(line1, line2, Text(""), states, Text(""), keys)
 
 
@@ -208,12 +234,12 @@ async def line_progress(
 # ------------------------------------------------------------------- results
 def counts_table(counts: Mapping[str, int], title: str | None = None) -> Table:
     """Per-state counts, non-zero states only (all of them if every count is zero)."""
-    table = Table(title=title, title_justify="left", header_style="bold")
+    table = Table(title=None if title is None else plain(title), title_justify="left", header_style="bold")
     table.add_column("state")
     table.add_column("jobs", justify="right")
     rows = [(s, n) for s, n in counts.items() if n] or list(counts.items())
     for state, n in rows:
-        table.add_row(Text(state, style=state_style(state)), str(n))
+        table.add_row(plain(state, state_style(state)), str(n))
     table.add_row(Text("total", style="bold"), Text(str(sum(counts.values())), style="bold"))
     return table
 
@@ -223,9 +249,9 @@ def summary_renderable(doc: Mapping[str, Any]) -> RenderableType:
     api = doc.get("api", {})
     lines = Text.assemble(
         ("campaign ", "bold"),
-        str(doc.get("campaign")),
+        plain(doc.get("campaign")),
         ("   journal ", "bold"),
-        str(doc.get("journal")),
+        plain(doc.get("journal")),
         "\n",
         f"elapsed {duration(doc.get('elapsed_seconds'))}   creates {api.get('creates', 0)}   "
         f"throttled {api.get('throttled', 0)}   reads {api.get('reads', 0)}",
@@ -246,7 +272,7 @@ JOB_COLUMNS: Sequence[tuple[str, str]] = (
 def status_renderable(doc: Mapping[str, Any]) -> RenderableType:
     """The table form of a ``status`` document."""
     head = Text.assemble(
-        ("campaign ", "bold"), str(doc.get("campaign")), ("   journal ", "bold"), str(doc.get("journal"))
+        ("campaign ", "bold"), plain(doc.get("campaign")), ("   journal ", "bold"), plain(doc.get("journal"))
     )
     parts: list[RenderableType] = [head, counts_table(doc["counts"])]
     if doc.get("jobs"):
@@ -256,7 +282,7 @@ def status_renderable(doc: Mapping[str, Any]) -> RenderableType:
         for job in doc["jobs"]:
             jobs.add_row(
                 *(
-                    Text(_cell(job.get(key)), style=state_style(job["state"]) if key == "state" else "")
+                    plain(job.get(key), state_style(str(job["state"])) if key == "state" else "")
                     for key, _ in JOB_COLUMNS
                 )
             )
@@ -271,19 +297,35 @@ def generic_renderable(value: Any) -> RenderableType:
         table.add_column("key", style="bold")
         table.add_column("value", overflow="fold")
         for key, item in value.items():
-            table.add_row(str(key), _cell(item))
+            table.add_row(plain(key), plain(item))
         return table
     if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
         columns = _columns(value)
         table = Table(header_style="bold")
         for column in columns:
-            table.add_column(column, overflow="fold")
+            table.add_column(plain(column), overflow="fold")
         for row in value:
-            table.add_row(*(_cell(row.get(c)) for c in columns))
+            table.add_row(*(plain(row.get(c)) for c in columns))
         return table
     if isinstance(value, list):
-        return Text("\n".join(_cell(v) for v in value))
-    return Text(_cell(value))
+        return plain("\n".join(_cell(v) for v in value))
+    return plain(value)
+
+
+def check_renderable(doc: Mapping[str, Any]) -> RenderableType:
+    """The table form of a ``check`` document: the jobs per service and per quota key."""
+    head = Text.assemble(
+        ("campaign ", "bold"), plain(doc.get("campaign")), f"   {doc.get('jobs', 0)} jobs, all valid"
+    )
+    parts: list[RenderableType] = [head]
+    for key, title in (("services", "service"), ("quota_keys", "quota key")):
+        table = Table(header_style="bold")
+        table.add_column(title)
+        table.add_column("jobs", justify="right")
+        for name, n in doc.get(key, {}).items():
+            table.add_row(plain(name), str(n))
+        parts.append(table)
+    return Group(*parts)
 
 
 def _columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:

@@ -8,6 +8,8 @@ before anything is sent, and the emulator answers a bad request as AWS would:
 - ``pattern`` is a full match (AWS matches the whole value), with Java's ASCII-only
   ``\\d``, ``\\w`` and ``\\s`` and the ``regex`` module for ``\\p{L}``-style classes;
 - :data:`EXTRA_CONSTRAINTS` adds the few limits AWS documents but the models omit;
+- an ``integer`` member holds a signed 32-bit value and a ``long`` one 64 bits, on any
+  side the model gives no ``min``/``max`` (AWS could not read more, nor the journal store it);
 - every :class:`Issue` names the exact member: ``tags[1].key``, or a map entry as
   ``batchInferenceJobConfig.itemExplorationConfig.<key>``.
 
@@ -279,9 +281,15 @@ def _string(traits: Mapping[str, Any], enum: Sequence[str]) -> Check:
     return check
 
 
-def _number(expected: str, accepts: Callable[[Any], bool]) -> Callable[[Mapping[str, Any]], Check]:
+def _number(
+    expected: str, accepts: Callable[[Any], bool], bits: int | None = None
+) -> Callable[[Mapping[str, Any]], Check]:
+    """A check of a number member; ``bits`` bounds an integer type where the model does not."""
+
     def build(traits: Mapping[str, Any]) -> Check:
         bounds = _Range(traits, "must be", None, "Member must have value")
+        if bits is not None:
+            bounds.fit(bits)
 
         def check(value: Any, path: str, out: list[Issue]) -> None:
             if not accepts(value):
@@ -325,9 +333,14 @@ def _is_timestamp(value: Any) -> bool:
     return False
 
 
+#: Smithy's (and so botocore's) ``integer`` is a signed 32-bit value and ``long`` a signed
+#: 64-bit one: AWS cannot read a larger number into the member, and the journal stores
+#: requests with orjson, which refuses integers beyond 64 bits. Neither is a model trait.
+_INTEGER_BITS: Mapping[str, int] = {"integer": 32, "long": 64}
+
 _SCALARS: Mapping[str, Callable[[Mapping[str, Any]], Check]] = {
-    "integer": _number("an integer", _is_int),
-    "long": _number("an integer", _is_int),
+    "integer": _number("an integer", _is_int, _INTEGER_BITS["integer"]),
+    "long": _number("an integer", _is_int, _INTEGER_BITS["long"]),
     "float": _number("a number", _is_number),
     "double": _number("a number", _is_number),
     "boolean": _simple("a boolean", lambda v: isinstance(v, bool)),
@@ -356,6 +369,18 @@ class _Range:
             self.high_msg = f"{verb} at most {_amount(high, unit)}"
         self.low_aws = f"{aws} greater than or equal to {_num(low)}"
         self.high_aws = f"{aws} less than or equal to {_num(high)}"
+
+    def fit(self, bits: int) -> None:
+        """Bound the values to a signed ``bits``-bit integer on any side the model leaves open."""
+        low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        if self.low < low:
+            self.low = low
+            self.low_msg = f"must be at least {low} (a {bits}-bit integer)"
+            self.low_aws = f"Member must have value greater than or equal to {low}"
+        if self.high > high:
+            self.high = high
+            self.high_msg = f"must be at most {high} (a {bits}-bit integer)"
+            self.high_aws = f"Member must have value less than or equal to {high}"
 
     def issue(self, measure: Any, value: Any, path: str) -> Issue:
         if measure < self.low:

@@ -96,6 +96,23 @@ CASES: dict[str, Case] = {
     "negative-numResults": Case(
         lines(personalize(numResults=-1)), "campaign.jsonl:4", "request.numResults", "at least"
     ),
+    # json.loads reads any size of integer; AWS's integer members are 32-bit, and the journal
+    # (orjson) stores at most 64 bits: 10**30 used to crash the journal write (exit 3)
+    "huge-numResults": Case(
+        lines(personalize(numResults=10**30)), "campaign.jsonl:4", "request.numResults", "2147483647"
+    ),
+    "numResults-2**63": Case(
+        lines(personalize(numResults=2**63)), "campaign.jsonl:4", "request.numResults", "9223372036854775808"
+    ),
+    "numResults-2**31": Case(
+        lines(personalize(numResults=2**31)), "campaign.jsonl:4", "request.numResults", "32-bit"
+    ),
+    "timeout-2**64": Case(
+        lines(bedrock(timeoutDurationInHours=2**64)),
+        "campaign.jsonl:4",
+        "request.timeoutDurationInHours",
+        "18446744073709551616",
+    ),
     "timeout-too-long": Case(
         lines(bedrock(timeoutDurationInHours=169)),
         "campaign.jsonl:4",
@@ -167,6 +184,7 @@ def test_bad_input_exits_2_and_sends_nothing(emulator: EmulatorProcess, tmp_path
 ON_EXISTING = (
     "malformed-json",
     "timeout-too-long",
+    "huge-numResults",
     "duplicate-id",
     "duplicate-jobName",
     "missing-file",

@@ -670,3 +670,92 @@ def test_patterns_do_not_backtrack_catastrophically(pattern: str, max_length: in
         for b in "a0-.:/_ ":
             for probe in (a + b * (length - 2) + "!", (a + b) * (length // 2 - 1) + "!"):
                 compiled.fullmatch(probe, timeout=2.0)
+
+
+# -- integer ranges -------------------------------------------------------------------------------
+# Smithy's ``integer`` is a signed 32-bit value and ``long`` a signed 64-bit one; where the model
+# gives no min/max, the type's range applies (AWS could not read more, nor the journal store it).
+
+INT32_MAX = 2147483647
+INT64_MIN, INT64_MAX = -9223372036854775808, 9223372036854775807
+
+
+@pytest.mark.parametrize("kind", ["personalize", "segment"])
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (10**30, "must be at most 2147483647 (a 32-bit integer)"),
+        (2**63, "must be at most 2147483647 (a 32-bit integer)"),
+        (INT32_MAX + 1, "must be at most 2147483647 (a 32-bit integer)"),
+        (-(10**30), "must be at least 1"),  # the documented minimum comes first
+    ],
+)
+def test_an_integer_member_is_a_32_bit_integer(kind: str, value: int, message: str) -> None:
+    [issue] = issues_of(kind, "numResults", value)
+    assert (issue.path, issue.message, issue.value) == ("numResults", message, value)
+    assert issue.constraint == ("max" if value > 0 else "min")
+
+
+def test_an_integer_member_accepts_the_largest_32_bit_integer() -> None:
+    assert issues_of("personalize", "numResults", INT32_MAX) == []
+
+
+def test_a_model_bound_still_applies_to_a_huge_integer() -> None:
+    [issue] = issues_of("bedrock", "timeoutDurationInHours", 10**30)
+    assert (issue.constraint, issue.message) == ("max", "must be between 24 and 168")
+
+
+def test_the_32_bit_bound_in_aws_words() -> None:
+    [issue] = issues_of("personalize", "numResults", 2**31)
+    assert issue.aws_message() == (
+        "Value 2147483648 at 'numResults' failed to satisfy constraint: "
+        "Member must have value less than or equal to 2147483647"
+    )
+
+
+def _compile(shapes: dict[str, Any]) -> Any:
+    """A check compiled from a made-up model fragment (the create calls have no ``long`` member)."""
+    from botocore.model import ShapeResolver
+
+    from asyncjobs.validation import _Compiler
+
+    return _Compiler({}).compile(ShapeResolver(shapes).get_shape_by_name("Input"), "", "Input")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (INT64_MAX, None),
+        (INT64_MIN, None),
+        (INT64_MAX + 1, "must be at most 9223372036854775807 (a 64-bit integer)"),
+        (INT64_MIN - 1, "must be at least -9223372036854775808 (a 64-bit integer)"),
+        (10**30, "must be at most 9223372036854775807 (a 64-bit integer)"),
+    ],
+)
+def test_a_long_member_is_a_64_bit_integer(value: int, message: str | None) -> None:
+    check = _compile(
+        {
+            "Input": {"type": "structure", "members": {"items": {"shape": "Items"}}},
+            "Items": {"type": "list", "member": {"shape": "Count"}},
+            "Count": {"type": "long"},
+        }
+    )
+    issues: list[Issue] = []
+    check({"items": [1, value]}, "", issues)
+    assert [(i.path, i.message) for i in issues] == ([] if message is None else [("items[1]", message)])
+
+
+def test_a_long_member_keeps_the_model_bounds_it_has() -> None:
+    check = _compile(
+        {
+            "Input": {"type": "structure", "members": {"n": {"shape": "N"}}},
+            "N": {"type": "long", "min": 0},
+        }
+    )
+    issues: list[Issue] = []
+    check({"n": -1}, "", issues)
+    check({"n": 2**64}, "", issues)
+    assert [i.message for i in issues] == [
+        "must be at least 0",
+        "must be at most 9223372036854775807 (a 64-bit integer)",
+    ]
