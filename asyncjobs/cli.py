@@ -30,7 +30,7 @@ import signal
 import sqlite3
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import IO, Any, NoReturn, TypeVar
@@ -54,7 +54,7 @@ from .errors import (
     ServiceError,
 )
 from .journal import SQLiteJournal, open_journal
-from .model import UNSUCCESSFUL_STATES, JobState, StateCounts
+from .model import UNSUCCESSFUL_STATES, JobSpec, JobState, StateCounts
 from .scheduler import Campaign, Progress, Settings, Summary
 
 PROG = "asyncjobs"
@@ -325,8 +325,13 @@ def emit(g: Globals, doc: Mapping[str, Any], table: Callable[[Mapping[str, Any]]
 class Interrupts:
     """SIGINT/SIGTERM handling for one command (the library never installs handlers).
 
-    The first signal calls ``on_first`` (set the stop event, or cancel work that
-    has sent nothing yet); a second one exits at once with 130.
+    The first signal is recorded (:attr:`received`) and calls the current phase's
+    ``on_first`` action (set the stop event, or cancel work that has sent nothing yet);
+    a second one exits at once with 130.
+
+    Recording it matters as much as acting on it: an action can miss its target (a
+    cancellation cannot reach the journal's worker thread), so every phase boundary
+    asks :meth:`check`, and a phase that begins after the signal gets its action at once.
     """
 
     def __init__(self, before_exit: Callable[[], None] | None = None) -> None:
@@ -335,9 +340,22 @@ class Interrupts:
         self._message = "interrupted"
         self._before_exit = before_exit
 
+    @property
+    def seen(self) -> bool:
+        """Whether the first signal has come (read from the journal's thread too: a plain attribute)."""
+        return self.received is not None
+
     def on_first(self, action: Callable[[], None], message: str) -> None:
+        """What the first signal does from now on; done at once if it has already come."""
         self._on_first = action
         self._message = message
+        if self.seen:
+            action()
+
+    def check(self) -> None:
+        """A phase boundary: raise :class:`_Interrupted` if the first signal has come."""
+        if self.seen:
+            raise _Interrupted(_NOTHING_SENT)
 
     async def watch(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         try:
@@ -475,13 +493,31 @@ def remove_journal(path: Path) -> None:
             file.unlink()
 
 
-async def ingest(campaign: Campaign, source: str) -> int:
-    """Validate and journal every spec of ``source`` (all or nothing); returns how many were new."""
+async def ingest(campaign: Campaign, source: str, interrupts: Interrupts | None = None) -> int:
+    """Validate and journal every spec of ``source`` (all or nothing); returns how many were new.
+
+    With ``interrupts``, the first signal abandons the ingest: the campaign is read in the
+    journal's worker thread, where no cancellation reaches, so the reader itself looks at
+    the signal before each spec and raises :class:`_Interrupted`, and the load rolls back.
+    """
     from .campaign import read_campaign
 
-    result = await campaign.add(read_campaign(source))
+    specs: Iterable[JobSpec] = read_campaign(source)
+    if interrupts is not None:
+        specs = _until_interrupted(specs, interrupts)
+    result = await campaign.add(specs)
     log.info("asyncjobs.campaign.ingested", added=result.added, existing=result.existing)
     return result.added
+
+
+def _until_interrupted(specs: Iterable[JobSpec], interrupts: Interrupts) -> Iterator[JobSpec]:
+    for spec in specs:
+        if interrupts.seen:
+            raise _Interrupted(_NOTHING_SENT)
+        yield spec
+
+
+_NOTHING_SENT = "interrupted before anything was submitted"
 
 
 async def drive(
@@ -492,6 +528,11 @@ async def drive(
     """Open the journal, ingest, run with progress and signal handling.
 
     Input errors leave no journal behind when this invocation created it.
+
+    After the first signal no create is sent, whenever it comes: the ingest is abandoned
+    (rolled back) or, if it had committed, kept for a resume; the boundary between ingest
+    and run checks for the signal; and the stop event handed to the run is set from the
+    start if the signal came while the run was starting, so it sends nothing.
     """
     path = options.journal
     created = not path.exists()
@@ -503,23 +544,30 @@ async def drive(
         try:
             campaign = make_campaign(journal)
             with anyio.CancelScope() as ingesting:
-                interrupts.on_first(ingesting.cancel, "stopping before anything was submitted")
+                interrupts.on_first(ingesting.cancel, "stopping before anything is submitted")
                 if options.source is not None:
-                    await ingest(campaign, options.source)
+                    await ingest(campaign, options.source, interrupts)
                 if journal.counts().total == 0:
                     raise InputError(f"{options.source or path}: the campaign has no jobs")
-            if ingesting.cancelled_caught:
-                raise _Interrupted()
+            # the ingest may have ended in its thread after the signal, uncancelled: look again
+            interrupts.check()
             if not created and options.campaign_name not in (None, journal.campaign):
                 note(f"the journal keeps its campaign name {journal.campaign!r}; --campaign-name is ignored")
         except BaseException as exc:
             await journal.aclose()
-            if created:
+            interrupted = isinstance(_leaf(exc), _Interrupted)
+            journaled = journal.counts().total > 0
+            if created and not (interrupted and journaled):
+                # rejected input, or an ingest the signal rolled back: there is nothing to resume
                 remove_journal(path)
+            if interrupted:  # an ingest that committed before the signal was seen is kept: it resumes
+                raise _interrupted_before_run(options, journaled=journaled) from None
             if isinstance(exc, JournalError):  # e.g. a spec changed under the same id: nothing was sent
                 raise Failure(exc.message, EXIT_USAGE) from exc
             raise
         try:
+            # set at once if the signal comes (or came) before or while the run starts: the
+            # run then begins stopped and sends nothing, not even a repeat of an unsettled create
             stop = anyio.Event()
             interrupts.on_first(
                 stop.set, "stopping: no new submissions; creates in flight are finishing and being journaled"
@@ -533,6 +581,13 @@ async def drive(
         finally:
             await journal.aclose()
     return summary
+
+
+def _interrupted_before_run(options: RunOptions, *, journaled: bool) -> _Interrupted:
+    """How to go on after a signal that came before the run: resume, or start again."""
+    if journaled:
+        return _Interrupted(f"{_NOTHING_SENT}; resume with: {options.resume_hint}")
+    return _Interrupted(f"{_NOTHING_SENT}; nothing was journaled: run the same command again to start")
 
 
 def _summary_so_far(campaign: Campaign) -> Summary:
@@ -551,7 +606,7 @@ def _summary_so_far(campaign: Campaign) -> Summary:
 
 
 class _Interrupted(Exception):
-    """A signal arrived before anything was submitted."""
+    """A signal arrived before anything was submitted; the message says what to do next."""
 
 
 async def _open_for_run(path: Path, campaign_name: str | None) -> SQLiteJournal:
@@ -1115,7 +1170,7 @@ def _report_error(g: Globals, exc: BaseException) -> int:
     if isinstance(leaf, SystemExit):
         raise leaf
     if isinstance(leaf, _Interrupted):
-        note("interrupted before anything was submitted")
+        note(str(leaf))
         return EXIT_INTERRUPTED
     if isinstance(leaf, KeyboardInterrupt):
         note("interrupted")

@@ -9,7 +9,9 @@ runner we kill, and ``asyncjobs run`` runs as a subprocess that can be SIGKILLed
 - :func:`mixed_specs`, :func:`write_campaign`: Bedrock + Personalize campaigns.
 - :func:`read_journal`: the journal's jobs and event log, through the journal API.
 - :func:`audit`: the journal checked against the emulator's own record of every job.
-- :func:`crash_campaign`: run a campaign to the end while SIGKILLing the runner.
+- :func:`crash_campaign`: run a campaign to the end while SIGKILLing the runner, at
+  seeded random delays, or paced by the campaign's own progress (:func:`paced_kills`,
+  :func:`sent_share`) so that every promised kill lands whatever the machine's speed.
 """
 
 from __future__ import annotations
@@ -335,7 +337,12 @@ class CrashRun:
     seconds: float = 0.0
     #: Where the kills landed, judged from the journal right after each one.
     landed: Counter[str] = field(default_factory=Counter)
+    #: Seconds into its run at which each kill landed.
     delays: list[float] = field(default_factory=list)
+    #: Paced kills: the campaign's progress at each kill (see :func:`sent_share`).
+    shares: list[float] = field(default_factory=list)
+    #: Paced kills made at once because every spec had been sent (see :func:`crash_campaign`).
+    forced: int = 0
 
 
 @dataclass(frozen=True)
@@ -379,6 +386,55 @@ def where_killed(before: Snapshot, after: Snapshot, stderr: str) -> list[str]:
     return tags or ["between writes"]
 
 
+@dataclass(frozen=True)
+class KillAt:
+    """One paced kill: ``delay`` seconds after the campaign's progress, seen from the run
+    being killed, has reached ``progress`` (0: ``delay`` seconds into the run)."""
+
+    progress: float
+    delay: float
+
+
+def paced_kills(kills: int, rng: random.Random, *, early_share: float = 1 / 3) -> list[KillAt]:
+    """A kill plan: about ``early_share`` of the kills early in a run (start-up, ingest, the
+    first claims: 0.05 to 1.5 s in), the others spread evenly over the campaign's progress
+    (the j-th of P at j/(P+1) of it, then up to a second later, so they do not all fall on
+    the create that crossed the mark). The last kill is a paced one, at P/(P+1): after it,
+    the final run has the end of the campaign to itself.
+    """
+    if kills <= 0:
+        return []
+    early = set(rng.sample(range(kills - 1), min(kills - 1, round(kills * early_share))))
+    paced = kills - len(early)
+    plan, mark = [], 0
+    for i in range(kills):
+        if i in early:
+            plan.append(KillAt(0.0, rng.uniform(0.05, 1.5)))
+        else:
+            mark += 1
+            plan.append(KillAt(mark / (paced + 1), rng.uniform(0.0, 1.0)))
+    return plan
+
+
+def sent_share(
+    jobs: Callable[[], Sequence[Mapping[str, Any]]], campaign: str, spec_ids: Iterable[str]
+) -> Callable[[], float]:
+    """The campaign's progress as the share of its specs the service has a job for (first
+    attempts, by their deterministic names), from ``jobs`` (the emulator's list of jobs).
+
+    This measure is what makes paced kills certain: a campaign cannot end while one of its
+    specs has not been sent, and a job takes seconds to run once it is.
+    """
+    names = {job_name(campaign, spec_id, 1) for spec_id in spec_ids}
+    if not names:
+        raise ValueError("a campaign without specs has no progress to pace kills by")
+
+    def share() -> float:
+        return len(names.intersection(job["jobName"] for job in jobs())) / len(names)
+
+    return share
+
+
 def crash_campaign(
     *,
     workdir: Path,
@@ -388,6 +444,9 @@ def crash_campaign(
     kills: int,
     seed: int,
     delays: Callable[[random.Random], float] | None = None,
+    plan: Sequence[KillAt] | None = None,
+    progress: Callable[[], float] | None = None,
+    poll: float = 0.05,
     extra_args: Sequence[str] = (),
     max_runs: int | None = None,
     final_timeout: float = 300,
@@ -396,9 +455,23 @@ def crash_campaign(
     """Run ``asyncjobs run`` until it exits 0 or 1, SIGKILLing it ``kills`` times first.
 
     Every run is the same command a user would retype: the campaign file and the same
-    journal. A kill lands after a seeded random delay (see :func:`kill_delay`); a run that
-    ends by itself before its kill is the campaign finishing. The last run is never killed.
+    journal. The last run is never killed; a run that ends by itself before its kill is the
+    campaign finishing (the caller compares ``kills`` with what it asked for).
+
+    When a kill lands:
+
+    - by default, after a seeded random delay into its run (see :func:`kill_delay`). On a
+      fast enough machine the campaign may finish before every kill is spent;
+    - with ``plan`` (one :class:`KillAt` per kill) and ``progress`` (the campaign's progress
+      in [0, 1], see :func:`sent_share`), as the plan says, looking every ``poll`` seconds.
+      And at once, whatever the plan, when ``progress`` reaches 1: once every spec has been
+      sent the campaign could end within a job's length, and the kill must come first. Since
+      no job lasts anywhere near ``poll``, every kill of the plan lands, on any machine.
     """
+    if (plan is None) != (progress is None):
+        raise ValueError("plan and progress go together")
+    if plan is not None and len(plan) < kills:
+        raise ValueError(f"the plan has {len(plan)} kills, not {kills}")
     rng = random.Random(seed)
     pick = delays or kill_delay
     run = CrashRun()
@@ -416,26 +489,75 @@ def crash_campaign(
         process = start_cli(*args, cwd=workdir, env=env)
         run.runs += 1
         if run.kills < kills:
-            delay = pick(rng)
-            try:
-                process.wait(delay)
-            except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGKILL)
+            if plan is not None and progress is not None:
+                at = _paced_kill(process, plan[run.kills], progress, poll, final_timeout)
+            else:
+                at = _delayed_kill(process, pick(rng))
+            if at is not None:
                 _, err = process.communicate()
-                run.kills += 1
-                run.delays.append(delay)
-                after = snapshot(journal)
-                tags = where_killed(before, after, err.decode(errors="replace"))
-                before = after
-                run.landed.update(tags)
-                if on_kill is not None:
-                    on_kill(run, "; ".join(tags))
-                continue
-        result = finish(process, final_timeout)
-        if result.code not in (0, 1):
-            raise AssertionError(f"run {run.runs} (after {run.kills} kills) failed:\n{result}")
-        run.final = result  # the campaign ended (possibly before every kill was spent)
-        break
+                if process.returncode == -signal.SIGKILL:
+                    run.kills += 1
+                    run.delays.append(at.seconds)
+                    if at.share is not None:
+                        run.shares.append(at.share)
+                    run.forced += at.forced
+                    after = snapshot(journal)
+                    tags = where_killed(before, after, err.decode(errors="replace"))
+                    before = after
+                    run.landed.update(tags)
+                    if on_kill is not None:
+                        on_kill(run, "; ".join(tags))
+                    continue
+                # it exited by itself just before the kill: that run was the last one
+                result = Result(process.returncode, "", err.decode(errors="replace"))
+                return _finished(run, result, started)
+        return _finished(run, finish(process, final_timeout), started)
+
+
+@dataclass(frozen=True)
+class _Kill:
+    seconds: float  # into the run
+    share: float | None = None  # the campaign's progress then (paced kills)
+    forced: bool = False
+
+
+def _delayed_kill(process: subprocess.Popen[bytes], delay: float) -> _Kill | None:
+    try:
+        process.wait(delay)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        return _Kill(delay)
+    return None
+
+
+def _paced_kill(
+    process: subprocess.Popen[bytes], kill: KillAt, progress: Callable[[], float], poll: float, timeout: float
+) -> _Kill | None:
+    """SIGKILL ``process`` when ``kill`` is due, or at once when every spec has been sent;
+    None if it ended by itself first."""
+    started = time.monotonic()
+    reached: float | None = None  # when the run saw the campaign reach ``kill.progress``
+    while process.poll() is None:
+        share = progress()
+        now = time.monotonic()
+        if now - started > timeout:
+            process.kill()
+            raise AssertionError(f"the run made no progress to {kill.progress:.0%} in {timeout}s")
+        if reached is None and share >= kill.progress:
+            reached = now
+        due = reached is not None and now >= reached + kill.delay
+        if due or share >= 1.0:
+            process.send_signal(signal.SIGKILL)
+            return _Kill(now - started, share, forced=not due)
+        wait = poll if reached is None else min(poll, reached + kill.delay - now)
+        time.sleep(max(0.0, wait))
+    return None
+
+
+def _finished(run: CrashRun, result: Result, started: float) -> CrashRun:
+    if result.code not in (0, 1):
+        raise AssertionError(f"run {run.runs} (after {run.kills} kills) failed:\n{result}")
+    run.final = result  # the campaign ended (possibly before every kill was spent)
     run.seconds = time.monotonic() - started
     return run
 

@@ -11,7 +11,8 @@ between the create returning and its ARN being journaled, after it, before a fin
 status is recorded, between a failure being recorded and its resubmission, after a
 resubmission, after a claim whose quota is full on resume), then resumes with the same
 command. ``test_random_kills`` kills a whole campaign five times at seeded random
-moments; ``make chaos`` (``tests/chaos.py``) does the same with 50 kills and 200 jobs.
+moments; ``make chaos`` (``tests/chaos.py``) does the same with 50 kills and 200 jobs,
+paced by the campaign's progress, which ``test_paced_kills_all_land`` holds to its promise.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import pytest
 
 from tests.reliability.conftest import QUICK, StartEmulator
 from tests.reliability.harness import (
+    KillAt,
     Result,
     audit,
     cli_env,
@@ -34,6 +36,7 @@ from tests.reliability.harness import (
     mixed_specs,
     read_journal,
     run_cli,
+    sent_share,
     spec,
     unresubmitted_failures,
     write_campaign,
@@ -164,3 +167,37 @@ def test_random_kills(start_emulator: StartEmulator, workdir: Path) -> None:
     assert unresubmitted_failures(view, resubmit_failed=1) == []
     # the last run's summary agrees with the journal
     assert run.final.json()["counts"] == {**run.final.json()["counts"], **result.journal_counts}
+
+
+def test_paced_kills_all_land_however_short_the_campaign(
+    start_emulator: StartEmulator, workdir: Path
+) -> None:
+    """The pacing ``make chaos`` relies on: every kill of the plan lands, even when the plan
+    asks for kills later than the campaign lasts. Here the campaign is short and the plan
+    is not: its second kill waits a minute after half the specs are sent, and the last two
+    come after the campaign could have ended. Each lands when every spec has been sent, or
+    at once if that was so when its run started, instead of the campaign ending first."""
+    emulator = start_emulator(*QUICK)
+    specs = mixed_specs(6)
+    campaign = write_campaign(workdir / "campaign.jsonl", specs)
+    journal = workdir / "c.db"
+    plan = [KillAt(0.0, 0.3), KillAt(0.5, 60.0), KillAt(0.9, 60.0), KillAt(0.0, 60.0)]
+
+    run = crash_campaign(
+        workdir=workdir,
+        campaign=campaign,
+        journal=journal,
+        endpoint_url=emulator.url,
+        kills=len(plan),
+        seed=1,
+        plan=plan,
+        progress=sent_share(emulator.jobs, journal.stem, (s["id"] for s in specs)),
+        extra_args=RUN_ARGS,
+    )
+
+    assert run.kills == len(plan), f"the campaign ended after {run.kills} kills\n{run.final}"
+    assert run.forced == 3, run  # the three that the plan put too late
+    assert run.final is not None and run.final.code == 0, run.final
+    result = audit(read_journal(journal), emulator.jobs(), emulator.stats())
+    assert result.problems == []
+    assert (result.specs, result.duplicates, result.lost) == (6, 0, 0)
