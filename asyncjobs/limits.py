@@ -175,8 +175,11 @@ class AdaptiveRate:
             return
         self._last_throttle = now
         self._throttled_pace = self.rate
-        if self.slow_start:  # the pace before the last doubling drew no throttle for a second
+        if self.slow_start:
+            # the pace before the last doubling drew no throttle for a second; the limit lies
+            # between the two, and probing stays at the lower one for a while
             self.slow_start = False
+            self._throttled_pace = self.rate / 2
             self._set(self.rate / 2 * SETTLE)
             return
         measured = self._measured(now)

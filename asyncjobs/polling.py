@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 #: Durations kept per job kind.
 KEEP = 64
@@ -98,6 +99,36 @@ def urgent_keys(
         default=0.0,
     )
     return frozenset(unknown | {k for k, t in drain.items() if t >= URGENT_SHARE * critical})
+
+
+J = TypeVar("J")
+
+
+def bearing(
+    jobs: Mapping[str, J],
+    by_key: Mapping[str, Mapping[str, J]],
+    waiting_keys: Iterable[str],
+    *,
+    finishing: bool,
+    active: Callable[[J], Active],
+) -> list[Active]:
+    """The jobs of one kind that bear on :func:`next_sweep`'s answer, found without a pass
+    over all of them while work is still being submitted: the jobs of its full keys (at most
+    their caps), or once finishing, the earliest and the latest submitted (the policy looks
+    only at those two). With none of those, any one job: the kind is still swept now and then.
+
+    ``jobs`` are the kind's tracked jobs by id, ``by_key`` the same jobs by quota key, and
+    ``active`` how the policy sees a job.
+    """
+    if finishing:
+        seen = [active(job) for job in jobs.values()]
+        return [min(seen, key=_submitted), max(seen, key=_submitted)]
+    chosen = [active(job) for key in waiting_keys for job in by_key.get(key, {}).values()]
+    return chosen or [active(next(iter(jobs.values())))]
+
+
+def _submitted(job: Active) -> float:
+    return job.submitted_at
 
 
 def next_sweep(

@@ -57,7 +57,7 @@ from .lifecycle import OBSERVE, Event
 from .limits import AdaptiveRate, Capacity, backoff, default_limit
 from .model import UNSUCCESSFUL_STATES, Job, JobSpec, JobState, Service, StateCounts
 from .naming import idempotency_token, job_name
-from .polling import Active, Durations, KeyLoad, PollPolicy, next_sweep, urgent_keys
+from .polling import Active, Durations, KeyLoad, PollPolicy, bearing, next_sweep, urgent_keys
 from .services.base import Remote, ServiceAdapter
 
 log = structlog.get_logger("asyncjobs")
@@ -278,6 +278,7 @@ class Campaign:
         self._ready: deque[tuple[Job, bool]] = deque()
         self._idle: deque[anyio.Event] = deque()
         self._inquiries = Inquiries()
+        self._caller_stop: anyio.Event | None = None
 
     # ------------------------------------------------------------ public API
     async def add(self, specs: Iterable[JobSpec]) -> AddResult:
@@ -330,6 +331,7 @@ class Campaign:
         self._unsent.clear()
         self._unsent_keys.clear()
         self._stop = anyio.Event()
+        self._caller_stop = stop
         async with contextlib.AsyncExitStack() as stack:
             await self._open_adapters(stack)
             await self._restore()
@@ -654,10 +656,12 @@ class Campaign:
         transient = throttles = 0
         probe = False  # this job's next create decides an inquiry: the only one sent meanwhile
         while True:
-            if self._stopping and not maybe_created:
+            # the caller's stop counts at once, before the watcher has turned it into a stop
+            stopping = self._stopping or (self._caller_stop is not None and self._caller_stop.is_set())
+            if stopping and not maybe_created:
                 await self._release(job, Event.DEFER, "stopped before the create was sent")
                 return
-            if self._stopping:
+            if stopping:
                 return  # stays submitting; reconciled on resume
             if not await self._interruptible(functools.partial(rate.acquire, through_hold=probe)):
                 continue
@@ -671,6 +675,8 @@ class Campaign:
                 # our own created jobs fill the key's cap (lowered since this job was claimed)
                 await self._release(job, Event.DEFER, "waiting for a slot", slot_freed=False)
                 return
+            if self._caller_stop is not None and self._caller_stop.is_set():
+                continue  # asked to stop while this job waited for its turn
             try:
                 async with inflight:
                     arn = await adapter.create(job)
@@ -899,26 +905,18 @@ class Campaign:
     def _bearing(
         self, service: Service, jobs: Mapping[str, Job], waiting: frozenset[str], finishing: bool, now: float
     ) -> list[Active]:
-        """The tracked jobs of ``service`` that bear on when to sweep it, without a pass over all
-        of them while work is still being submitted: the jobs of its full keys (at most their
-        caps), or once finishing, the earliest and the latest submitted (the policy looks only
-        at those two). With none of those, any one job: the kind is still swept now and then."""
+        """The tracked jobs of ``service`` that bear on when to sweep it (see :func:`bearing`)."""
 
         def active(job: Job) -> Active:
             return Active(job.quota_key, str(job.service), job.submitted_at or now)
 
-        def submitted(job: Job) -> float:
-            return job.submitted_at or now
-
-        if finishing:
-            return [active(min(jobs.values(), key=submitted)), active(max(jobs.values(), key=submitted))]
-        bearing = [
-            active(j)
-            for key in waiting
-            if self._tracked.kind.get(key) is service
-            for j in self._tracked.by_key[key].values()
-        ]
-        return bearing or [active(next(iter(jobs.values())))]
+        return bearing(
+            jobs,
+            self._tracked.by_key,
+            [key for key in waiting if self._tracked.kind.get(key) is service],
+            finishing=finishing,
+            active=active,
+        )
 
     def _waiting_keys(self, now: float) -> frozenset[str]:
         """Keys whose work waits for a slot: full, with pending jobs, and every slot held by a
@@ -999,9 +997,9 @@ class Campaign:
         changes: list[Change] = []
         renamed: list[tuple[Job, str]] = []
         for job, remote in seen:
-            if remote.state is job.state or (
-                remote.state is JobState.SUBMITTED and job.state is JobState.RUNNING
-            ):
+            if remote.state is JobState.SUBMITTED and job.state is JobState.RUNNING:
+                continue  # a list that lags behind what is known: nothing to record
+            if remote.state is job.state:
                 if remote.status != job.remote_status:
                     renamed.append((job, remote.status))
                 continue

@@ -103,6 +103,30 @@ class PollResult:
     calls: int
 
 
+class ListLag:
+    """How long a job may be missing from a List before one Get for it is worth its cost.
+
+    AWS List results are eventually consistent: a job can be missing from them for a while
+    after its create, and AWS does not say for how long. A job younger than :attr:`grace`
+    that a complete List did not show is simply not reported by that sweep (a later one
+    will see it). Each time a Get finds a job a List had missed, the grace grows to twice
+    that job's age, so a service whose lists lag longer costs a few Gets, not one per job.
+    """
+
+    def __init__(self, grace: float = 30.0, longest: float = 900.0) -> None:
+        self.grace = grace
+        self.longest = longest
+
+    def too_young(self, job: Job, now: float) -> bool:
+        """Whether a List may still be behind ``job`` (then no Get for it yet)."""
+        return job.submitted_at is not None and now - job.submitted_at < self.grace
+
+    def found_by_get(self, job: Job, now: float) -> None:
+        """A Get found ``job``, which a List had missed: lists lag at least its age."""
+        if job.submitted_at is not None:
+            self.grace = min(self.longest, max(self.grace, 2.0 * (now - job.submitted_at)))
+
+
 class ServiceAdapter(Protocol):
     """One AWS service's batch-job API, reduced to what the scheduler needs."""
 

@@ -5,13 +5,15 @@
   asks again.
 - Tracking: one ``ListModelInvocationJobs`` page (up to 1,000 jobs, newest first,
   filtered by name and submit time) answers for every job of the campaign at once;
-  ``GetModelInvocationJob`` is the fallback for a job a sweep missed.
+  ``GetModelInvocationJob`` is the fallback for a job a sweep missed, once it is older than
+  lists are seen to lag (:class:`~asyncjobs.services.base.ListLag`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,7 +21,7 @@ import structlog
 
 from ..errors import AlreadyExists, ServiceError
 from ..model import Job, JobState, Service
-from .base import PollResult, Remote, classify
+from .base import ListLag, PollResult, Remote, classify
 
 log = structlog.get_logger("asyncjobs.services.bedrock")
 
@@ -75,6 +77,7 @@ class BedrockAdapter:
 
     def __init__(self, client: Any) -> None:
         self._client = client
+        self._lag = ListLag()
 
     async def _call(self, operation: str, **params: Any) -> Any:
         method = getattr(self._client, _SNAKE[operation])
@@ -139,7 +142,10 @@ class BedrockAdapter:
             if not token:
                 break
             params["nextToken"] = token
+        now = time.time()
         for arn in list(wanted.keys() - found.keys()):
+            if self._lag.too_young(wanted[arn], now):
+                continue  # the list may not show it yet
             calls += 1
             try:
                 found[arn] = await self.describe(arn)
@@ -147,6 +153,8 @@ class BedrockAdapter:
                 log.warning(
                     "asyncjobs.poll.describe_failed", job_id=wanted[arn].id, arn=arn, error=exc.describe()
                 )
+            else:
+                self._lag.found_by_get(wanted[arn], now)
         return PollResult(found=found, calls=calls)
 
     async def stop(self, job: Job) -> bool:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import structlog
 
 from ..errors import AlreadyExists, NotFound, ServiceError
 from ..model import Job, JobState, Service
-from .base import PollResult, Remote, classify, region_account
+from .base import ListLag, PollResult, Remote, classify, region_account
 
 log = structlog.get_logger("asyncjobs.services.personalize")
 
@@ -108,6 +109,7 @@ class PersonalizeAdapter:
         self._client = client
         # pages a full list sweep took last time, per (kind, solution version)
         self._pages: dict[tuple[Service, str], int] = {}
+        self._lag = ListLag()
 
     async def _call(self, method: str, **params: Any) -> Any:
         try:
@@ -167,7 +169,8 @@ class PersonalizeAdapter:
         for (service, version), group in groups.items():
             kind = KINDS[service]
             wanted = {j.arn: j for j in group if j.arn}
-            if self._pages.get((service, version), 1) <= len(wanted):
+            listed = self._pages.get((service, version), 1) <= len(wanted)
+            if listed:
                 params: dict[str, Any] = {"maxResults": PAGE}
                 if version:
                     params["solutionVersionArn"] = version
@@ -186,9 +189,10 @@ class PersonalizeAdapter:
                         break
                     params["nextToken"] = token
                 self._pages[(service, version)] = pages
+            now = time.time()
             for arn, job in wanted.items():
-                if arn in found:
-                    continue
+                if arn in found or (listed and self._lag.too_young(job, now)):
+                    continue  # seen, or too new for the list to show yet
                 calls += 1
                 try:
                     found[arn] = (await self.describe(job, arn))[0]
@@ -196,6 +200,9 @@ class PersonalizeAdapter:
                     log.warning(
                         "asyncjobs.poll.describe_failed", job_id=job.id, arn=arn, error=exc.describe()
                     )
+                else:
+                    if listed:
+                        self._lag.found_by_get(job, now)
         return PollResult(found=found, calls=calls)
 
     async def stop(self, job: Job) -> bool:

@@ -57,6 +57,10 @@ def test_knowing_nothing_it_starts_at_one_a_second_and_doubles_each_second_until
     rate.on_throttle()  # 8/s is too fast; 4/s drew nothing for a second
     assert rate.rate == pytest.approx(4.0 * 0.95)
     assert not rate.slow_start and rate.learned == pytest.approx(3.8)
+    accept(rate, clock, seconds=CAUTIOUS_FOR - 1, every=0.25)
+    assert rate.rate == pytest.approx(3.8), "no probe towards 8/s for a while: 4/s is what is known to hold"
+    accept(rate, clock, seconds=PROBE_AFTER + 2, every=0.25)
+    assert rate.rate > 3.8
 
 
 def test_slow_start_waits_while_the_slots_not_the_pace_hold_creates_back() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from asyncjobs.polling import Active, Durations, KeyLoad, PollPolicy, next_sweep, urgent_keys
+from asyncjobs.polling import Active, Durations, KeyLoad, PollPolicy, bearing, next_sweep, urgent_keys
 
 POLICY = PollPolicy(min_interval=1.0, max_interval=30.0)
 NONE: frozenset[str] = frozenset()
@@ -106,17 +106,20 @@ def test_an_urgent_key_keeps_looking_without_backing_off() -> None:
 def test_the_jobs_the_tracker_passes_give_the_answer_all_jobs_give(
     known: bool, finishing: bool, waiting: frozenset[str], urgent: frozenset[str]
 ) -> None:
-    """The tracker passes only the jobs that bear on the answer (Campaign._bearing): the jobs
-    of full keys, the earliest and the latest submitted when finishing, or any one job. The
-    policy must answer the same as for every tracked job."""
-    jobs = [Active("bedrock:a" if i % 3 else "bedrock:b", "bedrock", 0.7 * i) for i in range(40)]
+    """The tracker passes the policy only the jobs that :func:`bearing` picks; the policy must
+    answer the same as for every tracked job."""
+    # submitted out of order, so neither the first nor the last of the index is the earliest
+    times = [0.7 * ((i * 17) % 40) for i in range(40)]
+    jobs = [Active("bedrock:a" if i % 3 else "bedrock:b", "bedrock", t) for i, t in enumerate(times)]
+    by_id = {f"j{i}": job for i, job in enumerate(jobs)}
+    by_key: dict[str, dict[str, Active]] = {}
+    for job_id, job in by_id.items():
+        by_key.setdefault(job.key, {})[job_id] = job
     known_durations = durations(2.0, 3.0, 5.0, 8.0) if known else {}
-    if finishing:
-        bearing = [min(jobs, key=lambda j: j.submitted_at), max(jobs, key=lambda j: j.submitted_at)]
-    else:
-        bearing = [j for j in jobs if j.key in waiting] or [jobs[0]]
+    chosen = bearing(by_id, by_key, waiting, finishing=finishing, active=lambda job: job)
+    assert len(chosen) < len(jobs)
     for now, last in ((30.0, 28.0), (40.0, 20.0), (60.0, 59.5)):
         kw = {"waiting_keys": waiting, "urgent": urgent, "finishing": finishing}
-        assert sweep(now, last, bearing, durations=known_durations, **kw) == sweep(
+        assert sweep(now, last, chosen, durations=known_durations, **kw) == sweep(
             now, last, jobs, durations=known_durations, **kw
         )
