@@ -695,8 +695,12 @@ class Campaign:
                 await self._quota_full(job, adapter, exc, maybe_created)
                 return
             except LimitExceeded as exc:
-                job = await self.journal.transition(job, Event.RETRY, detail=exc.describe())
                 role, _ = self._inquiries.refused(job.quota_key, job.id)
+                if role is Role.DECIDED:
+                    self._inquiry_closed(job)
+                    await self._quota_full(job, adapter, exc, maybe_created)
+                    return
+                job = await self.journal.transition(job, Event.RETRY, detail=exc.describe())
                 if role is Role.PROBE:
                     # a throttle is the likelier cause while the pace is learned: slow down, and
                     # send this job again after a silence that refills any token bucket of 1/s or
@@ -706,10 +710,6 @@ class Campaign:
                     log.info("asyncjobs.create.limited", job_id=job.id, key=job.quota_key, rate=rate.rate)
                     await self._pause(max(1.0, 2.0 / rate.rate))
                     probe = True
-                elif role is Role.DECIDED:
-                    self._inquiry_closed(job)
-                    await self._quota_full(job, adapter, exc, maybe_created)
-                    return
                 continue  # WAIT: sent before the inquiry opened; the loop follows its verdict
             except Transient as exc:
                 maybe_created = True

@@ -4,16 +4,20 @@ limits told apart by state rather than words, lagging lists, and learned paces k
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aioboto3
+import anyio
 import pytest
 
 from asyncjobs.journal import SQLiteJournal, open_journal
 from asyncjobs.model import JobState, Service
+from asyncjobs.scheduler import Campaign, Settings
 from tests.conftest import CREDENTIALS, MakeEmulator
-from tests.integration.test_engine import bedrock_specs, personalize_specs, run
+from tests.integration.test_engine import FAST, bedrock_specs, personalize_specs, run
 
 CREATES = ("CreateModelInvocationJob", "CreateBatchInferenceJob", "CreateBatchSegmentJob")
 
@@ -28,6 +32,18 @@ def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 async def journal(tmp_path: Path) -> AsyncIterator[SQLiteJournal]:
     async with await open_journal(tmp_path / "campaign.db", campaign="loop") as j:
         yield j
+
+
+def create_counter(session: aioboto3.Session) -> Counter[str]:
+    """Create calls per job name, as the client sends them (botocore's own event hooks)."""
+    creates: Counter[str] = Counter()
+
+    def count(params: dict[str, Any], **_: Any) -> None:
+        creates[params["jobName"]] += 1
+
+    for operation in ("CreateBatchInferenceJob", "CreateBatchSegmentJob"):
+        session.events.register(f"provide-client-params.personalize.{operation}", count)
+    return creates
 
 
 def create_calls(stats: dict[str, Any]) -> int:
@@ -73,48 +89,44 @@ async def test_a_resumed_run_starts_from_the_pace_the_journal_kept(
     assert create_throttles(emu.stats()) - before == 0, "no slow start and no burst: the pace was known"
 
 
-@pytest.mark.parametrize("limit_message", [None, "Limit exceeded"])
 async def test_personalize_limits_are_told_apart_by_state_whatever_the_text(
-    journal: SQLiteJournal, make_emulator: MakeEmulator, limit_message: str | None
-) -> None:
-    """Quota 3 per kind, 2 creates/s, the engine told neither: with the service's usual texts and
-    with one neutral text for both, every job succeeds, both keys fill to 3 and never beyond, and
-    no job needs more than 3 create calls."""
-    emu = await make_emulator(
-        create_rate=2.0, personalize_max_running=3, job_seconds=(1.0, 1.5), limit_message=limit_message
-    )
-    await journal.add_specs(personalize_specs(12) + personalize_specs(12, Service.PERSONALIZE_SEGMENT, "s"))
-    await run(journal, emu, limit=120)
-    stats = emu.stats()
-    assert journal.counts()[JobState.SUCCEEDED] == 24
-    assert stats["duplicate_jobs"] == 0
-    assert stats["peak_running"] == {
-        "personalize:us-east-1:batch-inference": 3,
-        "personalize:us-east-1:batch-segment": 3,
-    }
-    assert create_calls(stats) <= 3 * 24
-    per_job = [len(await journal.events(job.id)) async for job in journal.jobs()]
-    assert max(per_job) <= 2 + 2 * 3, "at most 3 creates a job (claim/retry/created and 3 sweeps)"
-
-
-async def test_one_neutral_text_costs_no_more_than_half_again_the_makespan(
     tmp_path: Path, make_emulator: MakeEmulator
 ) -> None:
-    """The same Personalize campaign against the usual texts and against one neutral text."""
+    """Quota 3 per kind, 2 creates/s, jobs long enough that the quota binds, the engine told
+    neither limit. With the service's usual texts and with one neutral text for both limits:
+    every job succeeds, both keys fill to 3 and never beyond, no job needs more than 3 create
+    calls, and the neutral text costs at most half again the makespan."""
     makespans = {}
     for label, message in (("distinct", None), ("neutral", "Limit exceeded")):
         emu = await make_emulator(
-            create_rate=2.0, personalize_max_running=3, job_seconds=(1.0, 1.5), limit_message=message
+            create_rate=2.0, personalize_max_running=3, job_seconds=(3.0, 3.5), limit_message=message
         )
         async with await open_journal(tmp_path / f"{label}.db", campaign=label) as journal:
             await journal.add_specs(
                 personalize_specs(18) + personalize_specs(18, Service.PERSONALIZE_SEGMENT, "s")
             )
+            session = aioboto3.Session(**CREDENTIALS)
+            creates = create_counter(session)
+            campaign = Campaign(
+                journal,
+                session=session,
+                endpoint_url=emu.url,
+                region="us-east-1",
+                settings=Settings(**FAST),  # type: ignore[arg-type]
+            )
             started = time.monotonic()
-            await run(journal, emu, limit=180)
+            with anyio.fail_after(180):
+                await campaign.run()
             makespans[label] = time.monotonic() - started
-            assert journal.counts()[JobState.SUCCEEDED] == 36
-        assert emu.stats()["peak_running"]["personalize:us-east-1:batch-inference"] == 3
+            assert journal.counts()[JobState.SUCCEEDED] == 36, label
+        stats = emu.stats()
+        assert stats["duplicate_jobs"] == 0
+        assert stats["peak_running"] == {
+            "personalize:us-east-1:batch-inference": 3,
+            "personalize:us-east-1:batch-segment": 3,
+        }, label
+        assert sum(creates.values()) == create_calls(stats), "every create call was counted"
+        assert len(creates) == 36 and max(creates.values()) <= 3, (label, creates)
     assert makespans["neutral"] <= 1.5 * makespans["distinct"], makespans
 
 
