@@ -44,7 +44,7 @@ from rich.console import Console, RenderableType
 
 from . import display
 from .errors import AsyncJobsError, InputError, JournalError, JournalLocked, JournalSchemaError, ServiceError
-from .journal import SQLiteJournal, open_journal
+from .journal import SQLiteJournal, files, open_journal
 from .model import UNSUCCESSFUL_STATES, JobState, StateCounts
 from .scheduler import Campaign, Progress, Settings, Summary
 
@@ -621,6 +621,8 @@ class JobRow:
 async def status_document(path: Path, states: Sequence[JobState]) -> dict[str, Any]:
     """``{"campaign", "journal", "total", "counts", "jobs"}`` for ``asyncjobs status``."""
     try:
+        # the journal may have been planted or changed by another user: refuse it before reading it
+        await anyio.to_thread.run_sync(_check_journal_files, path)
         journal = await open_journal(path, create=False)
     except JournalLocked as exc:
         note(f"{exc.message}; showing a read-only snapshot")
@@ -656,16 +658,30 @@ def _status_doc(campaign: str, path: str, counts: StateCounts, rows: list[JobRow
     }
 
 
+def _check_journal_files(path: Path) -> os.stat_result | None:
+    """:func:`asyncjobs.journal.files.check_all` for reading: the database's status, if any."""
+    return files.check_all(path, "read")
+
+
 def _read_only_status(path: Path, states: Sequence[JobState]) -> dict[str, Any]:
     """Read a journal that another process holds, without its lock (SQLite WAL readers don't block).
 
-    A stop-gap until the journal offers a read-only open; it reads the schema-1 tables.
+    A stop-gap until the journal offers a read-only open; it reads the schema-1 tables. The files
+    are checked as a run checks them.
     """
+    try:
+        found = _check_journal_files(path)
+        if found is None:
+            raise JournalError(f"{path}: no such journal")
+    except JournalError as exc:
+        raise Failure(exc.message, EXIT_USAGE) from exc
     try:
         conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
     except sqlite3.Error as exc:
         raise Failure(f"{path}: cannot read the journal: {exc}", EXIT_USAGE) from exc
     try:
+        files.check_same(path, (found.st_dev, found.st_ino), "read")  # SQLite opened it by name
+        conn.execute("BEGIN")  # one snapshot for the counts and the rows
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version != 1:
             raise JournalSchemaError(f"{path}: journal schema version {version} is not supported here")
@@ -680,6 +696,8 @@ def _read_only_status(path: Path, states: Sequence[JobState]) -> dict[str, Any]:
         rows = [JobRow(*row) for row in conn.execute(sql + " ORDER BY seq", args)]
     except sqlite3.Error as exc:
         raise Failure(f"{path}: cannot read the journal: {exc}", EXIT_USAGE) from exc
+    except JournalError as exc:
+        raise Failure(exc.message, EXIT_USAGE) from exc
     finally:
         conn.close()
     return _status_doc(str(campaign), str(path), counts, rows)
