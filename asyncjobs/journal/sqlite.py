@@ -384,6 +384,7 @@ class SQLiteJournal:
                 if bulk:  # rows go in unindexed; the indexes are built once, sorted, at the end
                     for name in _JOB_INDEXES:
                         conn.execute(f"DROP INDEX {name}")
+                    self._note_loading(0, "inserting")
                 for batch in _batches(specs, _INGEST_BATCH):
                     rows = self._encode(batch, ingest)
                     if bulk:
@@ -392,9 +393,14 @@ class SQLiteJournal:
                         rows, skipped = self._store(rows, ingest, fresh)
                         existing += skipped
                     added.update(r[2] for r in rows)
+                    if bulk:
+                        self._note_loading(added.total(), "inserting")
                 if bulk:
+                    self._note_loading(added.total(), "indexing")
                     self._build_indexes()
         finally:
+            if bulk:
+                self._note_loading(None)
             if switched:
                 self._journal_mode("wal")
         log.debug("asyncjobs.journal.ingested", added=sum(added.values()), existing=existing, bulk=bulk)
@@ -421,6 +427,18 @@ class SQLiteJournal:
             log.warning("asyncjobs.journal.mode_unchanged", mode=mode, error=str(exc))
             return False
         return bool(str(now).lower() == mode)
+
+    def _note_loading(self, jobs: int | None, stage: str = "inserting") -> None:
+        """Record how far a bulk load has got, in the lock file (None: the load is over).
+
+        Readers wait while the load holds the database (a rollback journal, written under an
+        exclusive lock) and its rows appear all at once at the commit, so ``status`` reports this.
+        """
+        if not self._record:
+            return
+        loading = None if jobs is None else {"campaign": self._campaign, "jobs": jobs, "stage": stage}
+        with contextlib.suppress(OSError):
+            files.write_record(self._lock_fd, files.LockRecord(os.getpid(), loading))
 
     def _insert_many(self, rows: list[tuple[Any, ...]]) -> None:
         """Insert ``rows`` with few statements: each step of a multi-row INSERT is one call

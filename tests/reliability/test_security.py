@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import stat
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ from tests.reliability.harness import (
     SESSION_TOKEN,
     Result,
     audit,
+    cli_argv,
+    cli_env,
     finish,
     mixed_specs,
     read_journal,
@@ -326,3 +329,35 @@ def test_status_beside_a_run_refuses_side_files_not_its_own(shared: Path) -> Non
 
     refused(result, "team.db-wal", OWNED_BY_NOBODY, verb="read")
     assert wal.read_bytes() == b""
+
+
+@needs_root
+def test_a_wal_planted_while_a_new_campaign_loads_is_refused(
+    start_emulator: StartEmulator, shared: Path
+) -> None:
+    # a new campaign is loaded without a WAL (SQLite deletes it, and writes a rollback journal), so
+    # another user can plant one meanwhile: SQLite would read its frames as the journal's pages
+    emulator = start_emulator(*QUICK)
+    args = ("run", "-", "--journal", "team.db", "--endpoint-url", emulator.url, *FAST)
+    runner = subprocess.Popen(
+        cli_argv(*args), cwd=shared, env=cli_env(shared), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert runner.stdin is not None
+    runner.stdin.write("".join(json.dumps(s) + "\n" for s in mixed_specs(3)).encode())
+    runner.stdin.flush()  # stdin stays open: the load waits for more lines
+    lock = shared / "team.db.lock"
+    deadline = time.monotonic() + 60
+    while not (lock.exists() and "loading" in lock.read_text()):  # the run's lock record: loading
+        assert runner.poll() is None and time.monotonic() < deadline, finish(runner)
+        time.sleep(0.05)
+    assert (shared / "team.db-journal").exists()  # the load writes a rollback journal, not a WAL
+    assert not (shared / "team.db-wal").exists()
+    plant(shared / "team.db-wal", mode=0o666, owner=NOBODY, content=b"frames of someone else's choosing")
+
+    result = finish(runner)  # closes stdin: the load ends
+
+    refused(result, "team.db-wal", OWNED_BY_NOBODY)
+    assert emulator.stats()["requests"] == {}
+    # the journal this run created is removed with what is next to it, as after any input error
+    assert sorted(p.name for p in shared.iterdir()) == ["campaign.jsonl"]
