@@ -8,7 +8,8 @@
   cancellation, while the others wait for their batch.
 - **One process at a time.** An exclusive ``flock`` on ``<journal>.lock`` is held while
   the journal is open; a second process gets :class:`~asyncjobs.errors.JournalLocked`.
-- **Private.** The database (and so its WAL) and the lock file are created with mode 0600.
+- **Private.** The database (and so its WAL) and the lock file are created with mode 0600, and a
+  journal file that is a link, another user's or writable by others is refused (see :mod:`.files`).
 - **Versioned.** ``PRAGMA user_version`` holds the schema version; a newer one is refused.
 
 All SQL lives in this module.
