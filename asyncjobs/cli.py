@@ -53,7 +53,7 @@ from .errors import (
     JournalSchemaError,
     ServiceError,
 )
-from .journal import SQLiteJournal, open_journal
+from .journal import SQLiteJournal, files, open_journal
 from .model import UNSUCCESSFUL_STATES, JobSpec, JobState, StateCounts
 from .scheduler import Campaign, Progress, Settings, Summary
 
@@ -736,8 +736,13 @@ class JobRow:
 
 
 async def status_document(path: Path, states: Sequence[JobState]) -> dict[str, Any]:
-    """``{"campaign", "journal", "total", "counts", "jobs"}`` for ``asyncjobs status``."""
+    """``{"campaign", "journal", "total", "counts", "jobs"}`` for ``asyncjobs status``.
+
+    While a run bulk-loads a new campaign, ``"loading": {"pid", "jobs", "stage"}`` says how far it has got.
+    """
     try:
+        # the journal may have been planted or changed by another user: refuse it before reading it
+        await anyio.to_thread.run_sync(_check_journal_files, path)
         journal = await open_journal(path, create=False)
     except JournalLocked as exc:
         note(f"{exc.message}; showing a read-only snapshot")
@@ -763,7 +768,7 @@ async def status_document(path: Path, states: Sequence[JobState]) -> dict[str, A
         await journal.aclose()
 
 
-def _status_doc(campaign: str, path: str, counts: StateCounts, rows: list[JobRow]) -> dict[str, Any]:
+def _status_doc(campaign: str | None, path: str, counts: StateCounts, rows: list[JobRow]) -> dict[str, Any]:
     return {
         "campaign": campaign,
         "journal": path,
@@ -773,16 +778,36 @@ def _status_doc(campaign: str, path: str, counts: StateCounts, rows: list[JobRow
     }
 
 
+def _check_journal_files(path: Path) -> os.stat_result | None:
+    """:func:`asyncjobs.journal.files.check_all` for reading: the database's status, if any."""
+    return files.check_all(path, "read")
+
+
+#: How long a snapshot read waits for a writer's lock (a commit, a journal-mode switch) before it
+#: reports what it can: a bulk load holds the lock for as long as it takes.
+_SNAPSHOT_WAIT = 2.0
+
+
 def _read_only_status(path: Path, states: Sequence[JobState]) -> dict[str, Any]:
     """Read a journal that another process holds, without its lock (SQLite WAL readers don't block).
 
-    A stop-gap until the journal offers a read-only open; it reads the schema-1 tables.
+    A stop-gap until the journal offers a read-only open; it reads the schema-1 tables. The files
+    are checked as a run checks them; while a run bulk-loads a new campaign (readers wait until it
+    commits), what its lock record says about the load is reported instead.
     """
     try:
-        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
+        found = _check_journal_files(path)
+        if found is None:
+            raise JournalError(f"{path}: no such journal")
+    except JournalError as exc:
+        raise Failure(exc.message, EXIT_USAGE) from exc
+    try:
+        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True, timeout=_SNAPSHOT_WAIT)
     except sqlite3.Error as exc:
         raise Failure(f"{path}: cannot read the journal: {exc}", EXIT_USAGE) from exc
     try:
+        files.check_same(path, (found.st_dev, found.st_ino), "read")  # SQLite opened it by name
+        conn.execute("BEGIN")  # one snapshot for the counts and the rows
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version != 1:
             raise JournalSchemaError(f"{path}: journal schema version {version} is not supported here")
@@ -795,11 +820,50 @@ def _read_only_status(path: Path, states: Sequence[JobState]) -> dict[str, Any]:
         if args:
             sql += f" WHERE state IN ({','.join('?' * len(args))})"
         rows = [JobRow(*row) for row in conn.execute(sql + " ORDER BY seq", args)]
+    except sqlite3.OperationalError as exc:
+        if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:  # not waiting on a writer
+            raise Failure(f"{path}: cannot read the journal: {exc}", EXIT_USAGE) from exc
+        return _loading_status(path, _holder(path), None)
     except sqlite3.Error as exc:
         raise Failure(f"{path}: cannot read the journal: {exc}", EXIT_USAGE) from exc
+    except JournalError as exc:
+        raise Failure(exc.message, EXIT_USAGE) from exc
     finally:
         conn.close()
-    return _status_doc(str(campaign), str(path), counts, rows)
+    doc = _status_doc(str(campaign), str(path), counts, rows)
+    held = _holder(path)
+    if held is not None and held.loading is not None:  # read before the load took the database
+        return _loading_status(path, held, doc)
+    return doc
+
+
+def _holder(path: Path) -> files.LockRecord | None:
+    try:
+        return files.holder(path)
+    except JournalError as exc:
+        raise Failure(exc.message, EXIT_USAGE) from exc
+    except OSError:  # only the progress of a load is missing
+        return None
+
+
+def _loading_status(path: Path, held: files.LockRecord | None, doc: dict[str, Any] | None) -> dict[str, Any]:
+    """What status can say while a run bulk-loads a new campaign: its jobs appear all at once when
+    the load commits, and until then readers wait on its lock; the lock record says how far it got."""
+    loading = dict(held.loading or {}) if held is not None else {}
+    jobs, stage = loading.get("jobs"), loading.get("stage")
+    if not isinstance(jobs, int):
+        so_far = "how far it has got is not known"
+    elif stage == "indexing":
+        so_far = f"{jobs} jobs read, now indexing them"
+    else:
+        so_far = f"{jobs} jobs so far"
+    by = f" by pid {held.pid}" if held is not None else ""
+    note(f"the campaign is being loaded into the journal{by} ({so_far}); its jobs show once the load is done")
+    if doc is None:
+        campaign = loading.get("campaign")
+        doc = _status_doc(campaign if isinstance(campaign, str) else None, str(path), StateCounts({}), [])
+    doc["loading"] = {"pid": held.pid if held is not None else None, "jobs": jobs, "stage": stage}
+    return doc
 
 
 # ----------------------------------------------------------------------------- the commands

@@ -10,6 +10,10 @@ The demo folder (``.asyncjobs-demo/`` by default) holds three files:
   remote jobs it left running (as it would on AWS, where jobs keep running while
   the client is down).
 
+The folder is private (0700) and so are its files (0600), whatever the umask; they
+are written to a new temp file and renamed into place, never through a link found at
+their names. A folder of another user is refused.
+
 Running the demo again resumes an unfinished one; a finished one (or ``--fresh``)
 starts over. The emulator is set up with AWS-like running-job quotas, a create
 rate low enough to throttle a client that does not pace itself, a few failed jobs
@@ -21,6 +25,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +35,7 @@ from typing import Any
 import anyio
 
 from .emulator import Emulator, EmulatorConfig, EmulatorStateError
-from .errors import JournalError, JournalLocked
+from .errors import InputError, JournalError, JournalLocked
 from .journal import open_journal
 from .scheduler import Settings
 
@@ -128,9 +135,26 @@ def sample_specs(jobs: int = 300) -> Iterator[dict[str, Any]]:
 
 
 def write_campaign(path: Path, jobs: int = 300) -> None:
-    with path.open("w", encoding="utf-8") as out:
-        for spec in sample_specs(jobs):
-            out.write(json.dumps(spec, separators=(",", ":")) + "\n")
+    text = "".join(json.dumps(spec, separators=(",", ":")) + "\n" for spec in sample_specs(jobs))
+    write_private(path, text.encode())
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``path`` atomically as a private (0600) file.
+
+    The data goes to a new temp file next to it (``mkstemp``: ``O_EXCL|O_NOFOLLOW``, 0600, a
+    random name), renamed over ``path``: whatever was at ``path`` -- a link included -- is
+    replaced, never written through.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 # ------------------------------------------------------------------ emulator state
@@ -138,8 +162,15 @@ def restore_state(emulator: Emulator, path: Path) -> bool:
     """Put the saved jobs back into a new emulator; False if there is nothing usable to restore.
 
     A state that cannot be read, is corrupt, or was saved under other emulator settings
-    or by another version of the emulator is not usable.
+    or by another version of the emulator is not usable; nor is one that is a link, or that
+    another user owns or could have written.
     """
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        return False
     try:
         emulator.load_state(path)
     except EmulatorStateError:
@@ -167,24 +198,58 @@ async def journal_finished(path: Path) -> bool:
         await journal.aclose()
 
 
+def private_folder(directory: Path) -> None:
+    """Make ``directory`` the demo's private folder (0700), creating it if needed.
+
+    A folder of another user, or something else than a folder, is refused (exit 2): its owner
+    could change what the demo reads. One of ours that others could enter is closed to them.
+    """
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        directory.mkdir(mode=0o700)
+    st = os.stat(directory)  # --dir may name a link to a folder: its target is checked
+    euid = os.geteuid()
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputError(
+            f"{directory}: refusing to use this demo folder: it is not a folder; choose another --dir"
+        )
+    if st.st_uid != euid:
+        raise InputError(
+            f"{directory}: refusing to use this demo folder: it is owned by uid {st.st_uid}, not by you"
+            f" (uid {euid}); choose another --dir"
+        )
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(directory, 0o700)  # exactly: mkdir's mode went through the umask
+
+
 def reset_folder(directory: Path, jobs: int) -> None:
     """Start over: a new campaign file, no journal, no emulator state."""
-    directory.mkdir(parents=True, exist_ok=True)
-    for name in (
+    private_folder(directory)
+    stale = [
         JOURNAL_FILE,
         f"{JOURNAL_FILE}-wal",
         f"{JOURNAL_FILE}-shm",
+        f"{JOURNAL_FILE}-journal",
         f"{JOURNAL_FILE}.lock",
         STATE_FILE,
+        f"{STATE_FILE}.tmp",  # the fixed temp name of earlier versions
         _OLD_STATE_FILE,
-    ):
+        # temp files of a write that was killed before its rename
+        *(
+            p.name
+            for p in directory.glob(".*.tmp")
+            if p.name.startswith((f".{STATE_FILE}.", f".{CAMPAIGN_FILE}."))
+        ),
+    ]
+    for name in stale:
         with contextlib.suppress(FileNotFoundError):
-            (directory / name).unlink()
+            (directory / name).unlink()  # unlink removes a link itself, never its target
     write_campaign(directory / CAMPAIGN_FILE, jobs)
 
 
 async def prepare(directory: Path, *, fresh: bool, jobs: int) -> tuple[bool, str | None]:
     """Decide whether to resume; returns (resuming, why not) and leaves the folder ready."""
+    private_folder(directory)
     journal = directory / JOURNAL_FILE
     state = directory / STATE_FILE
     if not journal.exists():

@@ -26,9 +26,11 @@ header, the emulator's own origin (403 otherwise). The API routes need a SigV4
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -409,7 +411,8 @@ class Emulator:
         self._service.reset()
 
     def save_state(self, path: str | os.PathLike[str]) -> None:
-        """Write every job and counter to ``path`` as JSON, atomically (a crash leaves the old file).
+        """Write every job and counter to ``path`` as JSON, atomically (a crash leaves the old file)
+        and privately (mode 0600).
 
         With :meth:`load_state`, a new emulator (a restarted process) takes over the jobs:
         their statuses follow the clock, so jobs left running have kept running meanwhile.
@@ -421,10 +424,18 @@ class Emulator:
             "config": self.config.as_json(),
             "state": self._service.state.to_json(),
         }
-        tmp = target.with_name(target.name + ".tmp")
         text = json.dumps(document, separators=(",", ":"))  # one C call: json.dump writes in pieces
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
+        # a new temp file (O_EXCL|O_NOFOLLOW, mode 0600, random name), never one found at a fixed
+        # name: a link planted there would be written through
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(text)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
     def load_state(self, path: str | os.PathLike[str]) -> None:
         """Replace every job and counter with those :meth:`save_state` wrote to ``path``.

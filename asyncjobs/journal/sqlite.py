@@ -8,7 +8,8 @@
   cancellation, while the others wait for their batch.
 - **One process at a time.** An exclusive ``flock`` on ``<journal>.lock`` is held while
   the journal is open; a second process gets :class:`~asyncjobs.errors.JournalLocked`.
-- **Private.** The database (and so its WAL) and the lock file are created with mode 0600.
+- **Private.** The database (and so its WAL) and the lock file are created with mode 0600, and a
+  journal file that is a link, another user's or writable by others is refused (see :mod:`.files`).
 - **Versioned.** ``PRAGMA user_version`` holds the schema version; a newer one is refused.
 
 All SQL lives in this module.
@@ -44,6 +45,7 @@ from ..errors import (
 from ..lifecycle import Event
 from ..model import Job, JobSpec, JobState, Service, StateCounts, evolve, spec_digest
 from ..naming import idempotency_token, job_name
+from . import files
 from .base import AddResult, Change, EventRecord
 
 log = structlog.get_logger("asyncjobs.journal")
@@ -161,10 +163,13 @@ def _is_unwritable(exc: sqlite3.Error) -> bool:
 class SQLiteJournal:
     """A campaign journal in one SQLite file. Open it with :meth:`open`."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection, lock_fd: int, campaign: str) -> None:
+    def __init__(
+        self, path: Path, conn: sqlite3.Connection, lock_fd: int, campaign: str, *, record: bool = True
+    ) -> None:
         self._path = path
         self._conn = conn
         self._lock_fd = lock_fd
+        self._record = record  # whether the lock file holds our record (see _lock)
         self._campaign = campaign
         self._db = anyio.CapacityLimiter(1)
         self._queue: list[tuple[Change, asyncio.Future[Job]]] = []
@@ -193,54 +198,64 @@ class SQLiteJournal:
     def _open_sync(
         cls, path: Path, campaign: str | None, create: bool, durability: Durability
     ) -> SQLiteJournal:
-        exists = path.exists()
-        if not exists and not create:
+        # nothing found at the journal's paths is trusted: a link, another user's file or one that
+        # others can write is refused before anything is opened (files.py says why)
+        if not files.exists(path) and not create:
             raise JournalError(f"{path}: no such journal")
-        lock_fd = cls._lock(path)
+        files.check_all(path)
+        lock_fd, record = cls._lock(path)
         try:
-            if not exists:
-                try:
-                    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
-                except FileExistsError:
-                    pass
-                except OSError as exc:
-                    raise JournalUnwritable(f"{path}: cannot create the journal: {exc.strerror}") from exc
+            try:
+                identity = files.prepare_database(path, create=create)
+            except OSError as exc:
+                raise JournalUnwritable(f"{path}: cannot create the journal: {exc.strerror}") from exc
+            files.check_all(path)  # again, now that no other asyncjobs process can be creating them
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             try:
+                files.check_same(path, identity)  # SQLite opens by name: the name still means that file
                 name = cls._prepare(conn, path, campaign or path.stem, durability)
+                files.check_all(path)  # and the -wal and -shm it has just created or opened
             except BaseException:
                 conn.close()
                 raise
         except BaseException:
             os.close(lock_fd)
             raise
-        journal = cls(path, conn, lock_fd, name)
+        journal = cls(path, conn, lock_fd, name, record=record)
         journal._load_counts()
         return journal
 
     @staticmethod
-    def _lock(path: Path) -> int:
-        lock_path = path.with_name(path.name + ".lock")
+    def _lock(path: Path) -> tuple[int, bool]:
+        """Take ``<journal>.lock``: its descriptor, and whether it may hold our lock record.
+
+        The pid (and a bulk load's progress) is written only into a lock file created here or one
+        that is empty or holds an earlier record: a file of anything else is locked, never truncated.
+        """
+        lock_path = files.sibling(path, files.LOCK_SUFFIX)
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd, created = files.open_private(lock_path)
         except OSError as exc:
             raise JournalError(f"{path}: cannot open the lock file {lock_path}: {exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             holder = ""
-            with contextlib.suppress(OSError, ValueError):
-                holder = f" (pid {int(os.pread(fd, 32, 0).decode().strip())})"
+            with contextlib.suppress(OSError):
+                found = files.read_record(fd)[1]
+                holder = "" if found is None else f" (pid {found.pid})"
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise JournalLocked(
                     f"journal {path} is in use by another asyncjobs process{holder}"
                 ) from None
             raise JournalError(f"{path}: cannot lock the journal: {exc.strerror}") from exc
+        rewritable = created
         with contextlib.suppress(OSError):
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return fd
+            rewritable = rewritable or files.read_record(fd)[0]
+            if rewritable:
+                files.write_record(fd, files.LockRecord(os.getpid()))
+        return fd, rewritable
 
     @staticmethod
     def _prepare(conn: sqlite3.Connection, path: Path, campaign: str, durability: Durability) -> str:
@@ -310,11 +325,17 @@ class SQLiteJournal:
             await self._run(self._close_sync)
 
     def _close_sync(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self._conn.execute("PRAGMA optimize")
+        try:
+            files.check_all(self._path)
+        except JournalError:  # a planted WAL would be read by one more statement: close without one
+            pass
+        else:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("PRAGMA optimize")
         self._conn.close()
-        with contextlib.suppress(OSError):
-            os.ftruncate(self._lock_fd, 0)
+        if self._record:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._lock_fd, 0)
         os.close(self._lock_fd)
 
     def _to_job(self, row: tuple[Any, ...]) -> Job:
@@ -364,6 +385,7 @@ class SQLiteJournal:
                 if bulk:  # rows go in unindexed; the indexes are built once, sorted, at the end
                     for name in _JOB_INDEXES:
                         conn.execute(f"DROP INDEX {name}")
+                    self._note_loading(0, "inserting")
                 for batch in _batches(specs, _INGEST_BATCH):
                     rows = self._encode(batch, ingest)
                     if bulk:
@@ -372,9 +394,14 @@ class SQLiteJournal:
                         rows, skipped = self._store(rows, ingest, fresh)
                         existing += skipped
                     added.update(r[2] for r in rows)
+                    if bulk:
+                        self._note_loading(added.total(), "inserting")
                 if bulk:
+                    self._note_loading(added.total(), "indexing")
                     self._build_indexes()
         finally:
+            if bulk:
+                self._note_loading(None)
             if switched:
                 self._journal_mode("wal")
         log.debug("asyncjobs.journal.ingested", added=sum(added.values()), existing=existing, bulk=bulk)
@@ -392,12 +419,27 @@ class SQLiteJournal:
 
     def _journal_mode(self, mode: str) -> bool:
         """Switch SQLite's journal mode (outside a transaction); False if it could not be."""
+        # the switch deletes the -wal and the load creates a -journal: SQLite would replay a WAL or
+        # a "hot" rollback journal planted meanwhile, so the files are checked again first
+        files.check_all(self._path)
         try:
             (now,) = self._conn.execute(f"PRAGMA journal_mode = {mode}").fetchone()
         except sqlite3.Error as exc:  # a reader holds the file: carry on as before
             log.warning("asyncjobs.journal.mode_unchanged", mode=mode, error=str(exc))
             return False
         return bool(str(now).lower() == mode)
+
+    def _note_loading(self, jobs: int | None, stage: str = "inserting") -> None:
+        """Record how far a bulk load has got, in the lock file (None: the load is over).
+
+        Readers wait while the load holds the database (a rollback journal, written under an
+        exclusive lock) and its rows appear all at once at the commit, so ``status`` reports this.
+        """
+        if not self._record:
+            return
+        loading = None if jobs is None else {"campaign": self._campaign, "jobs": jobs, "stage": stage}
+        with contextlib.suppress(OSError):
+            files.write_record(self._lock_fd, files.LockRecord(os.getpid(), loading))
 
     def _insert_many(self, rows: list[tuple[Any, ...]]) -> None:
         """Insert ``rows`` with few statements: each step of a multi-row INSERT is one call

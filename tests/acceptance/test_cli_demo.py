@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import stat
 from pathlib import Path
 
-from tests.acceptance.clitools import Cli, finish
+import pytest
+
+from tests.acceptance.clitools import Cli, Result, finish
 
 
 async def test_demo_runs_and_starts_over(tmp_path: Path) -> None:
@@ -69,3 +73,64 @@ async def test_demo_with_an_unreadable_emulator_state_starts_over(tmp_path: Path
     assert again.json()["total"] == 20
     assert again.json()["counts"]["pending"] == 0
     assert "duplicate jobs 0" in again.stderr
+
+
+async def run_demo_with_umask(cli: Cli, umask: int, *args: str) -> Result:
+    process = await asyncio.create_subprocess_exec(
+        *cli.argv("demo", *args),
+        cwd=cli.cwd,
+        env=cli.env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        umask=umask,
+    )
+    return await finish(process)
+
+
+async def test_demo_folder_and_files_are_private_under_umask_0(tmp_path: Path) -> None:
+    result = await run_demo_with_umask(Cli(tmp_path), 0, "--dir", "d", "--jobs", "4", "--output", "json")
+
+    assert result.code == 0, result
+    folder = tmp_path / "d"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    modes = {p.name: stat.S_IMODE(p.lstat().st_mode) for p in folder.iterdir()}
+    assert set(modes) >= {"campaign.jsonl", "journal.db", "journal.db.lock", "emulator-state.json"}, modes
+    assert modes == dict.fromkeys(modes, 0o600), modes
+
+
+async def test_demo_does_not_write_through_planted_links(tmp_path: Path) -> None:
+    # links left in the demo folder (say while it was open to others) at the names the demo writes
+    folder = tmp_path / "d"
+    folder.mkdir(mode=0o700)
+    victims = {}
+    for name in ("emulator-state.json.tmp", "campaign.jsonl"):  # the state's temp name was fixed
+        victim = tmp_path / f"victim-of-{name}"
+        victim.write_text("precious\n")
+        (folder / name).symlink_to(victim)
+        victims[name] = victim
+
+    result = await Cli(tmp_path)("demo", "--dir", "d", "--jobs", "4", "--output", "json")
+
+    assert result.code == 0, result
+    assert {v.read_text() for v in victims.values()} == {"precious\n"}
+    assert [p.name for p in folder.iterdir() if p.is_symlink()] == []  # replaced or removed
+    assert (folder / "campaign.jsonl").read_text().count("\n") == 4
+    assert result.json()["total"] == 4
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another user (chown) needs root")
+async def test_demo_refuses_a_folder_of_another_user(tmp_path: Path) -> None:
+    folder = tmp_path / "d"
+    folder.mkdir(mode=0o777)
+    os.chmod(folder, 0o777)
+    os.chown(folder, 65534, 65534)
+
+    result = await Cli(tmp_path)("demo", "--dir", "d", "--jobs", "4", "--output", "json")
+
+    assert result.code == 2, result
+    assert result.stderr.splitlines() == [
+        f"asyncjobs: error: d: refusing to use this demo folder: it is owned by uid 65534, not by you"
+        f" (uid {os.geteuid()}); choose another --dir"
+    ], result
+    assert list(folder.iterdir()) == []

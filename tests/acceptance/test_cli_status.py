@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import signal
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from tests.acceptance.clitools import Cli, finish, mixed_specs, write_campaign
+from tests.acceptance.clitools import Cli, finish, mixed_specs, spec, write_campaign
 from tests.conftest import MakeEmulator
 
 
@@ -99,3 +102,68 @@ async def test_status_while_a_run_holds_the_journal(tmp_path: Path, make_emulato
     assert "read-only snapshot" in result.stderr
     assert result.json()["total"] == 5
     assert len(result.json()["jobs"]) == 5
+
+
+# Enough rows to overflow the journal's page cache: the load then writes into the database itself,
+# under an exclusive lock that readers wait on until it commits.
+LOADED = 150_000
+
+
+def readers_locked_out(db: Path) -> bool:
+    """Whether a reader is kept out of ``db`` right now (a probe that does not wait)."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0)) as conn:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc):
+            return True
+        raise
+    return False
+
+
+async def test_status_while_a_run_bulk_loads_a_new_campaign(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    line = spec("ID", "bedrock")
+    campaign = b"".join(json.dumps({**line, "id": f"job-{i:06d}"}).encode() + b"\n" for i in range(LOADED))
+    # the campaign comes on stdin and stdin stays open: the run stops mid-load, holding the journal
+    run = await asyncio.create_subprocess_exec(
+        *cli.argv("run", "-", "--journal", "big.db", "--endpoint-url", "http://127.0.0.1:9"),
+        cwd=tmp_path,
+        env=cli.env,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert run.stdin is not None
+    try:
+        run.stdin.write(campaign)
+        await run.stdin.drain()
+        for _ in range(2400):  # up to two minutes on a busy machine
+            if run.returncode is not None or readers_locked_out(tmp_path / "big.db"):
+                break
+            await asyncio.sleep(0.05)
+        assert run.returncode is None, await finish(run)
+        assert readers_locked_out(tmp_path / "big.db"), "the load never locked the journal"
+
+        result = await cli("status", "--journal", "big.db", "--output", "json")
+        table = await cli("status", "--journal", "big.db", "--output", "table")
+    finally:
+        run.kill()
+        await run.communicate()
+
+    assert result.code == 0, result
+    doc = result.json()
+    loading = doc.pop("loading")
+    counts = doc.pop("counts")
+    assert doc == {"campaign": "big", "journal": "big.db", "total": 0, "jobs": []}  # none committed yet
+    assert set(counts.values()) == {0}, counts
+    assert loading["pid"] == run.pid and loading["stage"] == "inserting", loading
+    assert 0 < loading["jobs"] <= LOADED, loading
+    assert result.stderr.splitlines() == [
+        f"asyncjobs: journal big.db is in use by another asyncjobs process (pid {run.pid});"
+        " showing a read-only snapshot",
+        f"asyncjobs: the campaign is being loaded into the journal by pid {run.pid}"
+        f" ({loading['jobs']} jobs so far); its jobs show once the load is done",
+    ], result
+    assert table.code == 0, table
+    assert "big" in table.stdout and "being loaded" in table.stderr, table

@@ -24,7 +24,9 @@ import anyio
 import pytest
 
 from asyncjobs.campaign import read_campaign
+from asyncjobs.errors import JournalError
 from asyncjobs.journal import open_journal
+from asyncjobs.journal.files import JournalUnsafe
 from tests.reliability.conftest import QUICK, StartEmulator
 from tests.reliability.harness import (
     audit,
@@ -187,3 +189,27 @@ def _wait_for(condition: object, process: subprocess.Popen[bytes], seconds: floa
             raise AssertionError("timed out waiting")
         time.sleep(0.05)
     os.sched_yield()
+
+
+def test_the_python_api_refuses_journal_files_it_cannot_trust(tmp_path: Path) -> None:
+    # what the command refuses with exit 2 is a JournalError for library users: JournalUnsafe
+    loose = tmp_path / "loose.db"
+    loose.write_bytes(b"")
+    os.chmod(loose, 0o646)
+    (tmp_path / "link.db").symlink_to("elsewhere.db")
+
+    with pytest.raises(JournalUnsafe) as writable:
+        anyio.run(open_journal, loose)
+    with pytest.raises(JournalUnsafe) as linked:
+        anyio.run(open_journal, tmp_path / "link.db")
+
+    assert isinstance(writable.value, JournalError)
+    assert str(writable.value) == (
+        f"{loose}: refusing to use this journal file: group or others can write it (mode 0646);"
+        " another user could have changed what it holds (check it, then chmod go-w)"
+    )
+    assert str(linked.value) == (
+        f"{tmp_path / 'link.db'}: refusing to use this journal file: it is a symbolic link;"
+        " asyncjobs does not follow links to journal files (give the real path)"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.db", "loose.db"]  # nothing created
