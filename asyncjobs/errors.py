@@ -7,6 +7,7 @@
     │   ├── JournalLocked          another process holds it
     │   ├── JournalSchemaError     written by a newer asyncjobs, or not a journal
     │   ├── SpecChanged            a spec id already journaled now asks for something else
+    │   ├── JournalUnsafe          a link, another user's file, or one others can write: refused
     │   └── JournalUnwritable      a write failed (read-only file, disk full)
     ├── IllegalTransition          a state change the lifecycle table does not allow
     └── ServiceError               a service call failed; raised by the adapters only
@@ -80,6 +81,10 @@ class SpecChanged(JournalError):
             f"{where}spec {spec_id!r} differs from the one already in the journal; "
             "give it a new id, or use a new journal"
         )
+
+
+class JournalUnsafe(JournalError):
+    """A journal file is not safe to use: a symbolic link, another user's, or writable by others."""
 
 
 class JournalUnwritable(JournalError):

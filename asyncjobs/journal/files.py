@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import JournalError
+from ..errors import JournalError, JournalUnsafe
 
 #: The files SQLite may keep next to a database: in WAL mode, and for the rollback journal that a
 #: bulk load uses (a leftover one is replayed into the database when it is next opened).
@@ -42,10 +42,6 @@ PRIVATE = 0o600
 _RECORD_MAX = 4096
 
 Verb = Literal["use", "read"]
-
-
-class JournalUnsafe(JournalError):
-    """A journal file is not safe to use: a symbolic link, another user's, or writable by others."""
 
 
 def sibling(path: Path, suffix: str) -> Path:

@@ -24,9 +24,8 @@ import anyio
 import pytest
 
 from asyncjobs.campaign import read_campaign
-from asyncjobs.errors import JournalError
+from asyncjobs.errors import JournalError, JournalUnsafe
 from asyncjobs.journal import open_journal
-from asyncjobs.journal.files import JournalUnsafe
 from tests.reliability.conftest import QUICK, StartEmulator
 from tests.reliability.harness import (
     audit,

@@ -10,7 +10,8 @@ from asyncjobs import errors
 EXPECTED = {
     "AddResult", "AlreadyExists", "AsyncJobsError", "Campaign", "CampaignError", "CampaignEvent",
     "CapacityExceeded", "EventRecord", "Fatal", "IllegalTransition", "InputError", "Job", "JobSpec",
-    "JobState", "Journal", "JournalError", "JournalLocked", "JournalSchemaError", "JournalUnwritable",
+    "JobState", "Journal", "JournalError", "JournalLocked", "JournalSchemaError", "JournalUnsafe",
+    "JournalUnwritable",
     "KeyProgress", "LimitExceeded",
     "NotFound", "Progress", "Rejected", "SQLiteJournal", "Service", "ServiceError", "Settings", "SpecChanged",
     "StateCounts", "Summary", "Throttled", "Transient", "__version__", "check_spec", "open_journal",
