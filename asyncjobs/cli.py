@@ -358,19 +358,42 @@ class Interrupts:
             raise _Interrupted(_NOTHING_SENT)
 
     async def watch(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        handled = {signal.SIGINT, signal.SIGTERM}
+        held = False
         try:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                task_status.started()
-                async for signum in signals:
+            with anyio.open_signal_receiver(*handled) as signals:
+                try:
+                    task_status.started()
+                    async for signum in signals:
+                        if self.received is not None:
+                            self.exit_now(signum)
+                        self.received = signum
+                        note(f"{signal.Signals(signum).name}: {self._message} (signal again to exit at once)")
+                        self._on_first()
+                finally:
                     if self.received is not None:
-                        self.exit_now(signum)
-                    self.received = signum
-                    note(f"{signal.Signals(signum).name}: {self._message} (signal again to exit at once)")
-                    self._on_first()
+                        # a second signal between the receiver's end and the handlers below would
+                        # meet Python's defaults (KeyboardInterrupt): keep it pending meanwhile
+                        signal.pthread_sigmask(signal.SIG_BLOCK, handled)
+                        held = True
         finally:
             if self.received is not None:  # the promise holds until the process ends
-                for signum in (signal.SIGINT, signal.SIGTERM):
-                    signal.signal(signum, lambda n, _: self.exit_now(n))
+                for signum in handled:
+                    signal.signal(signum, self._second_signal)
+            if held:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, handled)
+
+    def _second_signal(self, signum: int, _: object) -> None:
+        self.exit_now(signum)
+
+    @staticmethod
+    def settle() -> None:
+        """The process is about to exit anyway: a late second signal is ignored, not met by
+        the defaults Python restores while it shuts down (which would kill it with -SIGINT)."""
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(signum)
+            if getattr(handler, "__func__", None) is Interrupts._second_signal:
+                signal.signal(signum, signal.SIG_IGN)
 
     def exit_now(self, signum: int) -> NoReturn:
         note(f"{signal.Signals(signum).name} again: exiting now")
@@ -1284,6 +1307,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         hint = f" (see '{ctx.command_path} --help')" if isinstance(exc, click.UsageError) and ctx else ""
         click.echo(f"{PROG}: error: {message}{hint}", err=True)
         code = exc.exit_code
+    Interrupts.settle()
     sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 

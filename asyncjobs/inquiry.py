@@ -2,16 +2,20 @@
 
 Personalize refuses a create with ``LimitExceededException`` both when requests come too
 fast and when the running-jobs quota is full, with message texts AWS does not document.
-The scheduler decides from what it knows instead, never from the words:
+The scheduler decides from what it knows instead, never from the words. ``held`` is how
+many created, unfinished jobs of the quota key are ours when a create is refused.
 
 - The first such refusal for a quota key opens an *inquiry*. The pace is cut as for a
   throttle (the commoner cause while a pace is still being learned), the key claims no
-  more jobs, and the refused job is sent again once the cut pace allows: it is the probe.
+  more jobs, and the refused job is sent again after a silence: it is the probe.
 - A create of that key accepted meanwhile, the probe's included, closes the inquiry as
-  ``THROTTLED``: the quota had room, so the pace was the cause.
-- The probe refused again, with nothing of that key accepted in between, closes it as
-  ``QUOTA_FULL``: a create sent at a slower pace is still refused while the key's own jobs
-  are unchanged, so the quota is full. The cap drops to what runs and the job waits.
+  ``THROTTLED``: the quota had room at the same occupancy, so the pace was the cause. If one
+  of ours had finished by then (``held`` fell), the room may be that job's: ``UNCLEAR``.
+- The probe refused again closes it as ``QUOTA_FULL``: a create sent after a silence is still
+  refused, so the quota is full. The cap drops to what runs and the job waits.
+- A refusal at an occupancy that was refused before, with no create of the key accepted above
+  it since, is a second strike: ``QUOTA_FULL`` at once. Jobs shorter than the silence free
+  their slots before the probe goes out; the quota still shows by refusing at the same level.
 - Other jobs of the key refused while an inquiry is open wait for its verdict and follow it.
 
 One open inquiry per key; its state is plain data, so the rules above are tested as a table.
@@ -28,6 +32,7 @@ import anyio
 class Verdict(enum.Enum):
     THROTTLED = "throttled"
     QUOTA_FULL = "quota full"
+    UNCLEAR = "unclear"
 
 
 class Role(enum.Enum):
@@ -37,6 +42,8 @@ class Role(enum.Enum):
     PROBE = "probe"
     #: It was the probe and was refused again: the verdict is ``QUOTA_FULL``.
     DECIDED = "decided"
+    #: A second strike at an occupancy refused before: ``QUOTA_FULL`` without an inquiry.
+    FULL = "full"
     #: Another job of a key under inquiry: it waits for the verdict.
     WAIT = "wait"
 
@@ -46,6 +53,8 @@ class Inquiry:
     key: str
     #: The job whose second create decides.
     probe: str
+    #: Our created, unfinished jobs of the key when the inquiry opened.
+    held: int = 0
     #: Refused creates of the key while the inquiry was open, the first included.
     refusals: int = 1
     verdict: Verdict | None = None
@@ -57,6 +66,8 @@ class Inquiries:
 
     def __init__(self) -> None:
         self._open: dict[str, Inquiry] = {}
+        #: The lowest occupancy refused per key, until a create of the key is accepted above it.
+        self._refused_at: dict[str, int] = {}
 
     def is_open(self, key: str) -> bool:
         return key in self._open
@@ -65,11 +76,17 @@ class Inquiries:
         """The open inquiry of ``key``, if any."""
         return self._open.get(key)
 
-    def refused(self, key: str, job_id: str) -> tuple[Role, Inquiry]:
-        """A create of ``job_id`` (of quota key ``key``) was refused with the ambiguous error."""
+    def refused(self, key: str, job_id: str, held: int) -> tuple[Role, Inquiry]:
+        """A create of ``job_id`` (of quota key ``key``, ``held`` of ours running) was refused
+        with the ambiguous error."""
         inquiry = self._open.get(key)
         if inquiry is None:
-            inquiry = self._open[key] = Inquiry(key, job_id)
+            inquiry = Inquiry(key, job_id, held)
+            if held >= self._refused_at.get(key, held + 1):
+                self._close(inquiry, Verdict.QUOTA_FULL)
+                return Role.FULL, inquiry
+            self._refused_at[key] = held
+            self._open[key] = inquiry
             return Role.PROBE, inquiry
         inquiry.refusals += 1
         if inquiry.probe == job_id:
@@ -77,11 +94,14 @@ class Inquiries:
             return Role.DECIDED, inquiry
         return Role.WAIT, inquiry
 
-    def accepted(self, key: str) -> Inquiry | None:
-        """A create of ``key`` was accepted: an open inquiry there was about the pace."""
+    def accepted(self, key: str, held: int) -> Inquiry | None:
+        """A create of ``key`` was accepted while ``held`` others of ours ran: an open inquiry
+        there was about the pace, unless one of ours has finished since it opened."""
+        if held >= self._refused_at.get(key, held + 1):
+            del self._refused_at[key]  # the quota has room above the level once refused
         inquiry = self._open.get(key)
         if inquiry is not None:
-            self._close(inquiry, Verdict.THROTTLED)
+            self._close(inquiry, Verdict.THROTTLED if held >= inquiry.held else Verdict.UNCLEAR)
         return inquiry
 
     def abandoned(self, job_id: str) -> Inquiry | None:
@@ -89,11 +109,13 @@ class Inquiries:
         nothing was learned, so the cap stays as it is and the waiting jobs try again."""
         for inquiry in self._open.values():
             if inquiry.probe == job_id:
-                self._close(inquiry, Verdict.THROTTLED)
+                self._close(inquiry, Verdict.UNCLEAR)
                 return inquiry
         return None
 
     def _close(self, inquiry: Inquiry, verdict: Verdict) -> None:
         inquiry.verdict = verdict
-        del self._open[inquiry.key]
+        if verdict is Verdict.QUOTA_FULL:
+            self._refused_at.pop(inquiry.key, None)  # the cap comes down to it
+        self._open.pop(inquiry.key, None)
         inquiry.decided.set()

@@ -51,7 +51,7 @@ from .errors import (
     Throttled,
     Transient,
 )
-from .inquiry import Inquiries, Inquiry, Role
+from .inquiry import Inquiries, Inquiry, Role, Verdict
 from .journal.base import AddResult, Change, Journal
 from .lifecycle import OBSERVE, Event
 from .limits import AdaptiveRate, Capacity, backoff, default_limit
@@ -695,9 +695,10 @@ class Campaign:
                 await self._quota_full(job, adapter, exc, maybe_created)
                 return
             except LimitExceeded as exc:
-                role, _ = self._inquiries.refused(job.quota_key, job.id)
-                if role is Role.DECIDED:
-                    self._inquiry_closed(job)
+                role, _ = self._inquiries.refused(job.quota_key, job.id, self._tracked.count(job.quota_key))
+                if role in (Role.DECIDED, Role.FULL):
+                    if role is Role.DECIDED:
+                        self._inquiry_closed(job)  # the probe held the service's creates
                     await self._quota_full(job, adapter, exc, maybe_created)
                     return
                 job = await self.journal.transition(job, Event.RETRY, detail=exc.describe())
@@ -741,9 +742,11 @@ class Campaign:
                 return
             rate.on_success()
             self._stats.creates += 1
-            if (settled := self._inquiries.accepted(job.quota_key)) is not None:
+            settled = self._inquiries.accepted(job.quota_key, self._tracked.count(job.quota_key))
+            if settled is not None:
                 self._inquiry_closed(job)
-                self._limit_was_pace(settled, job.service)
+                if settled.verdict is Verdict.THROTTLED:
+                    self._limit_was_pace(settled, job.service)
             self._sent(job)  # the pipeline refills while the ARN is being journaled
             with anyio.CancelScope(shield=True):
                 job = await self.journal.transition(

@@ -248,9 +248,11 @@ async def test_json_logs_on_stderr(cli: Cli, make_emulator: MakeEmulator, tmp_pa
 async def test_second_signal_exits_at_once_and_resume_creates_nothing_twice(
     cli: Cli, make_emulator: MakeEmulator, tmp_path: Path
 ) -> None:
-    emu = await make_emulator(create_rate=8.0, latency=(0.2, 0.4), job_seconds=(0.3, 0.6))
+    # creates answered after a second, at a given pace of 8/s: several are in flight whenever the
+    # first signal comes, and the graceful stop waits for them, so the second signal meets it
+    emu = await make_emulator(create_rate=8.0, latency=(1.0, 1.5), job_seconds=(0.3, 0.6))
     write_campaign(tmp_path / "campaign.jsonl", mixed_specs(30))
-    args = ("--journal", "c.db", "--endpoint-url", emu.url, "--output", "json", *FAST)
+    args = ("--journal", "c.db", "--endpoint-url", emu.url, "--output", "json", "--create-rate", "8", *FAST)
 
     process = await cli.start("run", "campaign.jsonl", *args)
     await wait_for_creates(emu, 4, process)

@@ -7,15 +7,15 @@ from asyncjobs.inquiry import Inquiries, Role, Verdict
 
 async def test_the_first_refusal_opens_an_inquiry_and_its_job_is_the_probe() -> None:
     inquiries = Inquiries()
-    role, inquiry = inquiries.refused("k", "a")
+    role, inquiry = inquiries.refused("k", "a", 2)
     assert (role, inquiry.probe, inquiry.verdict) == (Role.PROBE, "a", None)
     assert inquiries.is_open("k") and not inquiries.is_open("other")
 
 
 async def test_the_probe_refused_again_means_the_quota_is_full() -> None:
     inquiries = Inquiries()
-    _, first = inquiries.refused("k", "a")
-    role, inquiry = inquiries.refused("k", "a")
+    _, first = inquiries.refused("k", "a", 2)
+    role, inquiry = inquiries.refused("k", "a", 2)
     assert role is Role.DECIDED and inquiry is first
     assert (inquiry.verdict, inquiry.refusals, inquiry.decided.is_set()) == (Verdict.QUOTA_FULL, 2, True)
     assert not inquiries.is_open("k")
@@ -23,31 +23,59 @@ async def test_the_probe_refused_again_means_the_quota_is_full() -> None:
 
 async def test_an_accepted_create_of_the_key_means_the_pace_was_the_cause() -> None:
     inquiries = Inquiries()
-    inquiries.refused("k", "a")
-    role, waiting = inquiries.refused("k", "b")
+    inquiries.refused("k", "a", 2)
+    role, waiting = inquiries.refused("k", "b", 2)
     assert role is Role.WAIT and not waiting.decided.is_set()
-    assert inquiries.accepted("other") is None
-    closed = inquiries.accepted("k")
+    assert inquiries.accepted("other", 0) is None
+    closed = inquiries.accepted("k", 2)
     assert closed is waiting
     assert (closed.verdict, closed.refusals, closed.decided.is_set()) == (Verdict.THROTTLED, 2, True)
-    assert inquiries.accepted("k") is None, "nothing open any more"
+    assert inquiries.accepted("k", 3) is None, "nothing open any more"
 
 
 async def test_a_probe_that_leaves_unsent_decides_nothing_against_the_quota() -> None:
     inquiries = Inquiries()
-    inquiries.refused("k", "a")
+    inquiries.refused("k", "a", 2)
     assert inquiries.abandoned("b") is None
     left = inquiries.abandoned("a")
-    assert left is not None and left.verdict is Verdict.THROTTLED
+    assert left is not None and left.verdict is Verdict.UNCLEAR
     assert not inquiries.is_open("k")
-    role, again = inquiries.refused("k", "c")
-    assert role is Role.PROBE and again is not left, "a later refusal opens a new inquiry"
+    role, again = inquiries.refused("k", "c", 1)
+    assert role is Role.PROBE and again is not left, "a refusal at a lower occupancy opens a new inquiry"
 
 
 async def test_keys_are_inquired_into_apart() -> None:
     inquiries = Inquiries()
-    inquiries.refused("k1", "a")
-    role, _ = inquiries.refused("k2", "b")
+    inquiries.refused("k1", "a", 2)
+    role, _ = inquiries.refused("k2", "b", 2)
     assert role is Role.PROBE
-    inquiries.refused("k1", "a")
+    inquiries.refused("k1", "a", 2)
     assert not inquiries.is_open("k1") and inquiries.is_open("k2")
+
+
+async def test_room_found_after_one_of_ours_finished_proves_nothing() -> None:
+    inquiries = Inquiries()
+    inquiries.refused("k", "a", 3)
+    closed = inquiries.accepted("k", 2)
+    assert closed is not None and closed.verdict is Verdict.UNCLEAR
+
+
+async def test_a_second_refusal_at_the_same_occupancy_is_a_full_quota() -> None:
+    """Jobs shorter than the probe's silence free their slots before it goes out; the quota
+    still shows by refusing again at the occupancy it refused before."""
+    inquiries = Inquiries()
+    inquiries.refused("k", "a", 2)
+    inquiries.accepted("k", 1)  # the probe went through after one of ours ended: unclear
+    role, inquiry = inquiries.refused("k", "b", 2)
+    assert (role, inquiry.verdict) == (Role.FULL, Verdict.QUOTA_FULL)
+    assert not inquiries.is_open("k")
+    role, _ = inquiries.refused("k", "c", 2)
+    assert role is Role.PROBE, "the cap came down to it: a later refusal is a new question"
+
+
+async def test_a_create_accepted_above_the_refused_occupancy_clears_the_strike() -> None:
+    inquiries = Inquiries()
+    inquiries.refused("k", "a", 2)
+    inquiries.accepted("k", 2)  # 3 running now: 2 was not the quota
+    role, _ = inquiries.refused("k", "b", 2)
+    assert role is Role.PROBE
