@@ -121,8 +121,8 @@ def main() -> None:
     print(report.table(results))
     if sizes.runs < FULL.runs:
         print(
-            f"\n{sizes.runs} run(s) per quota_bound contender and discovered campaign, not the median of"
-            f" {FULL.runs} of a full run: single runs are noisy, judge the targets by a full run."
+            f"\n{sizes.runs} run{'s' if sizes.runs > 1 else ''} per quota_bound contender and discovered"
+            f" campaign, not the median of {FULL.runs} of a full run: judge the targets by a full run."
         )
     print(f"\nwritten to {out}")
 
