@@ -30,8 +30,8 @@ accepted creates came: ``create_span_ratio`` is, for the slower service, the tim
 to its last accepted create over the least time the emulator's bucket allows for them
 (``(n - burst) / rate``); 1 is as fast as the emulator allows.
 
-Each campaign runs ``runs`` times (3; 1 with ``--quick``) against a fresh emulator with the same
-seed; the entry holds the median of each figure, with ``<figure>_spread`` = [min, max], and
+Each campaign runs ``runs`` times (3; 1 with ``--quick``), in rounds, against a fresh emulator
+with the same seed; the entry holds the median of each figure, with ``<figure>_spread`` = [min, max], and
 ``per_run``. Noise can flip a share this close to its target, hence the median.
 """
 
@@ -133,14 +133,13 @@ async def run_once(campaign: Discovery) -> dict[str, Any]:
     }
 
 
-async def run_campaign(name: str, runs: int) -> dict[str, Any]:
+def summarise(name: str, each: list[dict[str, Any]]) -> dict[str, Any]:
     campaign = CAMPAIGNS[name]
-    each = [await run_once(campaign) for _ in range(runs)]
     figures: dict[str, Any] = {
         "jobs": campaign.jobs,
         "create_rate_allowed": campaign.create_rate,
         "create_burst_allowed": emulator_burst(campaign.create_rate),
-        "runs": runs,
+        "runs": len(each),
         # counts and diagnostics of the run of median share; the medians below replace its own
         **median_run(each, "throttled_create_share"),
     }
@@ -160,4 +159,8 @@ async def run_campaign(name: str, runs: int) -> dict[str, Any]:
 
 
 async def run(runs: int = 3) -> list[dict[str, Any]]:
-    return [await run_campaign(name, runs) for name in CAMPAIGNS]
+    each: dict[str, list[dict[str, Any]]] = {name: [] for name in CAMPAIGNS}
+    for _ in range(runs):  # in rounds, as quota_bound does
+        for name, campaign in CAMPAIGNS.items():
+            each[name].append(await run_once(campaign))
+    return [summarise(name, runs_) for name, runs_ in each.items()]

@@ -20,10 +20,10 @@ Contenders:
   peers of ``asyncjobs_given`` and ``asyncjobs_frugal``).
 
 Every contender runs ``runs`` times (3 in a full run, 1 with ``--quick``), each time against a
-fresh emulator; its entry holds the median of each figure over the runs, with ``<figure>_spread``
-= [min, max] for the makespan and the targeted rates; ``duplicates`` and ``failed`` are those of
-the worst run, and the counts and diagnostics (``create_calls``, ``slot_turnaround``, ...) those of
-the run of median makespan. ``per_run`` lists every run's headline figures.
+fresh emulator, in rounds (every contender once, then again). Its entry holds the median over the
+runs of the makespan, its ratios and the targeted rates, each with ``<figure>_spread`` = [min, max];
+``duplicates`` and ``failed`` of the worst run; the counts and diagnostics (``create_calls``,
+``slot_turnaround``, ...) of the run of median makespan. ``per_run`` lists every run's figures.
 
 Two references, both from the durations the emulator drew for the run's jobs:
 ``ideal_s`` (:func:`benchmarks.ideal.ideal_makespan`, a lower bound on every schedule;
@@ -189,10 +189,9 @@ async def run_once(contender: str, jobs: int) -> dict[str, Any]:
     }
 
 
-async def run_contender(contender: str, jobs: int, runs: int = 3) -> dict[str, Any]:
-    """``runs`` runs of ``contender``, summed up as one entry (see the module docstring)."""
-    each = [await run_once(contender, jobs) for _ in range(runs)]
-    figures: dict[str, Any] = {"jobs": jobs, "runs": runs, **median_run(each, "makespan_s")}
+def summarise(contender: str, jobs: int, each: list[dict[str, Any]]) -> dict[str, Any]:
+    """The runs of ``contender`` summed up as one entry (see the module docstring)."""
+    figures: dict[str, Any] = {"jobs": jobs, "runs": len(each), **median_run(each, "makespan_s")}
     for name, digits in MEDIANS.items():
         figures.update(summary(each, name, digits))
     for name in WORST:
@@ -231,6 +230,12 @@ async def run(
         for c in CONTENDERS
         if only in (None, c) and not (quick and only is None and c == "asyncjobs_frugal")
     ]
-    entries = [await run_contender(c, jobs, runs) for c in chosen]
+    each: dict[str, list[dict[str, Any]]] = {c: [] for c in chosen}
+    # round by round rather than contender by contender, so that a slow spell of a shared machine
+    # lands on one run of several contenders, not on every run of one of them
+    for _ in range(runs):
+        for c in chosen:
+            each[c].append(await run_once(c, jobs))
+    entries = [summarise(c, jobs, each[c]) for c in chosen]
     compare_with_peers(entries)
     return entries
