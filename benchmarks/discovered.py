@@ -22,8 +22,9 @@ pending time (0.1-0.3 s) and run (0.3-0.6 s), plus up to about half a second unt
 sweep sees its end, about 1 s in all, so 5 slots per kind sustain about 5 creates/s per kind,
 10 per service, against at most 4 allowed; a Bedrock job holds a slot about 2 s (three phases of
 0.1-0.5 s, the run, the sweep), so 20 slots per model sustain about 10/s per model.
-``peak_running`` shows how full the slots got, and ``keys_at_quota`` lists any key whose slots
-were ever all taken (in any run): empty, the slots never bound.
+``peak_running`` shows how full the slots got (as the emulator counts them: from a create to the
+job's end, without the time asyncjobs takes to see that end), and ``keys_at_quota`` lists any key
+whose slots were ever all taken (in any run): empty, the slots never bound.
 
 A client could avoid throttles by creating slowly, so the entry also reports how fast the
 accepted creates came: ``create_span_ratio`` is, for the slower service, the time from its first
