@@ -15,6 +15,15 @@ Pushback from the service is handled the way a careful user would handle it:
   is tried again after exponential backoff with jitter (1 s doubling, capped at 30 s), up to
   ``CREATE_ATTEMPTS`` times; then the job counts as failed. Any other error fails the job.
 - a status read that fails is simply tried again at the next poll.
+
+Told the create rate (``create_rate``), the user adds what the aiolimiter docs show: one
+``AsyncLimiter(create_rate, 1)`` per service (AWS meters create calls per service, and so does
+the emulator), entered before every application-level create attempt. It lets up to
+``create_rate`` calls through at once and then ``create_rate`` per second: the same rate and
+burst as the emulator's bucket (``max(1, rate)`` tokens; a rate below 1/s would get a burst of
+1 there and of ``rate`` here). botocore's own retries inside one call do not pass through it;
+a user's code cannot reach them. Without ``create_rate`` the baseline has no ceiling at all and
+leaves discovering the rate to botocore's retry mode.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aioboto3
+from aiolimiter import AsyncLimiter
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -75,9 +85,13 @@ async def run_baseline(
     retry_mode: str,
     slots: dict[str, int],
     poll_interval: float = 1.0,
+    create_rate: float | None = None,
     region: str = "us-east-1",
 ) -> BaselineResult:
-    """Run ``jobs`` (kind, create parameters) to completion; ``slots``: {"bedrock": n, "personalize": n}."""
+    """Run ``jobs`` (kind, create parameters) to completion; ``slots``: {"bedrock": n, "personalize": n}.
+
+    ``create_rate``: create calls per second and per service the client allows itself (None: no ceiling).
+    """
     started = time.perf_counter()
     config = Config(retries={"mode": retry_mode}, max_pool_connections=50)
     session = aioboto3.Session()
@@ -86,13 +100,21 @@ async def run_baseline(
         key = _slot_key(kind, params)
         if key not in semaphores:
             semaphores[key] = asyncio.Semaphore(slots["bedrock" if kind == "bedrock" else "personalize"])
+    # made here, inside the running loop, because an AsyncLimiter binds to the loop it first runs in
+    limiters: dict[str, AsyncLimiter | None] = {
+        service: None if create_rate is None else AsyncLimiter(create_rate, 1.0)
+        for service in ("bedrock", "personalize")
+    }
     result = BaselineResult(makespan_s=0.0)
     kwargs: dict[str, Any] = {"region_name": region, "endpoint_url": endpoint_url, "config": config}
     async with session.client("bedrock", **kwargs) as bedrock, session.client("personalize", **kwargs) as pz:
 
         async def one(kind: str, params: dict[str, Any]) -> None:
+            client, limiter = (
+                (bedrock, limiters["bedrock"]) if kind == "bedrock" else (pz, limiters["personalize"])
+            )
             async with semaphores[_slot_key(kind, params)]:
-                outcome = await _run_job(bedrock if kind == "bedrock" else pz, kind, params, poll_interval)
+                outcome = await _run_job(client, kind, params, poll_interval, limiter)
             if outcome == "succeeded":
                 result.succeeded += 1
             else:
@@ -104,8 +126,10 @@ async def run_baseline(
     return result
 
 
-async def _create(client: Any, kind: str, params: dict[str, Any]) -> str:
+async def _create(client: Any, kind: str, params: dict[str, Any], limiter: AsyncLimiter | None) -> str:
     for attempt in range(CREATE_ATTEMPTS):
+        if limiter is not None:
+            await limiter.acquire()
         try:
             if kind == "bedrock":
                 return str((await client.create_model_invocation_job(**params))["jobArn"])
@@ -130,10 +154,12 @@ async def _status(client: Any, kind: str, arn: str) -> str:
     return str(response["batchSegmentJob"]["status"])
 
 
-async def _run_job(client: Any, kind: str, params: dict[str, Any], poll_interval: float) -> str:
+async def _run_job(
+    client: Any, kind: str, params: dict[str, Any], poll_interval: float, limiter: AsyncLimiter | None
+) -> str:
     """Create one job and poll it until it is final: ``succeeded`` or why it did not."""
     try:
-        arn = await _create(client, kind, params)
+        arn = await _create(client, kind, params, limiter)
     except ClientError as exc:
         return f"create failed: {exc.response.get('Error', {}).get('Code', '?')}"
     except BotoCoreError as exc:

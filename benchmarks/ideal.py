@@ -28,6 +28,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from asyncjobs.emulator.limits import TokenBucket
+
+
+def emulator_burst(rate: float) -> float:
+    """The burst of the emulator's create bucket at ``rate``, read from the emulator's own bucket.
+
+    Asked of :class:`TokenBucket` rather than restated, so the bounds below cannot drift from
+    what the emulator enforces (today ``max(1, rate)``).
+    """
+    return TokenBucket(rate, clock=lambda: 0.0).capacity
+
 
 @dataclass(frozen=True)
 class IdealBound:
@@ -40,7 +51,7 @@ def earliest_creates(count: int, rate: float | None) -> list[float]:
     """The earliest acceptance time of each of ``count`` creates under the emulator's bucket."""
     if not rate:
         return [0.0] * count
-    burst = max(1.0, rate)
+    burst = emulator_burst(rate)
     return [max(0.0, (p + 1 - burst) / rate) for p in range(count)]
 
 
@@ -87,11 +98,12 @@ def greedy_makespan(
 ) -> float:
     """The makespan of an *online* greedy client with perfect, free knowledge of job ends.
 
-    A diagnostic beside the ideal, not a bound on every schedule: the client does not know
+    A reference beside the ideal, not a bound on every schedule: the client does not know
     durations in advance; it starts the next job of a key (in campaign order) the moment a
     slot of that key is free, and paces each service's creates with a bucket of ``burst``
-    tokens refilled at ``create_rate`` (``burst`` 1: one create every ``1/r``, as asyncjobs paces
-    a given rate; None: the emulator's own ``max(1, r)``). When several keys of one service
+    tokens refilled at ``create_rate`` (None, the default: the emulator's own burst,
+    :func:`emulator_burst`, i.e. every create the emulator would accept; 1: one create every
+    ``1/r``, no bursts, which is stricter than the emulator). When several keys of one service
     want a create at once, the one with the most work per slot goes first. What this makespan
     exceeds the ideal by is the cost of not knowing durations and of sharing the create
     rate; what a real client exceeds it by is the cost of finding out that jobs ended.
@@ -101,7 +113,7 @@ def greedy_makespan(
     for (_, _name), (service, key, seconds) in sorted(hold_times(records).items(), key=lambda i: i[0][1]):
         pending[key].append(seconds)
         service_of[key] = service
-    capacity = burst if burst is not None else max(1.0, create_rate or 1.0)
+    capacity = burst if burst is not None else emulator_burst(create_rate or 1.0)
     tokens = {service: (capacity, 0.0) for service in service_of.values()}  # (tokens, as of time)
     free_at = {key: [0.0] * min(slots[service_of[key]], len(jobs)) for key, jobs in pending.items()}
     done = 0.0

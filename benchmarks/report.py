@@ -11,6 +11,7 @@ import json
 import operator
 import os
 import platform
+import statistics
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -39,6 +40,20 @@ def entry(
         "target": {name: [op, bound] for name, (op, bound) in target.items()},
         "met": (not missed) if target else None,
         "missed": missed,
+    }
+
+
+def median_run(runs: Sequence[Mapping[str, Any]], figure: str) -> Mapping[str, Any]:
+    """The run whose ``figure`` is the median (the upper middle one of an even number of runs)."""
+    return sorted(runs, key=lambda run: run[figure])[len(runs) // 2]
+
+
+def summary(runs: Sequence[Mapping[str, Any]], figure: str, digits: int = 3) -> dict[str, Any]:
+    """``{figure: median, figure_spread: [min, max]}`` of ``figure`` over ``runs``."""
+    values = [run[figure] for run in runs]
+    return {
+        figure: round(statistics.median(values), digits),
+        f"{figure}_spread": [round(min(values), digits), round(max(values), digits)],
     }
 
 
@@ -101,8 +116,23 @@ _SHOWN: dict[str, Sequence[str]] = {
         "makespan_s",
         "ideal_s",
         "greedy_instant_s",
+        "makespan_vs_greedy_instant",
+        "makespan_vs_best_peer",
         "throttles_per_create",
+        "throttled_create_share",
         "reads_per_job",
+        "duplicates",
+        "failed",
+    ),
+    "discovered": (
+        "throttled_create_share",
+        "create_throttles",
+        "create_calls",
+        "quota_rejections",
+        "create_rate_allowed",
+        "create_span_ratio",
+        "makespan_s",
+        "jobs",
         "duplicates",
         "failed",
     ),
@@ -124,13 +154,23 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _with_spread(e: Mapping[str, Any], name: str) -> str:
+    """The figure, and the range over runs of the headline or the makespan when it was a median."""
+    spread = e.get(f"{name}_spread")
+    if spread is None or e.get("runs", 1) < 2 or name not in (_SHOWN[e["scenario"]][0], "makespan_s"):
+        return _fmt(e[name])
+    return f"{_fmt(e[name])} ({_fmt(spread[0])} to {_fmt(spread[1])})"
+
+
 def table(entries: Sequence[Mapping[str, Any]]) -> str:
     """The entries as a markdown table."""
     lines = ["| " + " | ".join(h for h, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for e in entries:
         shown = [name for name in _SHOWN.get(e["scenario"], ()) if name in e and e[name] is not None]
-        headline = f"{shown[0]} = {_fmt(e[shown[0]])}" if shown else ""
-        details = ", ".join(f"{name} {_fmt(e[name])}" for name in shown[1:])
+        headline = f"{shown[0]} = {_with_spread(e, shown[0])}" if shown else ""
+        if shown and f"{shown[0]}_spread" in e:
+            headline += f", median of {e['runs']} runs" if e.get("runs", 1) > 1 else ", 1 run"
+        details = ", ".join(f"{name} {_with_spread(e, name)}" for name in shown[1:])
         target = ", ".join(f"{name} {op} {_fmt(bound)}" for name, (op, bound) in e["target"].items())
         met = "-" if e["met"] is None else ("yes" if e["met"] else "**no**: " + ", ".join(e["missed"]))
         cells = [e["scenario"], e["contender"], headline, details, target or "-", met]
