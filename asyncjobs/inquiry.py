@@ -57,6 +57,8 @@ class Inquiry:
     held: int = 0
     #: Refused creates of the key while the inquiry was open, the first included.
     refusals: int = 1
+    #: The pace's mark for the provisional throttle, to undo it if the pace was not the cause.
+    pace_mark: int | None = None
     verdict: Verdict | None = None
     decided: anyio.Event = field(default_factory=anyio.Event)
 

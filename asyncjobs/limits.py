@@ -70,6 +70,8 @@ class AdaptiveRate:
         self._held_back: float | None = None
         self._queued: set[anyio.CancelScope] = set()
         self._holds = 0
+        self._throttle_seq = 0
+        self._undo: tuple[float, bool, float | None, float | None, float] | None = None
         self._last_sent = float("-inf")  # event-loop time of the last call let through
         self._released: anyio.Event | None = None
         self.throttles = 0
@@ -165,9 +167,26 @@ class AdaptiveRate:
         if target > self.rate:
             self._set(target)
 
-    def on_throttle(self) -> None:
-        """Slow down; several throttles from one burst count as one."""
-        now = self._clock()
+    def on_throttle(self) -> int:
+        """Slow down; several throttles from one burst count as one. Returns a mark that
+        :meth:`undo_throttle` takes, for a throttle that may turn out not to have been one."""
+        self._undo = (self.rate, self.slow_start, self._last_throttle, self._throttled_pace, self._changed)
+        self._throttle_seq += 1
+        self._throttle(self._clock())
+        return self._throttle_seq
+
+    def undo_throttle(self, mark: int) -> None:
+        """The throttle that returned ``mark`` was not one (a full quota, say): the pace goes back
+        to where it was, unless another throttle has come since."""
+        if mark != self._throttle_seq or self._undo is None:
+            return
+        rate, self.slow_start, self._last_throttle, self._throttled_pace, changed = self._undo
+        self._undo = None
+        self.throttles -= 1
+        self._set(rate)
+        self._changed = changed
+
+    def _throttle(self, now: float) -> None:
         self.throttles += 1
         gap = max(1.0, 2.0 / self.rate)
         if self._last_throttle is not None and now - self._last_throttle < gap and now - self._changed < gap:

@@ -633,8 +633,8 @@ class Campaign:
                     await self._submit(job, inflight, maybe_created)
                 finally:
                     self._sent(job)
-                    if self._inquiries.abandoned(job.id) is not None:
-                        self._inquiry_closed(job)
+                    if (left := self._inquiries.abandoned(job.id)) is not None:
+                        self._inquiry_closed(job, left)
                 continue
             if self._stopping:
                 return
@@ -695,10 +695,12 @@ class Campaign:
                 await self._quota_full(job, adapter, exc, maybe_created)
                 return
             except LimitExceeded as exc:
-                role, _ = self._inquiries.refused(job.quota_key, job.id, self._tracked.count(job.quota_key))
+                role, inquiry = self._inquiries.refused(
+                    job.quota_key, job.id, self._tracked.count(job.quota_key)
+                )
                 if role in (Role.DECIDED, Role.FULL):
                     if role is Role.DECIDED:
-                        self._inquiry_closed(job)  # the probe held the service's creates
+                        self._inquiry_closed(job, inquiry)  # the probe held the service's creates
                     await self._quota_full(job, adapter, exc, maybe_created)
                     return
                 job = await self.journal.transition(job, Event.RETRY, detail=exc.describe())
@@ -706,7 +708,7 @@ class Campaign:
                     # a throttle is the likelier cause while the pace is learned: slow down, and
                     # send this job again after a silence that refills any token bucket of 1/s or
                     # more; if even that create is refused, the quota is full
-                    rate.on_throttle()
+                    inquiry.pace_mark = rate.on_throttle()
                     rate.hold()
                     log.info("asyncjobs.create.limited", job_id=job.id, key=job.quota_key, rate=rate.rate)
                     await self._pause(max(1.0, 2.0 / rate.rate))
@@ -744,7 +746,7 @@ class Campaign:
             self._stats.creates += 1
             settled = self._inquiries.accepted(job.quota_key, self._tracked.count(job.quota_key))
             if settled is not None:
-                self._inquiry_closed(job)
+                self._inquiry_closed(job, settled)
                 if settled.verdict is Verdict.THROTTLED:
                     self._limit_was_pace(settled, job.service)
             self._sent(job)  # the pipeline refills while the ARN is being journaled
@@ -769,9 +771,13 @@ class Campaign:
         else:
             await self._release(job, Event.DEFER, error.describe(), slot_freed=False)
 
-    def _inquiry_closed(self, probe: Job) -> None:
-        """The service's creates, held while ``probe`` found out, go on; the key may claim again."""
-        self._rate(probe.service).release()
+    def _inquiry_closed(self, probe: Job, inquiry: Inquiry) -> None:
+        """The service's creates, held while ``probe`` found out, go on; the key may claim again.
+        Unless the pace was found to be the cause, its provisional cut is undone."""
+        rate = self._rate(probe.service)
+        rate.release()
+        if inquiry.verdict is not Verdict.THROTTLED and inquiry.pace_mark is not None:
+            rate.undo_throttle(inquiry.pace_mark)
         self._notify()
 
     async def _interruptible(self, wait: Callable[[], Awaitable[object]]) -> bool:

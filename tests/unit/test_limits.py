@@ -193,3 +193,19 @@ def test_capacity_rises_to_what_the_service_accepted() -> None:
     assert cap.cap == 5
     cap.accepted(50)
     assert cap.cap == 20
+
+
+def test_a_throttle_that_was_not_one_is_undone_unless_another_came_since() -> None:
+    clock = Clock()
+    rate = AdaptiveRate(clock, initial=4.0)
+    clock.now += 10
+    mark = rate.on_throttle()
+    assert rate.rate == pytest.approx(2.8)
+    rate.undo_throttle(mark)
+    assert (rate.rate, rate.throttles) == (4.0, 0)
+    first = rate.on_throttle()
+    clock.now += 10
+    rate.on_throttle()
+    cut_twice = rate.rate
+    rate.undo_throttle(first)
+    assert rate.rate == cut_twice, "a later throttle stands"

@@ -301,19 +301,20 @@ async def test_one_text_for_a_full_quota_is_found_out_by_a_second_refusal(journa
 
 
 async def test_one_text_for_throttles_is_found_out_by_an_accepted_create(journal: SQLiteJournal) -> None:
-    """A service that takes one create per 0.2 s, and refuses faster ones with the quota's error:
+    """A service that takes one create per 0.6 s, and refuses faster ones with the quota's error:
     the pace, discovered from nothing, stops there; the cap stays; the refusals count as throttles."""
-    fake = FakeService(min_gap=0.2, duration=4.0, ambiguous=True)  # none ends during the inquiry
-    await journal.add_specs(specs(14))
+    # 1 create per 0.6 s: slow start meets it at 2/s, before the first job (4 s) can have ended
+    fake = FakeService(min_gap=0.6, duration=4.0, ambiguous=True)
+    await journal.add_specs(specs(10))
     with capture_logs() as logs:
         campaign = await run(journal, fake, create_rate=None, max_running={"m1": 16})
-    assert journal.counts()[JobState.SUCCEEDED] == 14
+    assert journal.counts()[JobState.SUCCEEDED] == 10
     assert campaign._cap("bedrock:m1").cap == 16
     refused = fake.calls["refused:Throttled"]
     assert refused > 0, "slow start reached a pace the service refused"
     assert campaign.progress().throttled == refused
     assert not any(e["event"] == "asyncjobs.capacity.exceeded" for e in logs)
-    assert len(fake.jobs) == 14 and max(fake.names().values()) == 1
+    assert len(fake.jobs) == 10 and max(fake.names().values()) == 1
 
 
 async def test_keys_take_turns_for_create_tokens_busiest_first(journal: SQLiteJournal) -> None:
