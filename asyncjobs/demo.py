@@ -27,13 +27,13 @@ import contextlib
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 
+from .atomic import write_private
 from .emulator import Emulator, EmulatorConfig, EmulatorStateError
 from .errors import InputError, JournalError, JournalLocked
 from .journal import open_journal
@@ -137,24 +137,6 @@ def sample_specs(jobs: int = 300) -> Iterator[dict[str, Any]]:
 def write_campaign(path: Path, jobs: int = 300) -> None:
     text = "".join(json.dumps(spec, separators=(",", ":")) + "\n" for spec in sample_specs(jobs))
     write_private(path, text.encode())
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write ``path`` atomically as a private (0600) file.
-
-    The data goes to a new temp file next to it (``mkstemp``: ``O_EXCL|O_NOFOLLOW``, 0600, a
-    random name), renamed over ``path``: whatever was at ``path`` -- a link included -- is
-    replaced, never written through.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # ------------------------------------------------------------------ emulator state

@@ -1,8 +1,8 @@
 """Scenario: the limits unknown to asyncjobs; how many of its create calls are throttled.
 
 asyncjobs runs with ``Settings()``: no ``create_rate``, the default caps (20 running jobs per
-Bedrock model, 5 per Personalize job kind). It starts unpaced and has to find the create rate
-from the service's throttles. Two campaigns, the two the issue measured (58 jobs at 2/s: 44 %
+Bedrock model, 5 per Personalize job kind). Knowing no pace, it starts slowly and has to find the
+create rate from the service's throttles. Two campaigns, the two the issue measured (58 jobs at 2/s: 44 %
 throttled; 200 jobs at 4/s: 19 %):
 
 - ``asyncjobs_60_jobs``: 60 jobs, the emulator accepting 2 creates/s per service (burst 2);

@@ -26,11 +26,9 @@ header, the emulator's own origin (403 otherwise). The API routes need a SigV4
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -42,6 +40,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from ..atomic import write_private
 from . import bedrock, personalize
 from .bodies import load_json
 from .calls import Call
@@ -425,17 +424,7 @@ class Emulator:
             "state": self._service.state.to_json(),
         }
         text = json.dumps(document, separators=(",", ":"))  # one C call: json.dump writes in pieces
-        # a new temp file (O_EXCL|O_NOFOLLOW, mode 0600, random name), never one found at a fixed
-        # name: a link planted there would be written through
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(text)
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_private(target, text.encode())
 
     def load_state(self, path: str | os.PathLike[str]) -> None:
         """Replace every job and counter with those :meth:`save_state` wrote to ``path``.
