@@ -10,7 +10,9 @@ many created, unfinished jobs of the quota key are ours when a create is refused
   more jobs, and the refused job is sent again after a silence: it is the probe.
 - A create of that key accepted meanwhile, the probe's included, closes the inquiry as
   ``THROTTLED``: the quota had room at the same occupancy, so the pace was the cause. If one
-  of ours had finished by then (``held`` fell), the room may be that job's: ``UNCLEAR``.
+  of ours had finished by then (``held`` fell), the room may be that job's: ``UNCLEAR``; and
+  if the pace was not holding creates back when the refusal came (the slots were), the pace is
+  not suspected at all: no cut, and an accepted create is ``UNCLEAR`` too.
 - The probe refused again closes it as ``QUOTA_FULL``: a create sent after a silence is still
   refused, so the quota is full. The cap drops to what runs and the job waits.
 - A refusal at an occupancy that was refused before, with no create of the key accepted above
@@ -59,6 +61,10 @@ class Inquiry:
     refusals: int = 1
     #: The pace's mark for the provisional throttle, to undo it if the pace was not the cause.
     pace_mark: int | None = None
+    #: Whether the pace could be the cause: it was being learned, or holding creates back. A
+    #: refusal while creates went out slower than the pace allows (the slots held them back)
+    #: cannot be found to be the pace's by an accepted create: the room may be a freed slot.
+    pace_suspected: bool = True
     verdict: Verdict | None = None
     decided: anyio.Event = field(default_factory=anyio.Event)
 
@@ -103,7 +109,8 @@ class Inquiries:
             del self._refused_at[key]  # the quota has room above the level once refused
         inquiry = self._open.get(key)
         if inquiry is not None:
-            self._close(inquiry, Verdict.THROTTLED if held >= inquiry.held else Verdict.UNCLEAR)
+            clear = inquiry.pace_suspected and held >= inquiry.held
+            self._close(inquiry, Verdict.THROTTLED if clear else Verdict.UNCLEAR)
         return inquiry
 
     def abandoned(self, job_id: str) -> Inquiry | None:

@@ -705,10 +705,13 @@ class Campaign:
                     return
                 job = await self.journal.transition(job, Event.RETRY, detail=exc.describe())
                 if role is Role.PROBE:
-                    # a throttle is the likelier cause while the pace is learned: slow down, and
-                    # send this job again after a silence that refills any token bucket of 1/s or
-                    # more; if even that create is refused, the quota is full
-                    inquiry.pace_mark = rate.on_throttle()
+                    # while the pace is learned, or is what holds creates back, a throttle is the
+                    # likelier cause: slow down. Either way, send this job again after a silence
+                    # that refills any token bucket of 1/s or more; if even that create is
+                    # refused, the quota is full
+                    inquiry.pace_suspected = rate.slow_start or rate.binding(self._clock())
+                    if inquiry.pace_suspected:
+                        inquiry.pace_mark = rate.on_throttle()
                     rate.hold()
                     log.info("asyncjobs.create.limited", job_id=job.id, key=job.quota_key, rate=rate.rate)
                     await self._pause(max(1.0, 2.0 / rate.rate))

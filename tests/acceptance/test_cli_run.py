@@ -77,6 +77,31 @@ async def test_failed_jobs_exit_1_and_resubmission(
     assert all(job["last_error"] for job in status.json()["jobs"])
 
 
+@pytest.mark.parametrize("seed", [1, 4])
+async def test_a_run_with_resubmissions_ends_only_when_every_job_is_final(
+    cli: Cli, make_emulator: MakeEmulator, tmp_path: Path, seed: int
+) -> None:
+    """40% of jobs fail, each gets up to 3 more attempts: the run ends with every job final, its
+    exit code says whether all succeeded, and every attempt the journal counts reached the service.
+    (These seeds ended the run, with exit 0, while a resubmitted job was still pending.)"""
+    emu = await make_emulator(fail_rate=0.4, seed=seed, job_seconds=(0.5, 1.5))
+    campaign = write_campaign(tmp_path / "campaign.jsonl", mixed_specs(24))
+
+    result = await cli(
+        "run", str(campaign), "--journal", "c.db", "--endpoint-url", emu.url, "--output", "json",
+        "--resubmit-failed", "3", *FAST,
+    )  # fmt: skip
+
+    counts = result.json()["counts"]
+    assert {state: counts[state] for state in ("pending", "submitting", "submitted", "running")} == {
+        "pending": 0, "submitting": 0, "submitted": 0, "running": 0,
+    }, result  # fmt: skip
+    assert result.code == (0 if counts["failed"] == 0 else 1), result
+    status = (await cli("status", "--journal", "c.db", "--output", "json")).json()
+    assert sum(job["attempts"] for job in status["jobs"]) == emu.stats()["jobs_total"]
+    assert emu.stats()["duplicate_jobs"] == 0
+
+
 GOOD = "".join(json.dumps(s) + "\n" for s in mixed_specs(3))
 BAD_INPUTS = [
     pytest.param(GOOD + "{not json\n", "campaign.jsonl:4", id="malformed-json"),
