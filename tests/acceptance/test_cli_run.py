@@ -82,8 +82,7 @@ async def test_a_run_with_resubmissions_ends_only_when_every_job_is_final(
     cli: Cli, make_emulator: MakeEmulator, tmp_path: Path, seed: int
 ) -> None:
     """40% of jobs fail, each gets up to 3 more attempts: the run ends with every job final, its
-    exit code says whether all succeeded, and every attempt the journal counts reached the service.
-    (These seeds ended the run, with exit 0, while a resubmitted job was still pending.)"""
+    exit code says whether all succeeded, and every attempt the journal counts reached the service."""
     emu = await make_emulator(fail_rate=0.4, seed=seed, job_seconds=(0.5, 1.5))
     campaign = write_campaign(tmp_path / "campaign.jsonl", mixed_specs(24))
 
