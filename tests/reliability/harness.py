@@ -120,6 +120,26 @@ def finish(process: subprocess.Popen[bytes], timeout: float = 90) -> Result:
     return Result(process.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_at_point(point: str, *args: str, cwd: Path, signum: str | None = None) -> Result:
+    """``asyncjobs ARGS``, which SIGKILLs itself at ``point`` or, given ``signum`` (TERM, INT),
+    sends itself that signal there and carries on (see :mod:`tests.reliability.killpoint`)."""
+    env = cli_env(cwd)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    signalled = ["--signal", signum] if signum else []
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.reliability.killpoint", *signalled, point, "--", *args],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    return finish(process, 90)
+
+
 def run_cli(
     *args: str,
     cwd: Path,

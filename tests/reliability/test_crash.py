@@ -17,10 +17,8 @@ paced by the campaign's progress, which ``test_paced_kills_all_land`` holds to i
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,11 +28,10 @@ from tests.reliability.harness import (
     KillAt,
     Result,
     audit,
-    cli_env,
     crash_campaign,
-    finish,
     mixed_specs,
     read_journal,
+    run_at_point,
     run_cli,
     sent_share,
     spec,
@@ -42,25 +39,12 @@ from tests.reliability.harness import (
     write_campaign,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 RUN_ARGS = ("--poll-interval", "0.3", "--resubmit-failed", "1", "--output", "json")
 
 
 def run_until_killed(point: str, *args: str, cwd: Path) -> Result:
-    """``asyncjobs ARGS`` that SIGKILLs itself at ``point`` (see :mod:`tests.reliability.killpoint`)."""
-    import subprocess
-
-    env = cli_env(cwd)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.reliability.killpoint", point, "--", *args],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    return finish(process, 90)
+    """``asyncjobs ARGS`` that SIGKILLs itself at ``point``."""
+    return run_at_point(point, *args, cwd=cwd)
 
 
 #: Three Personalize inference jobs: with one slot, the second claim meets a full quota.

@@ -28,19 +28,20 @@ import pytest
 from tests.emulator_process import EmulatorProcess
 from tests.reliability.conftest import QUICK, StartEmulator
 from tests.reliability.harness import (
+    REPO,
     Result,
     audit,
     cli_env,
     finish,
     mixed_specs,
     read_journal,
+    run_at_point,
     run_cli,
     spec,
     start_cli,
     write_campaign,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 RUN_ARGS = ("--poll-interval", "0.3", "--output", "json")
 #: Journaling runs at about 60,000 lines a second on an idle machine: this takes a few seconds.
 BIG = 150_000
@@ -148,18 +149,8 @@ def test_a_signal_during_a_long_ingest_stops_before_anything_is_sent(
 
 # ----------------------------------------------------------------------------- a signal at an exact moment
 def run_signalled(point: str, *args: str, cwd: Path, signum: str = "TERM") -> Result:
-    """``asyncjobs ARGS``, which sends itself ``signum`` at ``point`` (see killpoint)."""
-    env = cli_env(cwd)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.reliability.killpoint", "--signal", signum, point, "--", *args],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    return finish(process, 90)
+    """``asyncjobs ARGS``, which sends itself ``signum`` at ``point``."""
+    return run_at_point(point, *args, cwd=cwd, signum=signum)
 
 
 def status_counts(workdir: Path, journal: str) -> dict[str, int]:
