@@ -656,8 +656,7 @@ class Campaign:
         transient = throttles = 0
         probe = False  # this job's next create decides an inquiry: the only one sent meanwhile
         while True:
-            # the caller's stop counts at once, before the watcher has turned it into a stop
-            stopping = self._stopping or (self._caller_stop is not None and self._caller_stop.is_set())
+            stopping = self._stop_asked()
             if stopping and not maybe_created:
                 await self._release(job, Event.DEFER, "stopped before the create was sent")
                 return
@@ -675,7 +674,7 @@ class Campaign:
                 # our own created jobs fill the key's cap (lowered since this job was claimed)
                 await self._release(job, Event.DEFER, "waiting for a slot", slot_freed=False)
                 return
-            if self._caller_stop is not None and self._caller_stop.is_set():
+            if self._stop_asked():
                 continue  # asked to stop while this job waited for its turn
             try:
                 async with inflight:
@@ -782,6 +781,11 @@ class Campaign:
         if inquiry.verdict is not Verdict.THROTTLED and inquiry.pace_mark is not None:
             rate.undo_throttle(inquiry.pace_mark)
         self._notify()
+
+    def _stop_asked(self) -> bool:
+        """Whether the run stops; the caller's stop counts at once, before the watcher has
+        turned it into a stop, so no create goes out in between."""
+        return self._stopping or (self._caller_stop is not None and self._caller_stop.is_set())
 
     async def _interruptible(self, wait: Callable[[], Awaitable[object]]) -> bool:
         """Await ``wait()`` unless the run stops first; True if it completed."""
