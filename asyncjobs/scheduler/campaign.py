@@ -35,6 +35,7 @@ from typing import Any
 import anyio
 import structlog
 
+from ..errors import AsyncJobsError
 from ..journal.base import AddResult, Change, Journal
 from ..lifecycle import Event
 from ..model import Job, JobSpec, JobState, Service
@@ -121,10 +122,25 @@ class Campaign:
         """Submit every pending job and track them all to a final state.
 
         With ``wait=False``, return once every job has been submitted. When ``stop`` is
-        set, stop submitting, let creates in flight finish, and return (resumable).
+        set, stop submitting, let creates in flight finish, and return (resumable). An
+        asyncjobs error that ends the run (``Fatal``: credentials, access, TLS) carries the
+        run's :class:`Summary` as its ``summary``.
         """
         self._started = self._clock()
         control = Control(self._state, stop)
+        try:
+            await self._run(control, wait)
+        except BaseException as exc:
+            self._tell_summary(exc)
+            raise
+        self._reporter.close()
+        if control.fatal is not None:
+            control.fatal.summary = self._summary(interrupted=False)
+            raise control.fatal
+        interrupted = bool(stop and stop.is_set()) and not self.journal.counts().done
+        return self._summary(interrupted=interrupted)
+
+    async def _run(self, control: Control, wait: bool) -> None:
         async with contextlib.AsyncExitStack() as stack:
             adapters = await self._open(stack)
             await self._state.restore()
@@ -137,11 +153,15 @@ class Campaign:
                 tg.start_soon(tracker.run, wait)
                 tg.start_soon(self._keep_paces, control)
                 tg.start_soon(control.watch, wait, tg)
-        self._reporter.close()
-        if control.fatal is not None:
-            raise control.fatal
-        interrupted = bool(stop and stop.is_set()) and not self.journal.counts().done
-        return self._summary(interrupted=interrupted)
+
+    def _tell_summary(self, exc: BaseException) -> None:
+        """Give each asyncjobs error that ends the run (a journal that became unwritable, say)
+        the summary as it stands, so the caller need not rebuild one."""
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                self._tell_summary(inner)
+        elif isinstance(exc, AsyncJobsError) and exc.summary is None:
+            exc.summary = self._summary(interrupted=False)
 
     async def cancel(self) -> Summary:
         """Cancel the campaign: unsubmitted jobs become ``cancelled``; Bedrock jobs are stopped.
