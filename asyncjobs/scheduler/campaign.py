@@ -33,7 +33,6 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 import anyio
-import structlog
 
 from ..errors import AsyncJobsError
 from ..journal.base import AddResult, Change, Journal
@@ -47,8 +46,6 @@ from .outcomes import Outcomes
 from .reporting import CampaignEvent, Clock, KeyProgress, Progress, Reporter, Settings, Summary
 from .state import RunState
 from .tracker import Tracker
-
-log = structlog.get_logger("asyncjobs")
 
 #: Seconds between journal writes of a changed create pace.
 PACE_SAVE_INTERVAL = 2.0
@@ -127,7 +124,7 @@ class Campaign:
         run's :class:`Summary` as its ``summary``.
         """
         self._started = self._clock()
-        control = Control(self._state, stop)
+        control = Control(self._state, self._reporter, stop)
         try:
             await self._run(control, wait)
         except BaseException as exc:
@@ -147,7 +144,7 @@ class Campaign:
             if self.settings.resubmit_failed:
                 await self._outcomes.resubmit_earlier_failures()
             dispatcher = Dispatcher(self._state, control, self._outcomes, self._reporter, adapters)
-            tracker = Tracker(self._state, control, self._outcomes, adapters)
+            tracker = Tracker(self._state, control, self._outcomes, self._reporter, adapters)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(dispatcher.run, tg)
                 tg.start_soon(tracker.run, wait)
@@ -177,7 +174,7 @@ class Campaign:
                 if job.state is JobState.SUBMITTING:
                     job = await self._outcomes.reconcile(job, adapter, if_missing="not created")
                     if job.state is JobState.SUBMITTING:  # could not look it up now
-                        log.warning("asyncjobs.job.unsettled", job_id=job.id, hint="run cancel again")
+                        self._reporter.emit("job.unsettled", job, level="warning", hint="run cancel again")
                         continue
                     if job.state is JobState.PENDING:
                         continue
@@ -206,13 +203,12 @@ class Campaign:
         self._state.pace_region = clients.region
         return clients.adapters
 
-    @staticmethod
-    async def _stop_remote(job: Job, adapter: ServiceAdapter) -> bool:
+    async def _stop_remote(self, job: Job, adapter: ServiceAdapter) -> bool:
         """Ask the service to stop ``job``; False if it cannot be stopped (Personalize)."""
         if await adapter.stop(job):
-            log.info("asyncjobs.job.stop_requested", job_id=job.id, arn=job.arn)
+            self._reporter.emit("job.stop_requested", job)
             return True
-        log.warning("asyncjobs.job.unstoppable", job_id=job.id, arn=job.arn, service=str(job.service))
+        self._reporter.emit("job.unstoppable", job, level="warning")
         return False
 
     async def _keep_paces(self, control: Control) -> None:

@@ -11,21 +11,20 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup
 
 from ..errors import Fatal
 from ..model import JobState
+from .reporting import Reporter
 from .state import RunState
-
-log = structlog.get_logger("asyncjobs")
 
 
 class Control:
     """One run's stop: who asked, what waits on it, and the fatal error that caused it, if any."""
 
-    def __init__(self, state: RunState, caller_stop: anyio.Event | None) -> None:
+    def __init__(self, state: RunState, reporter: Reporter, caller_stop: anyio.Event | None) -> None:
         self._state = state
+        self._reporter = reporter
         self._caller_stop = caller_stop
         self._stop = anyio.Event()
         self._waiting: set[anyio.CancelScope] = set()
@@ -70,7 +69,7 @@ class Control:
         """The service cannot be used as configured: stop gracefully, then raise ``error``."""
         if self.fatal is None:
             self.fatal = error
-            log.error("asyncjobs.campaign.halted", error=error.describe())
+            self._reporter.emit("campaign.halted", level="error", detail=error.describe())
         self.begin_stop()
 
     def begin_stop(self) -> None:
@@ -96,7 +95,7 @@ class Control:
         while not self.stopping:
             counts = state.journal.counts()
             if stop is not None and stop.is_set():
-                log.info("asyncjobs.campaign.stopping", reason="stop requested")
+                self._reporter.emit("campaign.stopping", reason="stop requested")
                 break
             if counts.done and not state.any_due_later():
                 break

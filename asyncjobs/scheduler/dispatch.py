@@ -14,7 +14,6 @@ from collections import deque
 from collections.abc import Mapping
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup
 
 from ..errors import Fatal, LimitExceeded, ServiceError
@@ -29,8 +28,6 @@ from .decisions import DECIDED_ERRORS, Action, Attempts, Decision, decide
 from .outcomes import Outcomes
 from .reporting import Reporter
 from .state import RunState
-
-log = structlog.get_logger("asyncjobs")
 
 
 class Dispatcher:
@@ -95,7 +92,7 @@ class Dispatcher:
                 continue
             cap = state.cap(key)
             if cap.probe(now, settings.capacity_probe_after):
-                log.info("asyncjobs.capacity.probe", key=key, cap=cap.cap)
+                self._reporter.emit("capacity.probe", key=key, cap=cap.cap)
             free = cap.free(state.in_use(key), now)
             if cap.hold_until > now:
                 wake_at = min(wake_at, cap.hold_until)
@@ -246,7 +243,7 @@ class Dispatcher:
             self._control.halt(error)
         else:
             await self._outcomes.release(job, Event.REJECT, error.describe())
-            log.warning("asyncjobs.job.rejected", job_id=job.id, error=error.describe())
+            self._reporter.emit("job.rejected", job, level="warning", detail=error.describe())
         return None
 
     async def _retrying(self, job: Job, rate: AdaptiveRate, error: ServiceError, decision: Decision) -> Job:
@@ -255,8 +252,7 @@ class Dispatcher:
         if decision.action is Action.THROTTLED:
             rate.on_throttle()
             state.stats.throttled += 1
-            log.info("asyncjobs.create.throttled", job_id=job.id, service=str(job.service), rate=rate.rate)
-            self._reporter.emit("create.throttled", job.id, job.state, detail=error.describe())
+            self._reporter.emit("create.throttled", job, detail=error.describe(), rate=rate.rate)
             job = await state.journal.transition(job, Event.RETRY, detail=error.describe())
             await self._control.pause(state.backoff(attempts.throttles))
             return job
@@ -265,8 +261,12 @@ class Dispatcher:
         job = await state.journal.transition(
             job, Event.RETRY, detail=error.describe(), last_error=error.describe()
         )
-        (log.warning if attempts.transient >= 3 else log.info)(
-            "asyncjobs.create.retry", job_id=job.id, attempt=attempts.transient, error=error.describe()
+        self._reporter.emit(
+            "create.retry",
+            job,
+            level="warning" if attempts.transient >= 3 else "info",
+            detail=error.describe(),
+            retry=attempts.transient,
         )
         if decision.action is Action.PARK:
             state.later(job, state.clock() + state.settings.backoff_cap)
@@ -286,7 +286,7 @@ class Dispatcher:
         if inquiry.pace_suspected:
             inquiry.pace_mark = rate.on_throttle()
         rate.hold()
-        log.info("asyncjobs.create.limited", job_id=job.id, key=job.quota_key, rate=rate.rate)
+        self._reporter.emit("create.limited", job, key=job.quota_key, rate=rate.rate)
         await self._control.pause(max(1.0, 2.0 / rate.rate))
 
     async def _quota_full(
@@ -297,8 +297,7 @@ class Dispatcher:
         state = self._state
         cap = state.cap(job.quota_key)
         cap.exceeded(state.created_in(job.quota_key), state.clock(), state.rng)
-        log.info("asyncjobs.capacity.exceeded", job_id=job.id, key=job.quota_key, cap=cap.cap)
-        self._reporter.emit("capacity.exceeded", job.id, detail=error.describe())
+        self._reporter.emit("capacity.exceeded", job, detail=error.describe(), key=job.quota_key, cap=cap.cap)
         if maybe_created:  # an earlier attempt may have created it: look before letting go
             found = await self._outcomes.reconcile(job, adapter, if_missing=error.describe())
             self._outcomes.submitted(found)
@@ -317,14 +316,13 @@ class Dispatcher:
     def _limit_was_pace(self, inquiry: Inquiry, service: Service) -> None:
         """An inquiry's refusals turned out to be throttles: count them as such."""
         self._state.stats.throttled += inquiry.refusals
-        log.info(
-            "asyncjobs.create.throttled",
-            key=inquiry.key,
+        self._reporter.emit(
+            "create.throttled",
+            job_id=inquiry.probe,
             service=str(service),
+            detail=f"{inquiry.refusals} refused by the pace",
+            key=inquiry.key,
             refusals=inquiry.refusals,
             rate=self._state.rate(service).rate,
-        )
-        self._reporter.emit(
-            "create.throttled", inquiry.probe, detail=f"{inquiry.refusals} refused by the pace"
         )
         self._state.notify()

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import anyio
-import structlog
 
 from ..errors import AlreadyExists, NotFound, Throttled, Transient
 from ..journal.base import Change
@@ -20,8 +19,6 @@ from ..naming import idempotency_token, job_name
 from ..services.base import Remote, ServiceAdapter
 from .reporting import Reporter
 from .state import RunState
-
-log = structlog.get_logger("asyncjobs")
 
 
 class Outcomes:
@@ -47,14 +44,7 @@ class Outcomes:
         if job.state in (JobState.SUBMITTED, JobState.RUNNING):
             state.track(job)
             state.cap(job.quota_key).accepted(state.created_in(job.quota_key))
-            log.info(
-                "asyncjobs.job.submitted",
-                job_id=job.id,
-                service=str(job.service),
-                arn=job.arn,
-                attempt=job.attempt,
-            )
-            self._reporter.job_event("job.submitted", job)
+            self._reporter.emit("job.submitted", job)
         state.notify()
 
     async def reconcile(self, job: Job, adapter: ServiceAdapter, *, if_missing: str | None) -> Job:
@@ -72,7 +62,7 @@ class Outcomes:
             return await self.release(job, Event.REJECT, f"conflict: {exc.message}")
         except (Throttled, Transient, NotFound) as exc:
             # the look-up itself failed: the job stays submitting and is reconciled again later
-            log.info("asyncjobs.job.reconcile_retry", job_id=job.id, error=exc.describe())
+            self._reporter.emit("job.reconcile_retry", job, detail=exc.describe())
             state.later(job, state.clock() + state.backoff(3))
             state.notify()
             return job
@@ -81,7 +71,6 @@ class Outcomes:
                 return await self.release(job, Event.DEFER, if_missing, slot_freed=False)
             state.later(job, state.clock() + state.settings.backoff_base)
             return job
-        log.info("asyncjobs.job.reconciled", job_id=job.id, arn=remote.arn)
         with anyio.CancelScope(shield=True):
             job = await state.journal.transition(
                 job,
@@ -90,6 +79,7 @@ class Outcomes:
                 submitted_at=remote.submitted or state.clock(),
                 detail="adopted" if if_missing is None else "found",
             )
+        self._reporter.emit("job.reconciled", job, detail="adopted" if if_missing is None else "found")
         return await self.observe(job, remote)
 
     async def release(self, job: Job, event: Event, error: str, *, slot_freed: bool = True) -> Job:
@@ -153,7 +143,7 @@ class Outcomes:
         if not ended.state.is_final:
             state.track(new)
             if new.state is JobState.RUNNING and old.state is not JobState.RUNNING:
-                self._reporter.job_event("job.running", new)
+                self._reporter.emit("job.running", new)
             return
         if remote.submitted is not None and remote.ended is not None:
             state.durations[str(new.service)].add(remote.ended - remote.submitted)
@@ -201,17 +191,8 @@ class Outcomes:
         )
 
     def _resubmitted(self, job: Job) -> None:
-        log.info("asyncjobs.job.resubmitted", job_id=job.id, attempt=job.attempt)
-        self._reporter.emit("job.resubmitted", job.id, JobState.PENDING, detail=f"attempt {job.attempt}")
+        self._reporter.emit("job.resubmitted", job, detail=f"attempt {job.attempt}")
 
     def _finished(self, job: Job) -> None:
         self._state.stats.finals.append(self._state.clock())
-        log.info(
-            "asyncjobs.job.final",
-            job_id=job.id,
-            service=str(job.service),
-            state=str(job.state),
-            arn=job.arn,
-            error=job.last_error,
-        )
-        self._reporter.emit("job.final", job.id, job.state, job.arn, job.last_error)
+        self._reporter.emit("job.final", job, detail=job.last_error)

@@ -1,7 +1,8 @@
 """What a campaign tells the outside: its settings, its events, progress snapshots and the summary.
 
-Everything here is read-only with respect to the run: the other parts of the scheduler
-report through :class:`Reporter` and never look at how an event reaches embedders.
+Everything here is read-only with respect to the run. The other parts of the scheduler
+report every event through :meth:`Reporter.emit`, the one place that logs it and hands it
+to embedders, so the log and the ``CampaignEvent`` stream cannot drift apart.
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import anyio
+import structlog
 from anyio.streams.memory import MemoryObjectSendStream
 
 from ..model import UNSUCCESSFUL_STATES, Job, JobState, StateCounts
 
 Clock = Callable[[], float]
+Level = Literal["info", "warning", "error"]
+
+log = structlog.get_logger("asyncjobs")
 
 
 @dataclass(frozen=True)
@@ -52,14 +57,34 @@ class Settings:
 
 @dataclass(frozen=True, slots=True)
 class CampaignEvent:
-    """Something that happened, for embedders (:meth:`Campaign.subscribe` or ``on_event``)."""
+    """Something that happened, for embedders (:meth:`Campaign.subscribe` or ``on_event``).
 
-    name: str  # e.g. "job.submitted", "job.final", "create.throttled"
+    Each event is also logged, as ``asyncjobs.<name>`` with the same fields (those that are
+    set, and ``data`` spread out), by the one call that makes it. One meaning per field:
+
+    - ``name``: what happened, e.g. ``job.submitted``, ``job.running``, ``job.final``,
+      ``create.throttled``, ``create.retry``, ``capacity.exceeded``, ``campaign.halted``;
+    - ``job_id``, ``service``, ``state``, ``arn``: the job it happened to, as it stands after it
+      (``service`` is the job kind: ``bedrock``, ``personalize``, ``personalize-segment``);
+    - ``detail``: why, in words: the service's error as ``Code: message``, or a reason;
+    - ``attempt``: the job's attempt, 1 for its first submission and one more for each
+      resubmission (each under a new job name and token);
+    - ``retry``: only on ``create.retry``, which retry of one create call this is after a 5xx
+      or a broken connection (counted per attempt, from 1, within one run);
+    - ``data``: the event's other facts (``key``, ``cap``, ``rate``, ``refusals``, ``reason``...);
+    - ``ts``: when, as ``time.time()``.
+    """
+
+    name: str
     job_id: str | None = None
     state: JobState | None = None
     arn: str | None = None
     detail: str | None = None
     ts: float = field(default_factory=time.time)
+    service: str | None = None
+    attempt: int | None = None
+    retry: int | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,20 +191,45 @@ class Reporter:
     def emit(
         self,
         name: str,
+        job: Job | None = None,
+        *,
+        level: Level = "info",
         job_id: str | None = None,
+        service: str | None = None,
         state: JobState | None = None,
-        arn: str | None = None,
         detail: str | None = None,
+        retry: int | None = None,
+        **data: Any,
     ) -> None:
-        """Tell embedders; the event is built only when someone listens."""
+        """Log ``asyncjobs.<name>`` and tell embedders, with the fields :class:`CampaignEvent` documents.
+
+        ``job`` gives the job's fields (``state`` overrides its state); ``job_id`` and
+        ``service`` name a job without them. The event object is built only when someone listens.
+        """
+        fields: dict[str, Any] = {
+            "job_id": job_id,
+            "service": service,
+            "state": state,
+            "detail": detail,
+            "retry": retry,
+        }
+        if job is not None:
+            fields.update(
+                job_id=job.id,
+                service=str(job.service),
+                state=state or job.state,
+                arn=job.arn,
+                attempt=job.attempt,
+            )
+        shown = {key: value for key, value in fields.items() if value is not None}
+        if "state" in shown:
+            shown["state"] = str(shown["state"])
+        getattr(log, level)(f"asyncjobs.{name}", **shown, **data)
         if not (self._hooks or self._streams):
             return
-        event = CampaignEvent(name, job_id, state, arn, detail)
+        event = CampaignEvent(name, **fields, data=data)
         for hook in self._hooks:
             hook(event)
         for send in self._streams:
             with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
                 send.send_nowait(event)
-
-    def job_event(self, name: str, job: Job, detail: str | None = None) -> None:
-        self.emit(name, job.id, job.state, job.arn, detail)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
-import structlog
 from aiolimiter import AsyncLimiter
 
 from ..errors import Fatal, ServiceError
@@ -14,9 +13,8 @@ from ..polling import Active, KeyLoad, PollPolicy, bearing, next_sweep, urgent_k
 from ..services.base import ServiceAdapter
 from .control import Control
 from .outcomes import Outcomes
+from .reporting import Reporter
 from .state import RunState
-
-log = structlog.get_logger("asyncjobs")
 
 
 class Tracker:
@@ -27,11 +25,13 @@ class Tracker:
         state: RunState,
         control: Control,
         outcomes: Outcomes,
+        reporter: Reporter,
         adapters: Mapping[Service, ServiceAdapter],
     ) -> None:
         self._state = state
         self._control = control
         self._outcomes = outcomes
+        self._reporter = reporter
         self._adapters = adapters
         self._limiters: dict[str, AsyncLimiter] = {}
 
@@ -142,7 +142,7 @@ class Tracker:
             self._control.halt(exc)
             return False
         except ServiceError as exc:
-            log.warning("asyncjobs.poll.failed", service=name, error=exc.describe())
+            self._reporter.emit("poll.failed", level="warning", detail=exc.describe(), aws_service=name)
             return False
         finally:
             state.stats.reads += 1
