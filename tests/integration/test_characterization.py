@@ -293,13 +293,19 @@ async def test_a_stopped_and_resumed_campaign_with_every_kind_of_error(
         "asyncjobs.job.final",
         "asyncjobs.job.rejected",
         "asyncjobs.job.resubmitted",
+        "asyncjobs.job.running",
         "asyncjobs.job.submitted",
-        "asyncjobs.journal.ingested",
+        "asyncjobs.journal.ingested",  # the journal's own, not the campaign's
     }
+    # every event the campaign logs is also a CampaignEvent, and the other way round
     assert names == {
+        "campaign.stopping",
         "capacity.exceeded",
+        "create.limited",
+        "create.retry",
         "create.throttled",
         "job.final",
+        "job.rejected",
         "job.resubmitted",
         "job.running",
         "job.submitted",
