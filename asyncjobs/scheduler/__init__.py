@@ -7,7 +7,8 @@
 - ``dispatch``: claims and the submit workers;
 - ``outcomes``: the one place a job's outcome is committed;
 - ``tracker``: status sweeps;
-- ``reporting``: settings, events, progress and the summary.
+- ``reporting``: settings, events, progress and the summary;
+- ``parts``: what the dispatcher and the tracker share.
 """
 
 from .campaign import Campaign

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import itertools
 from collections import deque
-from collections.abc import Mapping
 
 import anyio
 from anyio.abc import TaskGroup
@@ -23,34 +22,19 @@ from ..lifecycle import Event
 from ..limits import AdaptiveRate
 from ..model import Job, JobState, Service
 from ..services.base import ServiceAdapter
-from .control import Control
 from .decisions import DECIDED_ERRORS, Action, Attempts, Decision, decide
-from .outcomes import Outcomes
-from .reporting import Reporter
-from .state import RunState
+from .parts import RunPart
 
 
-class Dispatcher:
-    """The claim loop and the submit workers of one run."""
+class Dispatcher(RunPart):
+    """The claim loop and the submit workers of one run (its :meth:`run` starts them all)."""
 
-    def __init__(
-        self,
-        state: RunState,
-        control: Control,
-        outcomes: Outcomes,
-        reporter: Reporter,
-        adapters: Mapping[Service, ServiceAdapter],
-    ) -> None:
-        self._state = state
-        self._control = control
-        self._outcomes = outcomes
-        self._reporter = reporter
-        self._adapters = adapters
-        self._inflight = anyio.Semaphore(state.settings.max_inflight_creates, fast_acquire=True)
-        #: Claimed jobs waiting for a worker, each with whether an earlier create may have landed.
-        self._ready: deque[tuple[Job, bool]] = deque()
-        self._idle: deque[anyio.Event] = deque()
-        control.on_stop(self._end_idle_workers)
+    #: Create calls in flight at once.
+    _inflight: anyio.Semaphore
+    #: Claimed jobs waiting for a worker, each with whether an earlier create may have landed.
+    _ready: deque[tuple[Job, bool]]
+    #: Idle workers, each waiting for its event to be set.
+    _idle: deque[anyio.Event]
 
     # ------------------------------------------------------------- claims
     async def run(self, tg: TaskGroup) -> None:
@@ -63,6 +47,9 @@ class Dispatcher:
         claimed are all sent.
         """
         state = self._state
+        self._inflight = anyio.Semaphore(state.settings.max_inflight_creates, fast_acquire=True)
+        self._ready, self._idle = deque(), deque()
+        self._control.on_stop(self._end_idle_workers)
         reported: frozenset[str] = frozenset()
         while not self._control.stopping:
             now = state.clock()

@@ -10,30 +10,11 @@ from aiolimiter import AsyncLimiter
 from ..errors import Fatal, ServiceError
 from ..model import Job, JobState, Service
 from ..polling import Active, KeyLoad, PollPolicy, bearing, next_sweep, urgent_keys
-from ..services.base import ServiceAdapter
-from .control import Control
-from .outcomes import Outcomes
-from .reporting import Reporter
-from .state import RunState
+from .parts import RunPart
 
 
-class Tracker:
+class Tracker(RunPart):
     """Sweeps the tracked jobs of each kind and hands what it saw to :class:`Outcomes`."""
-
-    def __init__(
-        self,
-        state: RunState,
-        control: Control,
-        outcomes: Outcomes,
-        reporter: Reporter,
-        adapters: Mapping[Service, ServiceAdapter],
-    ) -> None:
-        self._state = state
-        self._control = control
-        self._outcomes = outcomes
-        self._reporter = reporter
-        self._adapters = adapters
-        self._limiters: dict[str, AsyncLimiter] = {}
 
     async def run(self, wait: bool) -> None:
         """Sweep each job kind when the poll policy says a sweep would pay off.
@@ -42,6 +23,8 @@ class Tracker:
         final sweep to schedule: only full keys are swept, to free their slots.
         """
         state, settings = self._state, self._state.settings
+        # one status-read limiter per AWS service (aiolimiter binds to the running loop)
+        limiters: dict[str, AsyncLimiter] = {}
         policy = PollPolicy(settings.min_poll_interval, settings.poll_interval)
         start = state.clock()
         last: dict[Service, float] = defaultdict(lambda: start)
@@ -77,7 +60,7 @@ class Tracker:
                 if self._control.stopping:
                     break
                 last[service] = state.clock()
-                changed = await self._sweep(list(state.tracked.by_service[service].values()))
+                changed = await self._sweep(list(state.tracked.by_service[service].values()), limiters)
                 idle[service] = 0 if changed else idle[service] + 1
 
     def _bearing(
@@ -125,12 +108,12 @@ class Tracker:
         counts = self._state.journal.counts()
         return counts[JobState.PENDING] == 0 and counts[JobState.SUBMITTING] == 0
 
-    async def _sweep(self, jobs: list[Job]) -> bool:
+    async def _sweep(self, jobs: list[Job], limiters: dict[str, AsyncLimiter]) -> bool:
         """Poll ``jobs`` (all of one kind) and record what changed; True if any state changed."""
         state = self._state
         adapter = self._adapters[jobs[0].service]
         name = jobs[0].service.aws_service
-        limiter = self._limiters.setdefault(name, AsyncLimiter(1, 1.0 / state.settings.read_rate))
+        limiter = limiters.setdefault(name, AsyncLimiter(1, 1.0 / state.settings.read_rate))
         await limiter.acquire()
         try:
             # a read only: a stop need not wait for it (what it saw is committed shielded)

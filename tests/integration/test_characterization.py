@@ -36,8 +36,11 @@ from asyncjobs.emulator import Emulator
 from asyncjobs.journal import SQLiteJournal, open_journal
 from asyncjobs.model import JobSpec, Service
 from asyncjobs.scheduler import Campaign, CampaignEvent, Settings, Summary
-from tests.conftest import CREDENTIALS, MakeEmulator
+from tests.conftest import MakeEmulator
 from tests.integration.test_engine import FAST, bedrock_specs, personalize_specs
+
+# an autouse fixture: dummy AWS credentials in the environment
+from tests.integration.test_engine import credentials as credentials
 
 CAMPAIGN = "char"
 OTHER_MODEL = "amazon.nova-lite-v1:0"
@@ -111,12 +114,6 @@ class FaultProxy:
         return web.Response(
             status=status, body=json.dumps(body).encode(), content_type=content_type, headers=headers
         )
-
-
-@pytest.fixture(autouse=True)
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", CREDENTIALS["aws_access_key_id"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDENTIALS["aws_secret_access_key"])
 
 
 @pytest.fixture

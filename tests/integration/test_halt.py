@@ -11,14 +11,11 @@ from asyncjobs.errors import Fatal
 from asyncjobs.journal import open_journal
 from asyncjobs.model import JobState
 from asyncjobs.scheduler import Campaign, Settings
-from tests.conftest import CREDENTIALS, MakeEmulator
+from tests.conftest import MakeEmulator
 from tests.integration.test_engine import FAST, bedrock_specs
 
-
-@pytest.fixture(autouse=True)
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", CREDENTIALS["aws_access_key_id"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDENTIALS["aws_secret_access_key"])
+# an autouse fixture: dummy AWS credentials in the environment
+from tests.integration.test_engine import credentials as credentials
 
 
 async def test_credentials_that_expire_mid_run_end_it_with_a_summary(
