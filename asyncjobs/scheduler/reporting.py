@@ -70,7 +70,7 @@ class CampaignEvent:
     - ``attempt``: the job's attempt, 1 for its first submission and one more for each
       resubmission (each under a new job name and token);
     - ``retry``: only on ``create.retry``, which retry of one create call this is after a 5xx
-      or a broken connection (counted per attempt, from 1, within one run);
+      or a broken connection (counted from 1 each time a submit worker takes the job up);
     - ``data``: the event's other facts (``key``, ``cap``, ``rate``, ``refusals``, ``reason``...);
     - ``ts``: when, as ``time.time()``.
     """
