@@ -52,8 +52,8 @@ class _Moto:
     def __init__(self) -> None:
         from botocore.awsrequest import AWSPreparedRequest
         from botocore.compat import HTTPHeaders
-        from moto.core.models import DEFAULT_ACCOUNT_ID
         from moto.core.botocore_stubber import BotocoreStubber
+        from moto.core.models import DEFAULT_ACCOUNT_ID
         from moto.s3.exceptions import MissingBucket
         from moto.s3.models import s3_backends
 

@@ -146,8 +146,7 @@ class _Service:
     @web.middleware
     async def route_s3(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         """Send a request signed for S3 to the process's S3, whatever its path."""
-        scope = _SCOPE.search(request.headers.get("Authorization", ""))
-        if scope is None or scope.group(2) != "s3":
+        if not _signed_for_s3(request):
             return await handler(request)
         await self.settle()
         body = bytearray()
@@ -305,6 +304,18 @@ class _Service:
         if port == 80:  # a browser leaves the default port out
             origins |= {origin.removesuffix(":80") for origin in origins}
         return frozenset(origins)
+
+
+def _signed_for_s3(request: web.Request) -> bool:
+    """Whether the request is signed for S3: a SigV4 scope naming ``s3`` (in the Authorization header,
+    or a presigned URL's ``X-Amz-Credential``), or SigV2, which only S3 still takes."""
+    authorization = request.headers.get("Authorization", "")
+    query = request.query
+    if authorization.startswith("AWS ") or ("AWSAccessKeyId" in query and "Signature" in query):
+        return True
+    credential = authorization or f"Credential={query.get('X-Amz-Credential', '')}"
+    scope = _SCOPE.search(credential)
+    return scope is not None and scope.group(2) == "s3"
 
 
 def _request_id() -> str:
