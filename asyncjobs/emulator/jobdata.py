@@ -76,6 +76,8 @@ class Plan:
     output_prefix: str
     #: The failure message, if the input failed validation.
     failure: str | None = None
+    #: Whether the job runs out of time (drawn PartiallyCompleted): some records go unprocessed.
+    partial: bool = False
     total: int = 0
     errors: int = 0
     unprocessed: int = 0
@@ -91,6 +93,7 @@ class Plan:
             "output_bucket": self.output_bucket,
             "output_prefix": self.output_prefix,
             "failure": self.failure,
+            "partial": self.partial,
             "total": self.total,
             "errors": self.errors,
             "unprocessed": self.unprocessed,
@@ -131,8 +134,10 @@ def plan_bedrock(
     bucket, key = location
     output_uri = str(params["outputDataConfig"]["s3OutputDataConfig"]["s3Uri"])
     out_bucket, out_key = split_s3_uri(output_uri) or ("", "")
-    plan = Plan([], bucket, out_bucket, f"{_folder(out_key)}{job_id}/")
-    fates = _Fates(config, job_arn, outcome == "PartiallyCompleted")
+    plan = Plan(
+        [], bucket, out_bucket, f"{_folder(out_key)}{job_id}/", partial=outcome == "PartiallyCompleted"
+    )
+    fates = _Fates(config, job_arn, plan.partial)
     try:
         plan.inputs = _bedrock_inputs(store, bucket, key, uri)
         if not store.bucket_exists(out_bucket):
@@ -217,9 +222,9 @@ class _Fates:
         return processed_draw < self._share, error_draw < self._error_rate
 
 
-def write_bedrock(store: S3Store, config: EmulatorConfig, plan: Plan, job_arn: str, status: str) -> None:
-    """Write every ``.out`` file and the manifest of a job that ended ``status``."""
-    fates = _Fates(config, job_arn, status == "PartiallyCompleted")
+def write_bedrock(store: S3Store, config: EmulatorConfig, plan: Plan, job_arn: str) -> None:
+    """Write every ``.out`` file and the manifest of a job that has ended Completed/PartiallyCompleted."""
+    fates = _Fates(config, job_arn, plan.partial)
     job_id = job_arn.rsplit("/", 1)[-1]
     counts = dict.fromkeys(MANIFEST_FIELDS, 0)
     lines: list[list[bytes]] = [[] for _ in plan.inputs]

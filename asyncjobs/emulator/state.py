@@ -376,13 +376,13 @@ class EmulatorState:
         """Whether a job has ended whose outputs are not written yet."""
         return bool(self._outputs) and self._outputs[0][0] <= self.now()
 
-    def take_due_outputs(self) -> list[tuple[EmuJob, str]]:
-        """The jobs that have ended and need outputs written, with the status they ended in.
+    def take_due_outputs(self) -> list[EmuJob]:
+        """The jobs that have ended and need outputs written.
 
         Jobs that ended without outputs (failed, stopped, expired) are settled here.
         """
         now = self.now()
-        due: list[tuple[EmuJob, str]] = []
+        due: list[EmuJob] = []
         while self._outputs and self._outputs[0][0] <= now:
             _, seq, job = heapq.heappop(self._outputs)
             plan = job.plan
@@ -392,18 +392,18 @@ class EmulatorState:
             if status not in job.terminal:  # stopped after it was filed: it ends later
                 heapq.heappush(self._outputs, (job.end_time, seq, job))
             elif status in _OUTPUT_STATUSES and plan.failure is None:
-                due.append((job, status))
+                due.append(job)
             else:
                 plan.settled = True
         return due
 
-    def write_outputs(self, due: list[tuple[EmuJob, str]]) -> None:
+    def write_outputs(self, due: list[EmuJob]) -> None:
         """Write the outputs of jobs :meth:`take_due_outputs` returned (blocking S3 I/O)."""
-        for job, status in due:
+        for job in due:
             plan = job.plan
             assert plan is not None
             if job.kind == BEDROCK:
-                jobdata.write_bedrock(self.s3, self.config, plan, job.arn, status)
+                jobdata.write_bedrock(self.s3, self.config, plan, job.arn)
             else:
                 num_results = int(job.request.get("numResults") or jobdata.DEFAULT_NUM_RESULTS)
                 jobdata.write_personalize(
