@@ -9,6 +9,12 @@ ExpiredTokenException), take a token from the (service, class) rate bucket
 :class:`~asyncjobs.emulator.calls.Call` to the service's handler, which validates
 and acts. Every response carries ``x-amzn-RequestId``.
 
+Requests signed for S3 (a SigV4 credential scope naming ``s3``, a presigned URL, or SigV2,
+whatever their path) skip that pipeline and go to moto's S3 (:mod:`.s3`): no latency, faults
+or throttling, and no counters. Before S3 or any API handler answers, the outputs of jobs
+that have ended are written (:meth:`_Service.settle`), so they exist by the time anything
+shows a job final.
+
 Introspection routes need no auth: ``GET /_emulator/stats``, ``GET /_emulator/jobs``,
 ``GET|POST /_emulator/config`` (POST takes a JSON object of settings),
 ``POST /_emulator/reset`` (forget every job and counter; no body, or ``{}``).
