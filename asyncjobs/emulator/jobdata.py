@@ -33,11 +33,12 @@ Where AWS documents no text (failure messages, a record error's ``errorMessage``
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from .config import EmulatorConfig
 from .s3 import S3Store
@@ -195,7 +196,7 @@ def _bedrock_records(store: S3Store, plan: Plan) -> Iterator[_Record]:
             if not raw.strip():
                 continue
             try:
-                record = json.loads(raw)
+                record = orjson.loads(raw)
             except ValueError:
                 raise InputError(
                     f"s3://{plan.input_bucket}/{key} line {number}: the record is not valid JSON"
@@ -241,7 +242,7 @@ def write_bedrock(store: S3Store, config: EmulatorConfig, plan: Plan, job_arn: s
             if not isinstance(record_id, str) or not record_id:
                 record_id = f"{number:011d}"
             model_input = item.record["modelInput"]
-            input_tokens = _tokens(json.dumps(model_input))
+            input_tokens = _tokens(orjson.dumps(model_input).decode())
             counts["inputTokenCount"] += input_tokens
             line: dict[str, Any] = {"recordId": record_id, "modelInput": model_input}
             if failed:
@@ -251,12 +252,12 @@ def write_bedrock(store: S3Store, config: EmulatorConfig, plan: Plan, job_arn: s
                 counts["successRecordCount"] += 1
                 line["modelOutput"] = _fake_completion(job_id, record_id, model_input, input_tokens)
                 counts["outputTokenCount"] += line["modelOutput"]["usage"]["output_tokens"]
-            lines[item.file_index].append(json.dumps(line).encode())
+            lines[item.file_index].append(orjson.dumps(line))
     except InputError:
         return  # the input vanished or changed since create: nothing sensible to write
     for (_key, name), file_lines in zip(plan.inputs, lines, strict=True):
         _write(store, plan, name, _ordered(config, job_arn, name, file_lines))
-    _write(store, plan, MANIFEST_NAME, [json.dumps(counts).encode()])
+    _write(store, plan, MANIFEST_NAME, [orjson.dumps(counts)])
 
 
 def _fake_completion(
@@ -292,7 +293,7 @@ def _prompt_text(model_input: dict[str, Any]) -> str:
     for name in ("prompt", "inputText"):
         if isinstance(model_input.get(name), str):
             return str(model_input[name])
-    return json.dumps(model_input, sort_keys=True)
+    return orjson.dumps(model_input, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def _tokens(text: str) -> int:
@@ -334,7 +335,7 @@ def _personalize_lines(store: S3Store, plan: Plan) -> Iterator[tuple[int, dict[s
             if not raw.strip():
                 continue
             try:
-                line = json.loads(raw)
+                line = orjson.loads(raw)
             except ValueError:
                 line = None
             if not isinstance(line, dict):
@@ -352,13 +353,13 @@ def write_personalize(
     lines: list[list[bytes]] = [[] for _ in plan.inputs]
     try:
         for index, line in _personalize_lines(store, plan):
-            seed = f"{config.seed}/{job_arn}/{json.dumps(line, sort_keys=True)}"
+            seed = f"{config.seed}/{job_arn}/{orjson.dumps(line, option=orjson.OPT_SORT_KEYS).decode()}"
             output = (
                 _segment_output(line, seed, num_results)
                 if segment
                 else _inference_output(line, seed, num_results)
             )
-            lines[index].append(json.dumps(output).encode())
+            lines[index].append(orjson.dumps(output))
     except InputError:
         return
     for (_key, name), file_lines in zip(plan.inputs, lines, strict=True):
