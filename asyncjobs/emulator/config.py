@@ -140,8 +140,9 @@ class EmulatorConfig:
     bedrock_min_records: int = 100
     #: Bedrock's "Records per batch inference job" quota (50,000 by default): a job with more fails.
     bedrock_max_records: int = 50_000
-    #: Probability that a record ends with an ``error`` object instead of a ``modelOutput``, drawn per
-    #: record from an RNG seeded by ``(seed, job ARN)``.
+    #: Probability that a Bedrock record ends with an ``error`` object instead of a ``modelOutput``,
+    #: drawn per record from an RNG seeded by ``(seed, job ARN)``. (Personalize documents no
+    #: per-line errors, so its lines never fail.)
     record_error_rate: float = 0.0
     #: How a Bedrock job drawn Completed ends when some of its records failed. AWS documents
     #: PartiallyCompleted as "not all records processed in time" and says nothing of record errors;

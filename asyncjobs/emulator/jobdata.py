@@ -168,7 +168,7 @@ def plan_bedrock(
 
 def _bedrock_inputs(store: S3Store, bucket: str, key: str, uri: str) -> list[list[str]]:
     """``[key, output name]`` of every .jsonl input: the object at ``key``, or those under it."""
-    if key and not key.endswith("/") and store.read(bucket, key) is not None:
+    if key and not key.endswith("/") and key in store.keys(bucket, key):
         return [[key, key.rsplit("/", 1)[-1] + ".out"]]
     prefix = _folder(key)
     inputs = [

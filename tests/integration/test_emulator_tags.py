@@ -158,6 +158,18 @@ async def test_aws_cli_tags_and_s3(tmp_path: Path) -> None:
             {"key": "TaskToken:1", "value": "abc"},
             {"key": "TaskToken:2", "value": "def"},
         ]
+        segment = await _aws_async(
+            emu.url, "personalize", "create-batch-segment-job", "--job-name", "cli-seg-tags",
+            "--solution-version-arn", "arn:aws:personalize:us-east-1:123456789012:solution/s/1",
+            "--job-input", "s3DataSource={path=s3://in/x/}", "--job-output", "s3DataDestination={path=s3://out/x/}",
+            "--role-arn", "arn:aws:iam::123456789012:role/r", "--tags", "tagKey=owner,tagValue=recs",
+        )  # fmt: skip
+        assert segment.returncode == 0, segment.stderr
+        segment_arn = json.loads(segment.stdout)["batchSegmentJobArn"]
+        segment_tags = await _aws_async(
+            emu.url, "personalize", "list-tags-for-resource", "--resource-arn", segment_arn
+        )
+        assert json.loads(segment_tags.stdout)["tags"] == [{"tagKey": "owner", "tagValue": "recs"}]
         # the same endpoint serves the CLI's S3 commands
         local = tmp_path / "prompts.jsonl"
         local.write_text('{"recordId": "r1", "modelInput": {}}\n')
