@@ -182,7 +182,6 @@ def _bedrock_inputs(store: S3Store, bucket: str, key: str, uri: str) -> list[lis
 @dataclass(frozen=True, slots=True)
 class _Record:
     file_index: int
-    line: int
     record: dict[str, Any]
 
 
@@ -205,7 +204,7 @@ def _bedrock_records(store: S3Store, plan: Plan) -> Iterator[_Record]:
                 raise InputError(
                     f"s3://{plan.input_bucket}/{key} line {number}: the record has no modelInput object"
                 )
-            yield _Record(index, number, record)
+            yield _Record(index, record)
 
 
 class _Fates:

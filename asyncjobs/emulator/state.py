@@ -499,6 +499,9 @@ class EmulatorState:
                 "start_time": job.start_time_at(now),
                 "end_time": job.end_time_at(now),
                 "client_request_token": job.token,
+                "tags": dict(job.tags),
+                # the S3 keys of the outputs written so far; None for a job that touches no S3
+                "outputs": None if job.plan is None else list(job.plan.written),
             }
             for job in sorted(self._by_arn.values(), key=lambda j: j.seq)
         ]

@@ -114,6 +114,8 @@ async def test_a_completed_job_writes_one_output_line_per_record_and_a_manifest(
         f"{folder}part-1.jsonl.out",
         f"{folder}part-2.jsonl.out",
     ]
+    [record] = env.emu.jobs()  # GET /_emulator/jobs says what each job wrote
+    assert sorted(record["outputs"]) == sorted(await env.keys("jobdata-out"))
     for name, given in (("part-1.jsonl.out", first), ("part-2.jsonl.out", second)):
         out = await env.lines("jobdata-out", folder + name)
         assert sorted(line["recordId"] for line in out) == [record["recordId"] for record in given]
