@@ -163,7 +163,7 @@ class _Service:
         reply = await anyio.to_thread.run_sync(
             self.s3.dispatch, request.method, request.raw_path, list(request.headers.items()), bytes(body)
         )
-        return web.Response(status=reply.status, body=reply.body, headers=_multi(reply.headers))
+        return web.Response(status=reply.status, body=reply.body, headers=CIMultiDict(reply.headers))
 
     async def unknown(self, request: web.Request) -> web.StreamResponse:
         error = ApiError("UnknownOperationException", f"No operation at {request.method} {request.path}")
@@ -367,10 +367,6 @@ def _error_response(service: str, error: ApiError, request_id: str) -> web.Respo
     return web.Response(
         status=status, body=json.dumps(body).encode(), content_type=content_type, headers=headers
     )
-
-
-def _multi(headers: list[tuple[str, str]]) -> CIMultiDict[str]:
-    return CIMultiDict(headers)
 
 
 def _control_error(status: int, message: str) -> web.Response:
