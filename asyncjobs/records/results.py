@@ -179,7 +179,8 @@ async def _index_output(s3: Any, output: ShardOutput, index: _Index) -> None:
             return  # every record of the shard is then missing
         raise
     rows: list[tuple[str, int, bytes]] = []
-    async with response["Body"] as body:
+    body = response["Body"]
+    async with body:  # an aiobotocore StreamingBody, released at the end
         async for line in _lines(body):
             row = _result_row(output.service, line)
             if row is not None:
@@ -272,7 +273,8 @@ async def _fetch_json(s3: Any, uri: str) -> Any:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             return None
         raise
-    async with response["Body"] as body:
+    body = response["Body"]
+    async with body:
         data = await body.read()
     try:
         return orjson.loads(data)
