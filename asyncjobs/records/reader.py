@@ -46,6 +46,8 @@ from asyncjobs.validation import json_type
 MAX_RECORD_BYTES = 64 << 20
 _RECORD_ID = regex.compile(r"[A-Za-z0-9]+")
 _BOM = b"\xef\xbb\xbf"
+#: A JSON object whose first key is ``recordId``: uploaded as it is.
+_ID_FIRST = b'{"recordId"'
 _BUCKETS = 256
 
 
@@ -108,24 +110,44 @@ def scan_records(path: str, service: Service, *, label: str | None = None) -> Re
 
 
 def record_lines(
-    path: str, service: Service, start: int = 0, end: int | None = None, *, label: str | None = None
+    path: str,
+    service: Service,
+    start: int = 0,
+    end: int | None = None,
+    *,
+    first_line: int | None = None,
+    label: str | None = None,
+    check: bool = True,
 ) -> Iterator[Record]:
     """The records whose lines start in the byte range ``[start, end)`` of ``path``.
 
-    ``start`` must be a line start. Lines are checked as :func:`scan_records` checks them,
-    so a file edited since it was scanned fails here too, at its line.
+    ``start`` must be a line start, and ``first_line`` its line number when known (a
+    shard knows it); otherwise the lines before ``start`` are counted. Lines are checked
+    as :func:`scan_records` checks them, so a file edited since it was scanned fails here
+    too, at its line.
+
+    ``check=False`` is for reading the bytes of records just scanned, or that a SHA-256
+    then checks (the shard cut, the upload): a line whose bytes are uploaded as they are
+    is not parsed again (a Bedrock line whose first key is ``recordId``, any Personalize
+    line), and its :attr:`Record.key` is empty. The bytes are the same either way.
     """
     name = label or path
     with _open(path, name) as stream:
-        yield from _records(stream, name, service, start, end)
+        lineno = first_line - 1 if first_line is not None else _lines_before(stream, start)
+        yield from _records(stream, name, service, start, end, lineno, check)
 
 
-def _records(stream: BinaryIO, label: str, service: Service, start: int, end: int | None) -> Iterator[Record]:
+def _records(
+    stream: BinaryIO,
+    label: str,
+    service: Service,
+    start: int,
+    end: int | None,
+    lineno: int = 0,
+    check: bool = True,
+) -> Iterator[Record]:
     stream.seek(start)
     offset = start
-    # line numbers are counted from the file's start; a range starting later counts
-    # the lines before it once (a cheap newline count, bounded by the range start)
-    lineno = _lines_before(stream, start)
     bedrock = service is Service.BEDROCK
     while end is None or offset < end:
         raw = stream.readline(MAX_RECORD_BYTES + 1)
@@ -138,6 +160,9 @@ def _records(stream: BinaryIO, label: str, service: Service, start: int, end: in
         body = raw[len(_BOM) :] if line_start == 0 and raw.startswith(_BOM) else raw
         body = body.rstrip()
         if not body:
+            continue
+        if not check and (not bedrock or body.startswith(_ID_FIRST)):
+            yield Record(lineno, line_start, offset, "", body + b"\n")
             continue
         value = _parse(body, label, lineno)
         if bedrock:

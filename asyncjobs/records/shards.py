@@ -127,7 +127,8 @@ def cut_shards(
 
 def _cut(path: str, service: Service, sizes: Sequence[int], label: str) -> list[Shard]:
     shards: list[Shard] = []
-    records = record_lines(path, service, label=label)
+    # the file was just scanned: its lines need not be parsed again for their bytes
+    records = record_lines(path, service, label=label, check=False)
     for number, size in enumerate(sizes, start=1):
         digest = hashlib.sha256()
         total = 0
@@ -157,7 +158,12 @@ def _cut(path: str, service: Service, sizes: Sequence[int], label: str) -> list[
 
 def shard_records(shard: Shard, service: Service) -> Iterator[Record]:
     """The records of ``shard`` as uploaded, re-read from its file."""
-    return record_lines(shard.path, service, shard.start, shard.end)
+    return record_lines(shard.path, service, shard.start, shard.end, first_line=shard.first_line)
+
+
+def shard_bytes(shard: Shard, service: Service) -> Iterator[Record]:
+    """``shard``'s records for their bytes only (keys may be empty), checked by SHA-256 after."""
+    return record_lines(shard.path, service, shard.start, shard.end, first_line=shard.first_line, check=False)
 
 
 def verify_shard(shard: Shard, service: Service) -> None:
@@ -168,7 +174,7 @@ def verify_shard(shard: Shard, service: Service) -> None:
     """
     digest = hashlib.sha256()
     count = 0
-    for record in shard_records(shard, service):
+    for record in shard_bytes(shard, service):
         digest.update(record.data)
         count += 1
     if count != shard.records or digest.hexdigest() != shard.sha256:

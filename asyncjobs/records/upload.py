@@ -31,7 +31,7 @@ from botocore.exceptions import ClientError
 
 from asyncjobs.errors import CampaignError
 from asyncjobs.model import Service
-from asyncjobs.records.shards import Shard, shard_records
+from asyncjobs.records.shards import Shard, shard_bytes
 
 #: Shards smaller than this go up in one PutObject.
 MULTIPART_THRESHOLD = 16 << 20
@@ -134,7 +134,7 @@ class _ShardReader:
 
     def __init__(self, shard: Shard, service: Service) -> None:
         self._shard = shard
-        self._records: Iterator[bytes] = (r.data for r in shard_records(shard, service))
+        self._records: Iterator[bytes] = (r.data for r in shard_bytes(shard, service))
         self._pending = b""
         self._digest = hashlib.sha256()
         self._count = 0

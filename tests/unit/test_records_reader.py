@@ -108,3 +108,23 @@ def test_personalize_records_are_objects_keyed_by_their_canonical_json(tmp_path:
         scan_records(duplicate, Service.PERSONALIZE, label="u")
     with pytest.raises(CampaignError, match="u:1: a record must be a JSON object, not string"):
         scan_records(_file(tmp_path, '"42"'), Service.PERSONALIZE, label="u")
+
+
+def test_reading_for_bytes_only_gives_the_same_bytes(tmp_path: Path) -> None:
+    path = _file(
+        tmp_path,
+        '{"recordId": "A1", "modelInput": {}}',
+        '{ "recordId": "A2", "modelInput": {}}',
+        '{"modelInput": {"recordId": "nested"}}',
+        '{"modelInput": {}, "recordId": "A4"}',
+        '{"modelInput": {}}',
+    )
+    for service in (Service.BEDROCK, Service.PERSONALIZE):
+        checked = [(r.line, r.start, r.end, r.data) for r in record_lines(path, service)]
+        fast = [(r.line, r.start, r.end, r.data) for r in record_lines(path, service, check=False)]
+        assert fast == checked
+    assert [r.data[:14] for r in record_lines(path, Service.BEDROCK, check=False)][2:] == [
+        b'{"recordId":"L',
+        b'{"modelInput":',
+        b'{"recordId":"L',
+    ]
