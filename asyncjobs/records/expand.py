@@ -37,7 +37,6 @@ from typing import Any
 from asyncjobs.errors import CampaignError
 from asyncjobs.model import JobSpec, Service
 from asyncjobs.naming import campaign_slug, slug
-from asyncjobs.records.reader import scan_records
 from asyncjobs.records.shards import (
     BEDROCK_MIN_RECORDS,
     DEFAULT_RECORDS_PER_JOB,
@@ -124,11 +123,9 @@ def expand_records_line(
         prefix += "/"
     path = os.path.abspath(os.path.join(base_dir, records))
     shown = records if os.path.isabs(records) else os.path.normpath(os.path.join(base_dir, records))
-    scan = scan_records(path, service, label=shown)
     shards = cut_shards(
         path,
         service,
-        scan,
         max_records=options.records_per_job,
         min_records=options.minimum(service),
         max_bytes=options.max_file_bytes,

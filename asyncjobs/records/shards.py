@@ -8,7 +8,7 @@ otherwise the split is refused with the reason.
 
 Bytes can force more shards than records do: Bedrock takes at most 1 GB per input file
 (a quota that cannot be raised). :func:`cut_shards` starts from ``max(ceil(n / N),
-ceil(size / limit))`` shards and, if near-equal record counts still leave one shard over
+ceil(file size / limit))`` shards and, if near-equal record counts still leave one shard over
 the limit (records of very uneven size), tries one shard more until all fit, so the split
 stays near-equal in records and deterministic; a split that would fall under the minimum
 is refused.
@@ -20,15 +20,17 @@ plain data (:meth:`Shard.as_dict` / :meth:`Shard.from_dict`) for the journal.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from asyncjobs.errors import CampaignError
 from asyncjobs.model import Service
-from asyncjobs.records.reader import Record, RecordsScan, record_lines
+from asyncjobs.records.reader import Record, checked_records, count_records, record_lines
 
 #: Bedrock's documented defaults (aws-notes §2): records per job and per input file.
 DEFAULT_RECORDS_PER_JOB = 50_000
@@ -100,45 +102,61 @@ class Shard:
 def cut_shards(
     path: str,
     service: Service,
-    scan: RecordsScan,
     *,
     max_records: int,
     min_records: int,
     max_bytes: int = MAX_FILE_BYTES,
     label: str | None = None,
 ) -> list[Shard]:
-    """The shards of a scanned records file (one more read, hashing each shard's bytes)."""
+    """Validate the records file at ``path`` and cut it into shards.
+
+    Two reads: a raw count of its lines (to know the split), then one validating read
+    that hashes each shard's bytes as it goes. Every problem is a :class:`CampaignError`
+    naming the file (and line); a bad record is reported before a split that cannot be.
+    """
     name = label or path
-    if scan.largest > max_bytes:
-        raise CampaignError(
-            f"a record of {scan.largest} bytes is over the file limit of {max_bytes}", source=name
-        )
-    count = max(math.ceil(scan.records / max_records), math.ceil(scan.size / max_bytes))
+    records = count_records(path, label=name)
+    count = max(math.ceil(records / max_records), math.ceil(os.path.getsize(path) / max_bytes), 1)
     while True:
         try:
-            sizes = shard_sizes(scan.records, max_records=max_records, min_records=min_records, shards=count)
+            sizes = shard_sizes(records, max_records=max_records, min_records=min_records, shards=count)
         except ShardingError as exc:
+            # a bad record, or one too big for any file, is the first thing to fix
+            for record in checked_records(path, service, label=name):
+                _check_size(record, max_bytes, name)
             raise CampaignError(str(exc), source=name) from None
-        shards = _cut(path, service, sizes, name)
+        shards = _cut(path, service, sizes, max_bytes, name)
         if all(s.size <= max_bytes for s in shards):
             return shards
         count += 1
 
 
-def _cut(path: str, service: Service, sizes: Sequence[int], label: str) -> list[Shard]:
+def _check_size(record: Record, max_bytes: int, label: str) -> None:
+    if len(record.data) > max_bytes:
+        reason = f"a record of {len(record.data)} bytes is over the file limit of {max_bytes}"
+        raise CampaignError(reason, source=label, line=record.line)
+
+
+def _cut(path: str, service: Service, sizes: Sequence[int], max_bytes: int, label: str) -> list[Shard]:
+    with contextlib.closing(checked_records(path, service, label=label)) as records:
+        return _cut_from(records, path, sizes, max_bytes, label)
+
+
+def _cut_from(
+    records: Iterator[Record], path: str, sizes: Sequence[int], max_bytes: int, label: str
+) -> list[Shard]:
     shards: list[Shard] = []
-    # the file was just scanned: its lines need not be parsed again for their bytes
-    records = record_lines(path, service, label=label, check=False)
     for number, size in enumerate(sizes, start=1):
         digest = hashlib.sha256()
         total = 0
         first = last = None
         for _, record in zip(range(size), records, strict=False):
+            _check_size(record, max_bytes, label)
             first = first or record
             last = record
             digest.update(record.data)
             total += len(record.data)
-        if first is None or last is None:  # the file shrank since it was scanned
+        if first is None or last is None:
             raise CampaignError("changed while being read", source=label)
         shards.append(
             Shard(
@@ -153,6 +171,8 @@ def _cut(path: str, service: Service, sizes: Sequence[int], label: str) -> list[
                 sha256=digest.hexdigest(),
             )
         )
+    if next(records, None) is not None:  # also runs the duplicate check, at the end of the file
+        raise CampaignError("changed while being read", source=label)
     return shards
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from asyncjobs.errors import CampaignError
 from asyncjobs.model import Service
-from asyncjobs.records import Shard, ShardingError, cut_shards, scan_records, shard_sizes, verify_shard
+from asyncjobs.records import Shard, ShardingError, cut_shards, shard_sizes, verify_shard
 
 
 @pytest.mark.parametrize(
@@ -68,9 +68,7 @@ def _records(path: Path, count: int, *, pad: int = 0) -> list[bytes]:
 def test_shards_cover_the_file_in_order_with_their_digests(tmp_path: Path) -> None:
     path = tmp_path / "prompts.jsonl"
     lines = _records(path, 250)
-    shards = cut_shards(
-        str(path), Service.BEDROCK, scan_records(str(path), Service.BEDROCK), max_records=200, min_records=100
-    )
+    shards = cut_shards(str(path), Service.BEDROCK, max_records=200, min_records=100)
     assert [(s.number, s.first_line, s.last_line, s.records) for s in shards] == [
         (1, 1, 125, 125),
         (2, 126, 250, 125),
@@ -94,7 +92,6 @@ def test_bytes_force_more_shards_than_records_do(tmp_path: Path) -> None:
     shards = cut_shards(
         str(path),
         Service.BEDROCK,
-        scan_records(str(path), Service.BEDROCK),
         max_records=1000,
         min_records=1,
         max_bytes=limit,
@@ -108,19 +105,23 @@ def test_bytes_force_more_shards_than_records_do(tmp_path: Path) -> None:
 def test_a_record_over_the_file_limit_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "huge.jsonl"
     _records(path, 3, pad=500)
-    scan = scan_records(str(path), Service.BEDROCK)
     with pytest.raises(
-        CampaignError, match=r"huge.jsonl: a record of \d+ bytes is over the file limit of 100"
+        CampaignError, match=r"huge\.jsonl:1: a record of \d+ bytes is over the file limit of 100"
     ):
-        cut_shards(str(path), Service.BEDROCK, scan, max_records=10, min_records=1, max_bytes=100)
+        cut_shards(str(path), Service.BEDROCK, max_records=10, min_records=1, max_bytes=100)
+
+
+def test_a_bad_record_is_reported_before_an_impossible_split(tmp_path: Path) -> None:
+    path = tmp_path / "few.jsonl"
+    path.write_text('{"recordId": "A", "modelInput": {}}\n{"recordId": "B"}\n')
+    with pytest.raises(CampaignError, match=r"few\.jsonl:2: modelInput: is required"):
+        cut_shards(str(path), Service.BEDROCK, max_records=10, min_records=100, label="few.jsonl")
 
 
 def test_a_file_changed_after_cutting_fails_verification(tmp_path: Path) -> None:
     path = tmp_path / "prompts.jsonl"
     _records(path, 200)
-    [shard] = cut_shards(
-        str(path), Service.BEDROCK, scan_records(str(path), Service.BEDROCK), max_records=500, min_records=100
-    )
+    [shard] = cut_shards(str(path), Service.BEDROCK, max_records=500, min_records=100)
     verify_shard(shard, Service.BEDROCK)
     path.write_bytes(path.read_bytes().replace(b'"prompt": "7"', b'"prompt": "8"'))
     with pytest.raises(CampaignError, match="lines 1-200 changed since shard 1 was made"):
