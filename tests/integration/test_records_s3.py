@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import boto3
 import pytest
 from boto3.s3.transfer import TransferConfig
@@ -370,3 +371,28 @@ async def test_personalize_records_go_up_and_come_back_by_their_input(
     }
     assert [r["input"]["userId"] for r in results] == [str(i) for i in range(1, 8)]
     assert results[3]["output"]["recommendedItems"] == ["40"]
+
+
+async def test_an_upload_cut_short_leaves_no_object_and_the_resume_completes_it(
+    tmp_path: Path, inspect: Any, s3: Any
+) -> None:
+    [spec] = _shards(tmp_path, 11_000, 50_000, pad=1000)
+    config = TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20, max_concurrency=1)
+    with anyio.CancelScope() as scope:  # the process is stopped once the first part is sent
+        await upload_shard(
+            s3,
+            spec.shard,
+            spec.service,
+            spec.input_uri,
+            config=config,
+            on_progress=lambda b, r: scope.cancel(),
+        )
+    assert scope.cancelled_caught
+    key = spec.input_uri.removeprefix(f"s3://{BUCKET}/")
+    assert _objects(inspect, "staging/") == {}  # a multipart upload is no object until completed
+    calls = _calls(s3)
+    assert (await upload_shard(s3, spec.shard, spec.service, spec.input_uri, config=config)).uploaded
+    assert calls["CompleteMultipartUpload"] == 1
+    body = inspect.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == spec.shard.sha256
+    assert len(body.splitlines()) == 11_000
