@@ -9,7 +9,9 @@ A line may also name a ``records`` file (JSON Lines of Bedrock or Personalize re
 relative to the campaign file): it is validated whole, cut into shards, and the line
 yields one :class:`~asyncjobs.records.ShardSpec` per shard (``id/00001``...), see
 :mod:`asyncjobs.records.expand`; ``records=`` (:class:`~asyncjobs.records.RecordsOptions`)
-sets the records per job and the campaign name in the shards' keys.
+sets the records per job and the campaign name in the shards' keys. A caller of
+:func:`read_campaign` that does not upload shards passes no options, and a records
+line is then refused; :func:`check_campaign` always checks records lines.
 
 :func:`read_campaign` streams a file, stdin (``"-"``) or a binary stream line by line,
 so a campaign of a million lines is never held in memory, and yields a
@@ -65,10 +67,12 @@ def read_campaign(
     ``source`` is a path, ``"-"`` for stdin, or a binary stream (not closed here).
     ``name`` is the source's name in messages: by default the path as given,
     ``<stdin>``, or the stream's ``name``. Errors are raised while iterating.
-    ``records`` applies to records lines (default :class:`RecordsOptions`).
+    ``records`` applies to records lines; without it a records line is refused, since
+    its shards are jobs only once uploaded, which the caller must then do (see
+    :mod:`asyncjobs.records`). Pass the journal's campaign name in it.
     """
     # closing() closes the file on the first error
-    with contextlib.closing(_scan(source, name, records or RecordsOptions())) as items:
+    with contextlib.closing(_scan(source, name, records)) as items:
         for item in items:
             if isinstance(item, CampaignError):
                 raise item
@@ -87,7 +91,8 @@ def check_campaign(
     exactly the same way. On top of that, a valid spec whose id, or whose given
     ``jobName``, an earlier valid spec already has is refused as a duplicate, with the
     message the journal gives at ingest. A file that cannot be opened or read yields its
-    error and ends. Remembers the ids and names seen, never the specs.
+    error and ends. Remembers the ids and names seen, never the specs. Records lines are
+    checked with ``records`` (default :class:`RecordsOptions`).
     """
     ids: dict[str, str | None] = {}
     names: dict[str, str | None] = {}
@@ -136,7 +141,7 @@ def check_spec(spec: JobSpec) -> None:
 
 
 def _scan(
-    source: str | os.PathLike[str] | BinaryIO, name: str | None, records: RecordsOptions
+    source: str | os.PathLike[str] | BinaryIO, name: str | None, records: RecordsOptions | None
 ) -> Generator[JobSpec | CampaignError, None, None]:
     """The one reader of both policies: per non-blank line, its spec or the error refusing it.
 
@@ -166,7 +171,8 @@ class _Context:
     """What records lines need from around the campaign: its folder, and the options."""
 
     base_dir: str
-    records: RecordsOptions
+    #: None: records lines are refused (the caller does not upload shards).
+    records: RecordsOptions | None
 
 
 def _read(stream: BinaryIO, label: str, context: _Context) -> Generator[JobSpec | CampaignError, None, None]:
@@ -226,6 +232,10 @@ class _RecordsLine:
 
 
 def _expand(line: _RecordsLine, context: _Context) -> list[JobSpec]:
+    if context.records is None:
+        label, _, lineno = line.source.rpartition(":")
+        reason = "records lines are not run by this caller yet (it does not upload shards)"
+        raise CampaignError(reason, source=label, line=int(lineno), field="records")
     specs: list[JobSpec] = []
     for spec in expand_records_line(
         line.id,

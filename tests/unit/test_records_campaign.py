@@ -160,3 +160,14 @@ def test_check_goes_on_past_a_bad_records_line(tmp_path: Path) -> None:
     assert isinstance(items[0], CampaignError)
     assert "50 records, fewer than the minimum of 100" in str(items[0])
     assert [i.id for i in items[1:] if not isinstance(i, CampaignError)] == ["other"]
+
+
+def test_a_reader_that_uploads_nothing_refuses_records_lines(tmp_path: Path) -> None:
+    _prompts(tmp_path / "prompts.jsonl", 100)
+    campaign = _campaign(tmp_path, _line())
+    with pytest.raises(
+        CampaignError, match=r"campaign\.jsonl:1: records: records lines are not run by this caller"
+    ):
+        list(read_campaign(campaign))
+    [spec] = check_campaign(campaign)  # checking needs no upload
+    assert isinstance(spec, ShardSpec)
