@@ -80,9 +80,9 @@ async def status_document(path: Path, states: Sequence[JobState]) -> dict[str, A
         "counts": journal.counts().as_dict(),
         "jobs": rows,
     }
-    if isinstance(journal, ReadOnlyJournal) and journal.loading is not None:
-        _note_loading(journal.loading)
-        loading = journal.loading
+    loading = journal.loading if isinstance(journal, ReadOnlyJournal) else None
+    if loading is not None:
+        _note_loading(loading)
         doc["loading"] = {"pid": loading.pid, "jobs": loading.jobs, "stage": loading.stage}
     return doc
 
