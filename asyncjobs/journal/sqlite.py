@@ -186,17 +186,27 @@ class SQLiteJournal:
         campaign: str | None = None,
         create: bool = True,
         durability: Durability = "full",
+        connection_class: type[sqlite3.Connection] = sqlite3.Connection,
     ) -> SQLiteJournal:
         """Open (or create) the journal at ``path``.
 
         ``campaign`` names a new journal's campaign (default: the file's stem); an
-        existing journal keeps the name it was created with.
+        existing journal keeps the name it was created with. ``connection_class`` is the
+        class of the one SQLite connection (``sqlite3.connect``'s ``factory``): tests give a
+        subclass that fails chosen statements, as a full disk would.
         """
-        return await anyio.to_thread.run_sync(cls._open_sync, Path(path), campaign, create, durability)
+        return await anyio.to_thread.run_sync(
+            cls._open_sync, Path(path), campaign, create, durability, connection_class
+        )
 
     @classmethod
     def _open_sync(
-        cls, path: Path, campaign: str | None, create: bool, durability: Durability
+        cls,
+        path: Path,
+        campaign: str | None,
+        create: bool,
+        durability: Durability,
+        connection_class: type[sqlite3.Connection],
     ) -> SQLiteJournal:
         # nothing found at the journal's paths is trusted: a link, another user's file or one that
         # others can write is refused before anything is opened (files.py says why)
@@ -210,7 +220,9 @@ class SQLiteJournal:
             except OSError as exc:
                 raise JournalUnwritable(f"{path}: cannot create the journal: {exc.strerror}") from exc
             files.check_all(path)  # again, now that no other asyncjobs process can be creating them
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, factory=connection_class
+            )
             try:
                 files.check_same(path, identity)  # SQLite opens by name: the name still means that file
                 name = cls._prepare(conn, path, campaign or path.stem, durability)

@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from asyncjobs.errors import CampaignError
-from asyncjobs.journal import open_journal
+from asyncjobs.journal import files, open_journal
 from asyncjobs.journal.sqlite import _JOB_INDEXES, _SCHEMA
 from asyncjobs.model import JobSpec, Service
 
@@ -111,42 +111,48 @@ async def test_a_journal_with_unique_columns_loads_row_by_row(tmp_path: Path) ->
         assert journal_mode(path) == "wal"
 
 
-_KILLED_LOAD = """
-import asyncio, os, signal, sys
+_LOAD = """
+import asyncio, sys
 from asyncjobs.journal import open_journal
-from asyncjobs.journal.sqlite import SQLiteJournal
 from asyncjobs.model import JobSpec, Service
-
-insert = SQLiteJournal._insert_many
-calls = 0
-
-def dying_insert(self, rows):
-    global calls
-    calls += 1
-    if calls == 4:  # three batches are in the (uncommitted) load; the indexes are dropped
-        os.kill(os.getpid(), signal.SIGKILL)
-    insert(self, rows)
-
-SQLiteJournal._insert_many = dying_insert
 
 async def main():
     journal = await open_journal(sys.argv[1])
-    specs = (JobSpec(f"s{i}", Service.BEDROCK, {"modelId": "m1", "roleArn": "r"}) for i in range(50_000))
+    specs = (JobSpec(f"s{i}", Service.BEDROCK, {"modelId": "m1", "roleArn": "r"}) for i in range(1_000_000))
     await journal.add_specs(specs)
 
 asyncio.run(main())
 """
 
 
+def rows_loaded(path: Path) -> int:
+    """How many rows a bulk load says (in its lock record) it has inserted so far."""
+    record = files.holder(path)
+    loading = None if record is None else record.loading
+    if not loading or loading.get("stage") != "inserting":
+        return 0
+    return int(loading["jobs"])
+
+
 async def test_a_load_killed_halfway_leaves_a_whole_empty_journal(tmp_path: Path) -> None:
     """SIGKILL in the middle of a bulk load (rollback journal on disk, indexes dropped in the
-    open transaction): the next open rolls it back, and the journal is as it was before."""
+    open transaction): the next open rolls it back, and the journal is as it was before.
+
+    The load is killed from outside, once its lock record says three batches are in: the
+    million specs it was given keep it inserting long after that."""
     path = tmp_path / "j.db"
     async with await open_journal(path):
         pass
-    with anyio.fail_after(60):
-        done = await anyio.run_process([sys.executable, "-c", _KILLED_LOAD, str(path)], check=False)
-    assert done.returncode == -signal.SIGKILL, done.stderr.decode()
+    log = tmp_path / "load.log"
+    with log.open("wb") as stderr, anyio.fail_after(60):
+        async with await anyio.open_process([sys.executable, "-c", _LOAD, str(path)], stderr=stderr) as load:
+            while load.returncode is None:  # a load that ends by itself fails the test below
+                if rows_loaded(path) >= 15_000:
+                    load.send_signal(signal.SIGKILL)
+                    break
+                await anyio.sleep(0.01)
+            await load.wait()
+    assert load.returncode == -signal.SIGKILL, log.read_text()
     assert (tmp_path / "j.db-journal").exists(), "the kill left a hot rollback journal"
     async with await open_journal(path) as journal:
         assert journal.counts().total == 0

@@ -14,7 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -173,26 +173,32 @@ async def test_not_a_journal_is_refused(tmp_path: Path) -> None:
         await open_journal(tmp_path / "other.db")
 
 
+def full_disk_after(writes: int) -> type[sqlite3.Connection]:
+    """A real SQLite connection on which every journal write of state changes after the first
+    ``writes`` fails as SQLite fails on a full disk (SQLITE_FULL)."""
+    done = 0
+
+    class FullDisk(sqlite3.Connection):
+        def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:
+            nonlocal done
+            if sql.startswith("UPDATE jobs SET state"):
+                done += 1
+                if done > writes:
+                    error = sqlite3.OperationalError("database or disk is full")
+                    error.sqlite_errorcode = sqlite3.SQLITE_FULL
+                    raise error
+            return super().executemany(sql, parameters)
+
+    return FullDisk
+
+
 async def test_unwritable_mid_campaign_stops_loses_no_arn_and_resumes(
-    tmp_path: Path, make_emulator: MakeEmulator, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, make_emulator: MakeEmulator
 ) -> None:
     """An injected SQLITE_FULL once creates are under way; then the disk "frees up" and we resume."""
     emu = await make_emulator(job_seconds=(0.3, 0.6))
     path = tmp_path / "c.db"
-    writes = 0
-    original = SQLiteJournal._write_sync
-
-    def full_after_some_writes(self: SQLiteJournal, *args: Any) -> None:
-        nonlocal writes
-        writes += 1
-        if writes > 6:
-            error = sqlite3.OperationalError("database or disk is full")
-            error.sqlite_errorcode = sqlite3.SQLITE_FULL
-            raise self._write_error(error)
-        original(self, *args)
-
-    monkeypatch.setattr(SQLiteJournal, "_write_sync", full_after_some_writes)
-    async with await open_journal(path) as journal:
+    async with await SQLiteJournal.open(path, connection_class=full_disk_after(6)) as journal:
         await journal.add_specs(specs(12))
         with anyio.fail_after(60), pytest.raises(BaseException) as caught:
             await Campaign(journal, endpoint_url=emu.url, region="us-east-1", settings=FAST).run()
@@ -203,7 +209,6 @@ async def test_unwritable_mid_campaign_stops_loses_no_arn_and_resumes(
     created_before = {j["arn"] for j in emu.jobs()}
     assert created_before, "the fault struck before any create: move it later"
 
-    monkeypatch.setattr(SQLiteJournal, "_write_sync", original)
     async with await open_journal(path) as journal:
         with anyio.fail_after(60):
             summary = await Campaign(journal, endpoint_url=emu.url, region="us-east-1", settings=FAST).run()
