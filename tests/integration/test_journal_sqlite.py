@@ -14,7 +14,7 @@ import pytest
 
 from asyncjobs.errors import CampaignError
 from asyncjobs.journal import files, open_journal
-from asyncjobs.journal.sqlite import _JOB_INDEXES, _SCHEMA
+from asyncjobs.journal.schema import JOB_INDEXES, SCHEMA
 from asyncjobs.model import JobSpec, Service
 
 
@@ -38,7 +38,7 @@ async def test_a_bulk_load_leaves_the_indexes_and_wal_in_place(tmp_path: Path) -
     async with await open_journal(path) as journal:
         specs = [spec(i) for i in range(7_003)]  # two full batches and a short one
         assert (await journal.add_specs(specs)).added == 7_003
-        assert set(_JOB_INDEXES) <= indexes(path)
+        assert set(JOB_INDEXES) <= indexes(path)
         assert journal_mode(path) == "wal"
         job = await journal.get("s7002")
         assert job is not None and job.seq == 7_003 and job.digest == specs[-1].digest
@@ -54,7 +54,7 @@ async def test_a_failed_bulk_load_leaves_an_empty_indexed_journal(tmp_path: Path
         with pytest.raises(CampaignError, match=r"^x:9: id: duplicate id 's5' \(first at c\.jsonl:6\)"):
             await journal.add_specs(dup)
         assert journal.counts().total == 0
-        assert set(_JOB_INDEXES) <= indexes(path)
+        assert set(JOB_INDEXES) <= indexes(path)
         assert journal_mode(path) == "wal"
         assert (await journal.add_specs([spec(1), spec(2)])).added == 2
     with contextlib.closing(sqlite3.connect(path)) as conn, pytest.raises(sqlite3.IntegrityError):
@@ -95,7 +95,7 @@ async def test_a_journal_with_unique_columns_loads_row_by_row(tmp_path: Path) ->
         pass
     with contextlib.closing(sqlite3.connect(path)) as conn:  # the earlier schema: UNIQUE column constraints
         conn.execute("DROP TABLE jobs")
-        old = _SCHEMA.split("CREATE TABLE events")[0]
+        old = SCHEMA.split("CREATE TABLE events")[0]
         old = old.replace("id            TEXT NOT NULL,", "id            TEXT NOT NULL UNIQUE,")
         old = old.replace("job_name      TEXT NOT NULL,", "job_name      TEXT NOT NULL UNIQUE,")
         for statement in old.split(";"):
@@ -157,7 +157,7 @@ async def test_a_load_killed_halfway_leaves_a_whole_empty_journal(tmp_path: Path
     async with await open_journal(path) as journal:
         assert journal.counts().total == 0
         assert journal_mode(path) == "wal"
-        assert set(_JOB_INDEXES) <= indexes(path)
+        assert set(JOB_INDEXES) <= indexes(path)
         with contextlib.closing(sqlite3.connect(path)) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert (await journal.add_specs([spec(i) for i in range(6_000)])).added == 6_000
