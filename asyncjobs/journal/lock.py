@@ -67,9 +67,9 @@ class JournalLock:
         with contextlib.suppress(OSError):
             files.write_record(self.fd, files.LockRecord(os.getpid(), loading))
 
-    def release(self) -> None:
-        """Empty our record and close the file, which drops the ``flock``."""
-        if self.record:
+    def release(self, *, clear_record: bool = True) -> None:
+        """Close the file, which drops the ``flock``; first empty our record, unless told not to."""
+        if self.record and clear_record:
             with contextlib.suppress(OSError):
                 os.ftruncate(self.fd, 0)
         os.close(self.fd)

@@ -115,7 +115,8 @@ class SQLiteJournal:
                 conn.close()
                 raise
         except BaseException:
-            lock.release()
+            # as before the split, the record stays: harmless, the next open overwrites it
+            lock.release(clear_record=False)
             raise
         journal = cls(path, conn, lock, name)
         journal._load_counts()
