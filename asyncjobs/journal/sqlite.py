@@ -320,41 +320,12 @@ class SQLiteJournal:
         """One group commit's batch: written in one transaction, then counted."""
         now = time.time()
         before, after = _apply(changes, now)
-        await self._run(lambda: self._write_changes(changes, before, after, now))
+        await self._run(lambda: _write_changes(self._conn, self._path, changes, before, after, now))
         for old, new in zip(before, after, strict=True):
             per_key = self._counts[new.quota_key]
             per_key[old.state] -= 1
             per_key[new.state] += 1
         return after
-
-    def _write_changes(self, changes: list[Change], before: list[Job], after: list[Job], now: float) -> None:
-        with transaction(self._conn, self._path) as conn:
-            conn.executemany(
-                "UPDATE jobs SET state = ?, attempt = ?, job_name = ?, arn = ?,"
-                " remote_status = ?, last_error = ?, submitted_at = ?, updated_at = ? WHERE seq = ?",
-                [
-                    (
-                        str(j.state),
-                        j.attempt,
-                        j.job_name,
-                        j.arn,
-                        j.remote_status,
-                        j.last_error,
-                        j.submitted_at,
-                        now,
-                        j.seq,
-                    )
-                    for j in after
-                ],
-            )
-            conn.executemany(
-                "INSERT INTO events (job_id, ts, event, from_state, to_state, attempt, arn, detail)"
-                " VALUES (?,?,?,?,?,?,?,?)",
-                [
-                    (j.id, now, str(c.event), str(old.state), str(j.state), j.attempt, j.arn, c.detail)
-                    for c, old, j in zip(changes, before, after, strict=True)
-                ],
-            )
 
 
 def _apply(changes: Sequence[Change], now: float) -> tuple[list[Job], list[Job]]:
@@ -370,3 +341,41 @@ def _apply(changes: Sequence[Change], now: float) -> tuple[list[Job], list[Job]]
         before.append(old)
         after.append(new)
     return before, after
+
+
+def _write_changes(
+    conn: sqlite3.Connection,
+    path: Path,
+    changes: list[Change],
+    before: list[Job],
+    after: list[Job],
+    now: float,
+) -> None:
+    """The rows of a batch of changes: each job's new state and fields, and an event each."""
+    with transaction(conn, path):
+        conn.executemany(
+            "UPDATE jobs SET state = ?, attempt = ?, job_name = ?, arn = ?,"
+            " remote_status = ?, last_error = ?, submitted_at = ?, updated_at = ? WHERE seq = ?",
+            [
+                (
+                    str(j.state),
+                    j.attempt,
+                    j.job_name,
+                    j.arn,
+                    j.remote_status,
+                    j.last_error,
+                    j.submitted_at,
+                    now,
+                    j.seq,
+                )
+                for j in after
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO events (job_id, ts, event, from_state, to_state, attempt, arn, detail)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            [
+                (j.id, now, str(c.event), str(old.state), str(j.state), j.attempt, j.arn, c.detail)
+                for c, old, j in zip(changes, before, after, strict=True)
+            ],
+        )
