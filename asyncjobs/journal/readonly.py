@@ -34,7 +34,7 @@ import anyio
 from ..errors import JournalError, JournalSchemaError
 from ..model import Job, JobState, StateCounts
 from . import files
-from .sqlite import _JOB_COLUMNS, SCHEMA_VERSION, _row_to_job
+from .schema import JOB_COLUMNS, SCHEMA_VERSION, row_to_job
 
 #: How long a snapshot waits for a writer's lock (a commit, a journal-mode switch) before it
 #: reports what it can: a bulk load holds the lock for as long as it takes.
@@ -149,13 +149,13 @@ class ReadOnlyJournal:
             wanted = [str(s) for s in states]
             where += f" AND state IN ({','.join('?' * len(wanted))})"
             args = wanted
-        sql = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {where} ORDER BY seq LIMIT {_PAGE}"
+        sql = f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where} ORDER BY seq LIMIT {_PAGE}"
         after = 0
         while True:
 
             def read(after: int = after) -> list[Job]:
                 try:
-                    return [_row_to_job(row, campaign) for row in conn.execute(sql, [after, *args])]
+                    return [row_to_job(row, campaign) for row in conn.execute(sql, [after, *args])]
                 except sqlite3.Error as exc:
                     raise _unreadable(self._path, exc) from exc
 
