@@ -37,10 +37,10 @@ from asyncjobs.journal import SQLiteJournal, open_journal
 from asyncjobs.model import JobSpec, Service
 from asyncjobs.scheduler import Campaign, CampaignEvent, Settings, Summary
 from tests.conftest import MakeEmulator
-from tests.integration.test_engine import FAST, bedrock_specs, personalize_specs
+from tests.support.presets import EMULATOR_RUN
+from tests.support.specs import bedrock_specs, personalize_specs
 
-# an autouse fixture: dummy AWS credentials in the environment
-from tests.integration.test_engine import credentials as credentials
+pytestmark = pytest.mark.usefixtures("aws_credentials")  # the Campaign opens its clients from the environment
 
 CAMPAIGN = "char"
 OTHER_MODEL = "amazon.nova-lite-v1:0"
@@ -204,7 +204,7 @@ async def test_a_stopped_and_resumed_campaign_with_every_kind_of_error(
                 endpoint_url=url,
                 region="us-east-1",
                 # one create a second: the second job is still waiting for its turn at the stop
-                settings=Settings(**{**FAST, "create_rate": 1.0}),
+                settings=Settings(**{**EMULATOR_RUN, "create_rate": 1.0}),
                 rng=random.Random(1),
                 on_event=lambda event: names.add(event.name),
             )
@@ -219,7 +219,7 @@ async def test_a_stopped_and_resumed_campaign_with_every_kind_of_error(
                 region="us-east-1",
                 settings=Settings(
                     **{
-                        **FAST,
+                        **EMULATOR_RUN,
                         "max_running": {QUOTA_MODEL: 2},
                         "resubmit_failed": 1,
                         "capacity_probe_after": 600,

@@ -12,10 +12,10 @@ from asyncjobs.journal import open_journal
 from asyncjobs.model import JobState
 from asyncjobs.scheduler import Campaign, Settings
 from tests.conftest import MakeEmulator
-from tests.integration.test_engine import FAST, bedrock_specs
+from tests.support.presets import EMULATOR_RUN
+from tests.support.specs import bedrock_specs
 
-# an autouse fixture: dummy AWS credentials in the environment
-from tests.integration.test_engine import credentials as credentials
+pytestmark = pytest.mark.usefixtures("aws_credentials")  # the Campaign opens its clients from the environment
 
 
 async def test_credentials_that_expire_mid_run_end_it_with_a_summary(
@@ -29,7 +29,7 @@ async def test_credentials_that_expire_mid_run_end_it_with_a_summary(
             journal,
             endpoint_url=emu.url,
             region="us-east-1",
-            settings=Settings(**{**FAST, "max_inflight_creates": 1}),
+            settings=Settings(**{**EMULATOR_RUN, "max_inflight_creates": 1}),
         )
         with anyio.fail_after(60), pytest.raises(Fatal) as raised:
             await campaign.run()

@@ -11,10 +11,7 @@ from asyncjobs.journal import open_journal
 from asyncjobs.model import JobSpec, JobState, Service
 from asyncjobs.scheduler import Campaign, CampaignEvent, Settings
 from tests.fakes import FakeService
-
-FAST = Settings(
-    create_rate=1000.0, min_poll_interval=0.01, poll_interval=0.05, read_rate=200.0, backoff_base=0.01
-)
+from tests.support.presets import FAKE_SERVICE_RUN
 
 
 async def test_a_retried_create_tells_its_retry_apart_from_the_jobs_attempt(tmp_path: Path) -> None:
@@ -25,7 +22,12 @@ async def test_a_retried_create_tells_its_retry_apart_from_the_jobs_attempt(tmp_
         await journal.add_specs(
             [JobSpec(f"job{i}", Service.BEDROCK, {"modelId": "m1", "roleArn": "r"}) for i in range(2)]
         )
-        campaign = Campaign(journal, adapters={Service.BEDROCK: fake}, settings=FAST, on_event=events.append)
+        campaign = Campaign(
+            journal,
+            adapters={Service.BEDROCK: fake},
+            settings=Settings(**FAKE_SERVICE_RUN),
+            on_event=events.append,
+        )
         with capture_logs() as logs, anyio.fail_after(30):
             await campaign.run()
     retries = [e for e in events if e.name == "create.retry"]
