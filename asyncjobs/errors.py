@@ -21,14 +21,24 @@
         └── NotFound               no such job
 
 Service errors keep botocore's exception as ``__cause__``; the retry policy keys off
-the class, never off strings. A class's docstring is its default message.
+the class, never off strings. A class's docstring is its default message. An error that
+ends :meth:`Campaign.run <asyncjobs.Campaign.run>` carries the run's ``summary``.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .scheduler.reporting import Summary
+
 
 class AsyncJobsError(Exception):
     """asyncjobs failed."""
+
+    #: How the campaign stood when this error ended its run (counts as they stand, the API
+    #: calls made); None for an error raised anywhere else.
+    summary: Summary | None = None
 
     def __init__(self, message: str | None = None) -> None:
         super().__init__(message or (self.__doc__ or type(self).__name__).strip().splitlines()[0])

@@ -279,7 +279,7 @@ async def test_one_text_for_a_full_quota_is_found_out_by_a_second_refusal(journa
         campaign = await run(journal, fake)
     assert journal.counts()[JobState.SUCCEEDED] == 9
     assert fake.peak_running <= 3
-    assert campaign._cap("bedrock:m1").cap == 3
+    assert campaign._state.cap("bedrock:m1").cap == 3
     assert campaign.progress().throttled == 0
     assert fake.calls["create"] <= 3 * 9
     assert [e["refusals"] for e in logs if e["event"] == "asyncjobs.create.throttled"] == []
@@ -295,7 +295,7 @@ async def test_one_text_for_throttles_is_found_out_by_an_accepted_create(journal
     with capture_logs() as logs:
         campaign = await run(journal, fake, create_rate=None, max_running={"m1": 16})
     assert journal.counts()[JobState.SUCCEEDED] == 10
-    assert campaign._cap("bedrock:m1").cap == 16
+    assert campaign._state.cap("bedrock:m1").cap == 16
     refused = fake.calls["refused:Throttled"]
     assert refused > 0, "slow start reached a pace the service refused"
     assert campaign.progress().throttled == refused

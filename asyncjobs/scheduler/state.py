@@ -1,0 +1,227 @@
+"""What a run knows between journal writes: slots, tracked jobs, jobs due again, caps and paces.
+
+Every in-memory fact the scheduler's parts share lives in :class:`RunState`, and is
+changed only through its methods, so a reader can see in one file who may take a
+slot, track a job or put one aside. :meth:`RunState.notify` is how a part tells the
+others that something changed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+
+import anyio
+
+from ..inquiry import Inquiries
+from ..journal.base import Journal
+from ..limits import AdaptiveRate, Capacity, backoff, default_limit
+from ..model import Job, JobState, Service
+from ..polling import Durations
+from .reporting import Clock, Settings, Stats
+
+
+class Signal:
+    """A wake-up call that is consumed by the waiter (no wake-up is lost between waits)."""
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    async def wait(self, seconds: float) -> None:
+        with anyio.move_on_after(max(0.0, seconds)):
+            await self._event.wait()
+        if self._event.is_set():
+            self._event = anyio.Event()
+
+
+class Tracked:
+    """Jobs with an ARN whose final state is not yet seen, indexed by job kind and quota key."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, Job] = {}
+        self.by_service: dict[Service, dict[str, Job]] = defaultdict(dict)
+        self.by_key: dict[str, dict[str, Job]] = defaultdict(dict)
+        self.kind: dict[str, Service] = {}
+
+    def put(self, job: Job) -> None:
+        self.jobs[job.id] = job
+        self.by_service[job.service][job.id] = job
+        self.by_key[job.quota_key][job.id] = job
+        self.kind[job.quota_key] = job.service
+
+    def drop(self, job_id: str) -> None:
+        job = self.jobs.pop(job_id, None)
+        if job is not None:
+            del self.by_service[job.service][job_id]
+            del self.by_key[job.quota_key][job_id]
+
+    def get(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
+
+    def count(self, key: str) -> int:
+        return len(self.by_key.get(key, ()))
+
+    def clear(self) -> None:
+        self.jobs.clear()
+        self.by_service.clear()
+        self.by_key.clear()
+
+
+class RunState:
+    """The shared state of one campaign's runs (caps, paces and counters outlive a run)."""
+
+    def __init__(
+        self, journal: Journal, settings: Settings, clock: Clock, rng: random.Random, region: str | None
+    ) -> None:
+        self.journal = journal
+        self.settings = settings
+        self.clock = clock
+        self.rng = rng
+        self.stats = Stats()
+        self.inquiries = Inquiries()
+        #: How long jobs of each kind took, for when a sweep would find one ended.
+        self.durations: dict[str, Durations] = defaultdict(Durations)
+        #: Read it, but change it through :meth:`track` and :meth:`untrack`.
+        self.tracked = Tracked()
+        #: The region part of a pace's journal key; the clients' region once they are open.
+        self.pace_region = region or "default"
+        self.wake_dispatch = Signal()
+        self.wake_track = Signal()
+        self.wake_watch = Signal()
+        #: Whether the watcher wants to hear of every change (once nothing is pending).
+        self.watch_armed = False
+        self._capacity: dict[str, Capacity] = {}
+        self._slots: dict[str, set[str]] = defaultdict(set)
+        self._later: dict[str, tuple[Job, float]] = {}
+        self._rates: dict[str, AdaptiveRate] = {}
+        #: Create paces learned by this run or an earlier one, by ``<service>:<region>``.
+        self._learned: dict[str, float] = {}
+        #: Jobs handed to the submit workers whose create call has not yet returned.
+        self._unsent: dict[str, str] = {}  # job id -> quota key
+        self._unsent_keys: Counter[str] = Counter()
+
+    def notify(self) -> None:
+        """Something changed that may free a slot or end the run: wake who waits for that."""
+        self.wake_dispatch.set()
+        if self.watch_armed:
+            self.wake_watch.set()
+
+    # ------------------------------------------------------------ restore
+    async def restore(self) -> None:
+        """Rebuild the slots, tracked jobs and jobs to reconcile from the journal (start-up, resume)."""
+        self._unsent.clear()
+        self._unsent_keys.clear()
+        self._slots.clear()
+        self.tracked.clear()
+        self._later.clear()
+        self._learned.update(await self.journal.paces())
+        now = self.clock()
+        for job in await self.journal.active():
+            self._slots[job.quota_key].add(job.id)
+            if job.state is JobState.SUBMITTING:
+                self._later[job.id] = (job, now)  # reconcile by repeating the same create
+            else:
+                self.tracked.put(job)
+
+    # -------------------------------------------------------------- slots
+    def in_use(self, key: str) -> int:
+        """Slots of ``key`` held by our claimed or created jobs."""
+        return len(self._slots[key])
+
+    def take_slots(self, key: str, jobs: Iterable[Job]) -> None:
+        self._slots[key].update(job.id for job in jobs)
+
+    def free_slot(self, job: Job, *, released: bool) -> None:
+        """``job`` no longer holds a slot; ``released``: the service's quota has a slot free too."""
+        self._slots[job.quota_key].discard(job.id)
+        if released:
+            self.cap(job.quota_key).released()
+
+    # ------------------------------------------------------- tracked jobs
+    def track(self, job: Job) -> None:
+        self.tracked.put(job)
+
+    def untrack(self, job: Job) -> None:
+        self.tracked.drop(job.id)
+
+    def created_in(self, key: str) -> int:
+        """Our jobs of ``key`` that the service has created and not yet ended."""
+        return self.tracked.count(key)
+
+    # ------------------------------------------- jobs whose create is due again
+    def later(self, job: Job, at: float) -> None:
+        """Send ``job`` (still submitting) again at ``at``: its create may have landed."""
+        self._later[job.id] = (job, at)
+
+    def due(self, now: float) -> tuple[list[Job], float]:
+        """The jobs due again by ``now`` (taken out), and when the next one is due (at most 1 s on)."""
+        due, wake_at = [], now + 1.0
+        for job_id, (job, not_before) in list(self._later.items()):
+            if not_before <= now:
+                del self._later[job_id]
+                due.append(job)
+            else:
+                wake_at = min(wake_at, not_before)
+        return due, wake_at
+
+    def any_due_later(self) -> bool:
+        return bool(self._later)
+
+    # ----------------------------------------- claimed jobs not yet sent
+    def handed_over(self, job: Job) -> None:
+        self._unsent[job.id] = job.quota_key
+        self._unsent_keys[job.quota_key] += 1
+
+    def sent(self, job: Job) -> None:
+        """``job``'s create call returned (or will not be made): it no longer waits to be sent."""
+        key = self._unsent.pop(job.id, None)
+        if key is not None:
+            self._unsent_keys[key] -= 1
+            self.notify()
+
+    def unsent(self) -> int:
+        return len(self._unsent)
+
+    def unsent_in(self, key: str) -> int:
+        return self._unsent_keys[key]
+
+    # ------------------------------------------------------- caps and paces
+    def cap(self, key: str) -> Capacity:
+        if key not in self._capacity:
+            self._capacity[key] = Capacity(key, default_limit(key, dict(self.settings.max_running)))
+        return self._capacity[key]
+
+    def rate(self, service: Service) -> AdaptiveRate:
+        name = service.aws_service
+        if name not in self._rates:
+            self._rates[name] = AdaptiveRate(
+                self.clock,
+                ceiling=self.settings.create_rate,
+                initial=self._learned.get(self._pace_key(name)),
+            )
+        return self._rates[name]
+
+    def create_rates(self) -> dict[str, float | None]:
+        return {name: rate.rate for name, rate in self._rates.items()}
+
+    def _pace_key(self, aws_service: str) -> str:
+        return f"{aws_service}:{self.pace_region}"
+
+    def changed_paces(self) -> Mapping[str, float]:
+        """Paces learned since they were last saved, by journal key."""
+        learned = {
+            self._pace_key(name): pace
+            for name, rate in self._rates.items()
+            if (pace := rate.learned) is not None
+        }
+        return {key: pace for key, pace in learned.items() if self._learned.get(key) != pace}
+
+    def paces_saved(self, paces: Mapping[str, float]) -> None:
+        self._learned.update(paces)
+
+    def backoff(self, attempt: int) -> float:
+        return backoff(attempt, self.rng, base=self.settings.backoff_base, cap=self.settings.backoff_cap)
