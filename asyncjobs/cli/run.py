@@ -16,6 +16,7 @@ from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_UNSUCCESSFUL, Failure, Halte
 from .logs import setup
 from .options import Globals, global_options, journal_option
 from .output import emit, note, shell_command
+from .serve_metrics import DEFAULT_HOST, metrics_server
 from .session import session_for, warn_if_unverified
 
 
@@ -55,6 +56,19 @@ from .session import session_for, warn_if_unverified
     help="Extra attempts for failed or expired jobs.",
 )
 @click.option("--no-wait", is_flag=True, help="Exit once every job is submitted; resume later to track them.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    metavar="PORT",
+    help="Serve Prometheus metrics on http://HOST:PORT/metrics while the run works (0: a free port).",
+)
+@click.option(
+    "--metrics-host",
+    default=DEFAULT_HOST,
+    show_default=True,
+    metavar="HOST",
+    help="Address for --metrics-port (no authentication: keep it on loopback).",
+)
 @global_options
 @click.pass_context
 def run_command(
@@ -67,6 +81,8 @@ def run_command(
     poll_interval: float,
     resubmit_failed: int,
     no_wait: bool,
+    metrics_port: int | None,
+    metrics_host: str,
 ) -> int:
     """Submit CAMPAIGN (JSON Lines, or - for stdin) and track every job to the end.
 
@@ -94,7 +110,8 @@ def run_command(
     async def main() -> int:
         session = await session_for(g, campaign_file)
         try:
-            summary = await drive(options, campaign_factory(g, settings, session))
+            with metrics_server(metrics_host, metrics_port) as registry:
+                summary = await drive(options, campaign_factory(g, settings, session, metrics=registry))
         except Halted as halted:
             report_halt(g, halted, options)
             raise

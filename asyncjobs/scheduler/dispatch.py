@@ -175,7 +175,8 @@ class Dispatcher(RunPart):
                 continue  # asked to stop while this job waited for its turn
             try:
                 async with self._inflight:
-                    arn = await adapter.create(job)
+                    with self._reporter.metrics.create_timer(str(job.service)):
+                        arn = await adapter.create(job)
             except DECIDED_ERRORS as exc:
                 step = await self._after_failure(job, adapter, rate, exc, attempts)
                 if step is None:
@@ -211,6 +212,7 @@ class Dispatcher(RunPart):
             error, attempts, transient_retries=self._state.settings.transient_retries, role=role
         )
         action, attempts = decision.action, decision.attempts
+        self._reporter.metrics.create_refused(str(job.service), decision.outcome)
         if action in (Action.THROTTLED, Action.RETRY, Action.PARK, Action.PROBE, Action.FOLLOW):
             job = await self._retrying(job, rate, error, decision)
             if action is Action.PARK:
