@@ -12,9 +12,12 @@ import ipaddress
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import anyio
+
 from ..metrics import EXTRA_HINT
 from .errors import EXIT_USAGE, Failure
 from .output import note
+from .signals import Interrupts, watching
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -54,6 +57,17 @@ def metrics_server(host: str, port: int | None) -> Iterator[CollectorRegistry | 
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+async def linger(seconds: float) -> None:
+    """Keep the process (and so the server) up ``seconds`` more, so a scraper can read the run's
+    final figures; the first SIGINT or SIGTERM ends the wait (the run's exit code stands)."""
+    note(f"metrics: serving the final figures for {seconds:g}s more")
+    interrupts = Interrupts()
+    async with watching(interrupts):
+        with anyio.CancelScope() as scope:
+            interrupts.on_first(scope.cancel, "no longer serving metrics")
+            await anyio.sleep(seconds)
 
 
 def is_loopback(host: str) -> bool:
