@@ -148,13 +148,17 @@ _SERIES: weakref.WeakKeyDictionary[CollectorRegistry, _Series] = weakref.WeakKey
 
 
 def _series(registry: CollectorRegistry) -> _Series:
+    try:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+    except ImportError:
+        raise MissingExtra(f"metrics need prometheus-client: {EXTRA_HINT}") from None
+    if not isinstance(registry, CollectorRegistry):
+        raise TypeError(
+            f"metrics= takes a prometheus_client.CollectorRegistry, not {type(registry).__name__}"
+        )
     found = _SERIES.get(registry)
     if found is not None:
         return found
-    try:
-        from prometheus_client import Counter, Gauge, Histogram
-    except ImportError:
-        raise MissingExtra(f"metrics need prometheus-client: {EXTRA_HINT}") from None
     try:
         series = _Series(
             jobs=Gauge(

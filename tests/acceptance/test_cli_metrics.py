@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import MakeEmulator
 from tests.support.cli import Cli, finish_async
-from tests.support.specs import spec, write_campaign
+from tests.support.specs import MODEL, spec, write_campaign
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 UNFINISHED = ("pending", "submitting", "submitted", "running")
@@ -143,9 +143,7 @@ async def test_metrics_follow_the_run_and_match_the_emulator(
     assert total(final, "asyncjobs_status_reads_total") > 0
     assert total(final, "asyncjobs_jobs", state="succeeded") == jobs
     assert total(final, "asyncjobs_job_duration_seconds_count", service="bedrock") == jobs
-    assert label_values(final, "asyncjobs_quota_cap", "key") == {
-        "bedrock:" + spec("x", "bedrock")["request"]["modelId"]
-    }  # type: ignore[index]
+    assert label_values(final, "asyncjobs_quota_cap", "key") == {f"bedrock:{MODEL}"}
     assert total(final, "asyncjobs_create_rate", service="bedrock") > 0
     assert label_values(final, "asyncjobs_create_calls_total", "campaign") == {"c"}
 
