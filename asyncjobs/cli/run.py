@@ -73,6 +73,7 @@ from .session import session_for, warn_if_unverified
     "--metrics-linger",
     type=click.FloatRange(min=0),
     default=0.0,
+    show_default=True,
     metavar="SECONDS",
     help="After the run, keep serving its final metrics this long (a signal ends it sooner).",
 )
