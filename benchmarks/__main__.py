@@ -7,7 +7,7 @@ contender (``asyncjobs_given``, ``asyncjobs_discovered``, ``asyncjobs_frugal``,
 ``baseline_standard``, ``baseline_adaptive``, ``baseline_standard_given``,
 ``baseline_adaptive_given``). The quota_bound contenders and the discovered campaigns run 3
 times each and report medians (``--quick``: once; ``--runs`` sets the number); ``metrics``
-alternates at least 3 runs with metrics off and on.
+alternates at least 5 runs with metrics off and on.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ async def _frames(g: Globals, path: Path, interval: float) -> None:
     console = stdout_console()
     while True:
         doc = await watch_document(path)
-        console.print(watch_renderable(doc))
+        console.print(_frame(g, doc))
         if doc["complete"]:
             return
         await anyio.sleep(interval)
@@ -76,11 +76,18 @@ async def _frames(g: Globals, path: Path, interval: float) -> None:
 
 async def _live(g: Globals, path: Path, interval: float) -> None:
     doc = await watch_document(path)
-    with Live(watch_renderable(doc), console=stdout_console(), auto_refresh=False, transient=False) as live:
+    with Live(_frame(g, doc), console=stdout_console(), auto_refresh=False, transient=False) as live:
         while not doc["complete"]:
             await anyio.sleep(interval)
             doc = await watch_document(path)
-            live.update(watch_renderable(doc), refresh=True)
+            live.update(_frame(g, doc), refresh=True)
+
+
+def _frame(g: Globals, doc: Mapping[str, Any]) -> RenderableType:
+    """The table of ``doc``, or of what ``--query`` picks from it (as ``emit`` shows it)."""
+    if g.query is None:
+        return watch_renderable(doc)
+    return display.generic_renderable(jmespath.search(g.query, doc))
 
 
 async def watch_document(path: Path) -> dict[str, Any]:
