@@ -185,8 +185,8 @@ async def test_metrics_beyond_loopback_are_warned_of(tmp_path: Path, make_emulat
 async def test_status_watch_follows_a_run_that_holds_the_journal(
     tmp_path: Path, make_emulator: MakeEmulator
 ) -> None:
-    jobs = 6
-    emu = await make_emulator(job_seconds=(1.0, 2.0))
+    jobs = 12  # created over a few seconds while the pace is found, each running 2-3 s: time to watch
+    emu = await make_emulator(job_seconds=(2.0, 3.0))
     write_campaign(tmp_path / "campaign.jsonl", bedrock_specs(jobs))
     cli = Cli(tmp_path)
     run = await cli.start(
