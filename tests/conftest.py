@@ -7,6 +7,7 @@
 - ``aws_client(service, url)``: an aioboto3 client with dummy credentials.
 - ``bedrock_job(...)``, ``personalize_job(...)``, ``segment_job(...)``: valid create requests.
 - The emulator as a subprocess: :func:`tests.emulator_process.emulator_process`.
+- ``postgres_server``, ``postgres_database``: a real PostgreSQL (see :mod:`tests.support.postgres`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from botocore.config import Config
 
 from asyncjobs.emulator import Emulator, EmulatorConfig
 from tests.emulator_process import emulator_process, emulator_process_sync
+from tests.support.postgres import postgres_database, postgres_server  # noqa: F401 (fixtures)
 
 __all__ = [
     "ACCOUNT",

@@ -47,6 +47,7 @@ from ..model import Job, JobSpec, JobState, Service, StateCounts, evolve, spec_d
 from ..naming import idempotency_token, job_name
 from . import files
 from .base import AddResult, Change, EventRecord
+from .single import SingleProcessWorker
 
 log = structlog.get_logger("asyncjobs.journal")
 
@@ -160,7 +161,7 @@ def _is_unwritable(exc: sqlite3.Error) -> bool:
     return any(w in text for w in ("readonly", "read-only", "disk is full", "disk i/o", "unable to open"))
 
 
-class SQLiteJournal:
+class SQLiteJournal(SingleProcessWorker):  # the several-worker primitives, for one process
     """A campaign journal in one SQLite file. Open it with :meth:`open`."""
 
     def __init__(

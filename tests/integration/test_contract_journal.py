@@ -1,4 +1,9 @@
-"""The journal contract: every Journal implementation must pass this suite (SQLite today)."""
+"""The journal contract: every Journal implementation passes this suite (SQLite and PostgreSQL).
+
+``opener`` opens a journal by name on the backend under test: a file in the test's directory, or a
+fresh database on the session's PostgreSQL server (one database per name). Tests of what only a
+file has (modes, locks) run on SQLite only, and say why.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,12 @@ import anyio
 import pytest
 
 from asyncjobs.errors import CampaignError, IllegalTransition, JournalLocked, JournalSchemaError, SpecChanged
-from asyncjobs.journal import Change, SQLiteJournal, open_journal
+from asyncjobs.journal import Change, Journal, open_journal
 from asyncjobs.lifecycle import Event
 from asyncjobs.model import JobSpec, JobState, Service
 
-Opener = Callable[..., Awaitable[SQLiteJournal]]
+Opener = Callable[..., Awaitable[Journal]]
+sqlite_only = pytest.mark.parametrize("opener", ["sqlite"], indirect=True)
 
 
 def spec(i: int, model: str = "m1", **extra: object) -> JobSpec:
@@ -25,12 +31,21 @@ def spec(i: int, model: str = "m1", **extra: object) -> JobSpec:
     )
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
-    opened: list[SQLiteJournal] = []
+    opened: list[Journal] = []
+    backend = request.param
+    make_database = request.getfixturevalue("postgres_database") if backend == "postgres" else None
+    seen: set[str] = set()
 
-    async def open_(name: str = "j.db", **kw: object) -> SQLiteJournal:
-        journal = await open_journal(tmp_path / name, **kw)  # type: ignore[arg-type]
+    async def open_(name: str = "j.db", **kw: object) -> Journal:
+        if make_database is None:
+            journal: Journal = await open_journal(tmp_path / name, **kw)  # type: ignore[arg-type]
+        else:
+            if name not in seen:  # as a new file is named after its stem, unless told otherwise
+                kw.setdefault("campaign", Path(name).stem)
+            journal = await open_journal(make_database(name), **kw)  # type: ignore[arg-type]
+        seen.add(name)
         opened.append(journal)
         return journal
 
@@ -162,6 +177,7 @@ async def test_jobs_iterates_everything_in_order(opener: Opener) -> None:
     assert [j async for j in journal.jobs([JobState.FAILED])] == []
 
 
+@sqlite_only  # file modes and the lock file are a SQLite file's; a database has its own access control
 async def test_file_is_private_locked_and_versioned(opener: Opener, tmp_path: Path) -> None:
     await opener("p.db")
     assert stat.S_IMODE(os.stat(tmp_path / "p.db").st_mode) == 0o600

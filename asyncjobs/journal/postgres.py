@@ -1,0 +1,941 @@
+"""The PostgreSQL journal: campaigns in a database that several workers on several hosts share.
+
+Open it with ``open_journal("postgresql://user@host:5432/db", campaign="name")``. One database
+holds many campaigns: every row is keyed by its campaign's name (tables in :mod:`.pg_schema`).
+
+- **Driver: psycopg 3, async.** psycopg hands the URI to libpq, so it takes every libpq
+  connection URI and parameter exactly as ``psql`` does: a Unix-socket host given as
+  ``?host=/path``, ``sslmode``, ``service``, ``passfile``, the ``PG*`` environment variables.
+  asyncpg parses URIs itself and covers a subset. psycopg also gives ``COPY`` for ingest and
+  ``pg_xact_status`` checks need nothing special.
+- **Durable before the network.** :meth:`PostgresJournal.transition` returns after its COMMIT.
+- **Group commit**, as in the SQLite journal: concurrent changes share one transaction, written
+  with one ``UPDATE ... FROM unnest(...)`` and one ``INSERT ... SELECT unnest(...)``. Ingest
+  uses ``COPY``. Every statement of one journal object goes through one connection, one at a time:
+  group commit already makes one transaction of concurrent changes, and a pool would only add
+  connections for reads the scheduler makes rarely.
+- **Ownership.** A job in ``submitting`` carries a lease: the worker that claimed it and an
+  expiry (the database's clock). A change to a ``submitting`` job is recorded only if this worker
+  still holds it, and a change to any job only if the job is still in the state the change was
+  decided from; otherwise that change raises :class:`~asyncjobs.errors.JournalConflict` (the
+  others of its commit are recorded).
+- **Counts.** :meth:`counts` answers from memory: this worker's commits are applied to it at once,
+  and the whole table is counted again (one ``GROUP BY`` over the state index) after a commit
+  when the last count is older than ``refresh_seconds``, and whenever :meth:`refresh` is called.
+  Other workers' changes therefore show within about ``refresh_seconds`` of this worker's next
+  commit; decisions that must be exact (a quota cap) are taken in the database by :meth:`claim`.
+- **Outages.** A lost connection is re-opened with backoff for up to ``outage_seconds``; a read is
+  then repeated, and a write is repeated unless it committed: the transaction's id, taken before
+  its COMMIT, is looked up with ``pg_xact_status`` (so nothing is written twice or lost). Past
+  ``outage_seconds`` the call raises :class:`~asyncjobs.errors.JournalUnavailable`. An ingest
+  (whose input is read as it goes) is not repeated: it raises at once, and is simply run again.
+- **Secrets.** The URI's password never leaves this object: :attr:`path`, ``repr``, errors and
+  logs show :func:`.location.redact`'s form, and a driver's message is scrubbed of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import time
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import anyio
+import orjson
+import psycopg
+import structlog
+from psycopg import errors as pgerrors
+
+from .. import lifecycle
+from ..errors import (
+    CampaignError,
+    JournalConflict,
+    JournalError,
+    JournalSchemaError,
+    JournalUnavailable,
+    SpecChanged,
+)
+from ..lifecycle import Event
+from ..model import Job, JobSpec, JobState, Service, StateCounts, evolve
+from ..naming import idempotency_token
+from . import location, specrows
+from .base import AddResult, Change, EventRecord
+from .pg_schema import INGEST_COLUMNS, JOB_COLUMNS, NOW, SCHEMA_LOCK, SCHEMA_VERSION, STATEMENTS
+from .single import new_worker_id
+
+log = structlog.get_logger("asyncjobs.journal")
+
+T = TypeVar("T")
+Connection = psycopg.AsyncConnection[Any]
+
+_INGEST_BATCH = 5000
+_FIELDS = frozenset({"arn", "remote_status", "last_error", "submitted_at", "job_name", "token", "attempt"})
+_ACTIVE = "('submitting', 'submitted', 'running')"
+_J_COLUMNS = ", ".join(f"j.{c.strip()}" for c in JOB_COLUMNS.split(","))
+
+_UPDATE_JOBS = f"""
+UPDATE asyncjobs_jobs AS j SET state = v.state, attempt = v.attempt, job_name = v.job_name, arn = v.arn,
+    remote_status = v.remote_status, last_error = v.last_error, submitted_at = v.submitted_at,
+    updated_at = %(now)s::float8,
+    lease_owner = CASE WHEN v.state = 'submitting' THEN %(worker)s::text END,
+    lease_expires = CASE WHEN v.state = 'submitting' THEN {NOW} + %(lease)s::float8 END
+FROM unnest(%(seq)s::bigint[], %(old)s::text[], %(state)s::text[], %(attempt)s::int[], %(job_name)s::text[],
+            %(arn)s::text[], %(remote)s::text[], %(error)s::text[], %(submitted)s::float8[])
+    AS v(seq, old_state, state, attempt, job_name, arn, remote_status, last_error, submitted_at)
+WHERE j.seq = v.seq AND j.campaign = %(campaign)s::text AND j.state = v.old_state
+    AND (j.state <> 'submitting' OR j.lease_owner = %(worker)s::text)
+RETURNING j.seq
+"""
+
+_INSERT_EVENTS = """
+INSERT INTO asyncjobs_events (campaign, job_id, ts, event, from_state, to_state, attempt, arn, detail)
+SELECT %s::text, * FROM unnest(%s::text[], %s::float8[], %s::text[], %s::text[], %s::text[], %s::int[],
+                               %s::text[], %s::text[])
+"""
+
+
+class _Conflict(Exception):
+    """Some changes of a batch found their job changed by another worker (the batch rolls back)."""
+
+    def __init__(self, seqs: set[int]) -> None:
+        self.seqs = seqs
+
+
+@dataclass
+class _Attempt:
+    """One try of a write: its transaction id (known before the COMMIT) and its result."""
+
+    xid: str | None = None
+    result: Any = None
+    done: bool = False
+
+
+def _to_job(row: Sequence[Any], campaign: str) -> Job:
+    (id_, seq, service, quota_key, state, attempt, name, request, digest, arn, remote, error, sub, upd) = row
+    return Job(
+        id=id_,
+        seq=seq,
+        service=Service(service),
+        quota_key=quota_key,
+        state=JobState(state),
+        attempt=attempt,
+        job_name=name,
+        token=idempotency_token(campaign, id_, attempt, digest),  # derived, never stored
+        request=orjson.loads(request),
+        digest=digest,
+        arn=arn,
+        remote_status=remote,
+        last_error=error,
+        submitted_at=sub,
+        updated_at=upd,
+    )
+
+
+class PostgresJournal:
+    """One campaign's journal in a shared PostgreSQL database. Open it with :meth:`open`."""
+
+    def __init__(
+        self,
+        uri: str,
+        conn: Connection,
+        campaign: str,
+        *,
+        worker: str,
+        outage_seconds: float,
+        refresh_seconds: float,
+        lease_seconds: float,
+    ) -> None:
+        self.__uri = uri  # holds the password: never shown (see location.redact)
+        self._shown = location.redact(uri)
+        self._conn: Connection | None = conn
+        self._campaign = campaign
+        self._worker = worker
+        self._outage_seconds = outage_seconds
+        self._refresh_seconds = refresh_seconds
+        self._lease_seconds = lease_seconds
+        self._db = asyncio.Lock()  # one statement at a time on the one connection
+        self._queue: list[tuple[Change, asyncio.Future[Job]]] = []
+        self._flushing = False
+        self._counts: dict[str, Counter[JobState]] = defaultdict(Counter)
+        self._refreshed = 0.0
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<PostgresJournal {self._shown} campaign={self._campaign!r} worker={self._worker!r}>"
+
+    # ---------------------------------------------------------------- opening
+    @classmethod
+    async def open(
+        cls,
+        uri: str,
+        *,
+        campaign: str | None = None,
+        create: bool = True,
+        worker: str | None = None,
+        outage_seconds: float = 60.0,
+        refresh_seconds: float = 1.0,
+        lease_seconds: float = 60.0,
+    ) -> PostgresJournal:
+        """Connect, create the tables if the database has none, and open ``campaign``.
+
+        ``campaign`` may be left out when the database holds exactly one campaign. A campaign not
+        in the database is created when ``create`` is true (the first worker), else refused.
+        ``lease_seconds`` is the lease a plain ``transition`` into ``submitting`` takes.
+        """
+        shown = location.redact(uri)
+        try:
+            conn = await psycopg.AsyncConnection.connect(uri, autocommit=True, application_name="asyncjobs")
+        except psycopg.Error as exc:
+            raise JournalUnavailable(
+                f"journal {shown}: cannot connect: {location.scrub(_one_line(exc), uri)}"
+            ) from None
+        try:
+            await cls._prepare(conn, shown)
+            name = await cls._campaign_of(conn, shown, campaign, create)
+        except psycopg.Error as exc:
+            await conn.close()
+            raise JournalError(f"journal {shown}: {location.scrub(_one_line(exc), uri)}") from None
+        except BaseException:
+            await conn.close()
+            raise
+        journal = cls(
+            uri,
+            conn,
+            name,
+            worker=worker or new_worker_id(),
+            outage_seconds=outage_seconds,
+            refresh_seconds=refresh_seconds,
+            lease_seconds=lease_seconds,
+        )
+        await journal.refresh()
+        log.debug("asyncjobs.journal.opened", journal=shown, campaign=name, worker=journal.worker)
+        return journal
+
+    @staticmethod
+    async def _prepare(conn: Connection, shown: str) -> None:
+        """Create the tables once per database; refuse a schema newer than this asyncjobs."""
+        found = await (await conn.execute("SELECT to_regclass('asyncjobs_schema') IS NOT NULL")).fetchone()
+        if not (found and found[0]):
+            async with conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+                for statement in STATEMENTS:
+                    await conn.execute(statement)
+                row = await (await conn.execute("SELECT count(*) FROM asyncjobs_schema")).fetchone()
+                if row is not None and row[0] == 0:
+                    await conn.execute(
+                        "INSERT INTO asyncjobs_schema (version) VALUES (%s)", (SCHEMA_VERSION,)
+                    )
+        row = await (await conn.execute("SELECT max(version) FROM asyncjobs_schema")).fetchone()
+        version = row[0] if row else None
+        if version is None:
+            raise JournalSchemaError(f"journal {shown}: not an asyncjobs database (no schema version)")
+        if version > SCHEMA_VERSION:
+            raise JournalSchemaError(
+                f"journal {shown}: journal schema version {version} is newer than this asyncjobs supports "
+                f"({SCHEMA_VERSION}); upgrade asyncjobs"
+            )
+
+    @staticmethod
+    async def _campaign_of(conn: Connection, shown: str, campaign: str | None, create: bool) -> str:
+        cur = await conn.execute("SELECT name FROM asyncjobs_campaigns ORDER BY name")
+        names = [str(r[0]) for r in await cur.fetchall()]
+        if campaign is None:
+            if len(names) == 1:
+                return names[0]
+            if not names:
+                raise JournalError(
+                    f"journal {shown}: the database holds no campaign; name one (--campaign-name)"
+                )
+            listed = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+            raise JournalError(
+                f"journal {shown}: the database holds {len(names)} campaigns ({listed}); "
+                "name one (--campaign-name)"
+            )
+        if campaign not in names:
+            if not create:
+                raise JournalError(f"journal {shown}: no campaign {campaign!r} in the database")
+            await conn.execute(
+                "INSERT INTO asyncjobs_campaigns (name, created_at) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (campaign, time.time()),
+            )
+        return campaign
+
+    async def __aenter__(self) -> PostgresJournal:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Give up this worker's leases (so others take its jobs over at once) and disconnect."""
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True):
+            conn = self._conn
+            if conn is None or conn.closed or conn.broken:
+                return
+            with contextlib.suppress(psycopg.Error):
+                async with self._db, conn.transaction():
+                    await conn.execute(
+                        f"UPDATE asyncjobs_jobs SET lease_expires = {NOW} WHERE campaign = %s"
+                        " AND state = 'submitting' AND lease_owner = %s",
+                        (self._campaign, self._worker),
+                    )
+                    await conn.execute(
+                        "DELETE FROM asyncjobs_sweeps WHERE campaign = %s AND owner = %s",
+                        (self._campaign, self._worker),
+                    )
+            await conn.close()
+            self._conn = None
+
+    # ------------------------------------------------------------- properties
+    @property
+    def campaign(self) -> str:
+        return self._campaign
+
+    @property
+    def path(self) -> str:
+        """The database's URI, with its password shown as ``***``."""
+        return self._shown
+
+    @property
+    def worker(self) -> str:
+        return self._worker
+
+    def counts(self) -> StateCounts:
+        total: Counter[JobState] = Counter()
+        for per_key in self._counts.values():
+            total.update(per_key)
+        return StateCounts({s: n for s, n in total.items() if n})
+
+    def counts_by_key(self) -> Mapping[str, StateCounts]:
+        return {k: StateCounts({s: n for s, n in c.items() if n}) for k, c in self._counts.items()}
+
+    async def refresh(self) -> None:
+        async def read(conn: Connection, _: _Attempt) -> list[tuple[Any, ...]]:
+            cur = await conn.execute(
+                "SELECT quota_key, state, count(*) FROM asyncjobs_jobs WHERE campaign = %s GROUP BY 1, 2",
+                (self._campaign,),
+            )
+            return await cur.fetchall()
+
+        rows = await self._call(read, retry="read")
+        counts: dict[str, Counter[JobState]] = defaultdict(Counter)
+        for key, state, n in rows:
+            counts[key][JobState(state)] = n
+        self._counts = counts
+        self._refreshed = time.monotonic()
+
+    async def _refresh_if_stale(self) -> None:
+        if time.monotonic() - self._refreshed >= self._refresh_seconds:
+            await self.refresh()
+
+    # ------------------------------------------------------- the connection
+    async def _connection(self) -> Connection:
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            if conn is not None:
+                with contextlib.suppress(psycopg.Error):
+                    await conn.close()
+            self._conn = None
+            conn = await psycopg.AsyncConnection.connect(
+                self.__uri, autocommit=True, application_name="asyncjobs"
+            )
+            self._conn = conn
+            log.info("asyncjobs.journal.reconnected", journal=self._shown)
+        return conn
+
+    def _lost(self) -> bool:
+        conn = self._conn
+        return conn is None or conn.closed or conn.broken
+
+    async def _call(
+        self,
+        work: Callable[[Connection, _Attempt], Awaitable[T]],
+        *,
+        retry: Literal["read", "write", "never"],
+    ) -> T:
+        """Run ``work`` on the connection, riding an outage as the module docstring says."""
+        if self._closed:
+            raise JournalError(f"journal {self._shown} is closed")
+        async with self._db:
+            failed_at: float | None = None
+            delay = 0.05
+            doubt: _Attempt | None = None  # a write whose COMMIT may or may not have happened
+            attempt = _Attempt()
+            while True:
+                try:
+                    if doubt is not None:
+                        conn = await self._connection()
+                        status = await self._xact_status(conn, doubt)
+                        if status == "committed":
+                            return doubt.result  # type: ignore[no-any-return]
+                        if status == "in progress":  # the old session is still ending
+                            await anyio.sleep(delay)
+                            continue
+                        doubt = None
+                    attempt = _Attempt()
+                    conn = await self._connection()
+                    return await work(conn, attempt)
+                except pgerrors.TransactionRollback:  # a serialization failure or deadlock: rolled back
+                    await anyio.sleep(delay)
+                    continue
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    if not self._lost():
+                        raise self._error(exc) from None
+                    now = time.monotonic()
+                    failed_at = failed_at or now
+                    message = location.scrub(_one_line(exc), self.__uri)
+                    if retry == "never":
+                        raise JournalUnavailable(
+                            f"journal {self._shown}: the connection to the database was lost ({message}); "
+                            "nothing of this call was recorded: run it again"
+                        ) from None
+                    if now - failed_at >= self._outage_seconds:
+                        raise JournalUnavailable(
+                            f"journal {self._shown}: the database has been unreachable for"
+                            f" {now - failed_at:.0f} s ({message}); resume the campaign once it is back"
+                        ) from None
+                    if failed_at == now:
+                        log.warning("asyncjobs.journal.outage", journal=self._shown, error=message)
+                    if retry == "write" and attempt.xid is not None and doubt is None:
+                        doubt = attempt
+                    await anyio.sleep(delay)
+                    delay = min(2.0, delay * 2)
+                except psycopg.Error as exc:
+                    raise self._error(exc) from None
+                except BaseException:
+                    # cancelled mid-statement: the session's state is unknown, start a new one
+                    if self._conn is not None and not self._lost():
+                        with anyio.CancelScope(shield=True), contextlib.suppress(psycopg.Error):
+                            await self._conn.close()
+                    raise
+
+    @staticmethod
+    async def _xact_status(conn: Connection, attempt: _Attempt) -> str | None:
+        cur = await conn.execute("SELECT pg_xact_status(%s::xid8)", (attempt.xid,))
+        row = await cur.fetchone()
+        return None if row is None else row[0]
+
+    def _error(self, exc: psycopg.Error) -> JournalError:
+        return JournalError(f"journal {self._shown}: {location.scrub(_one_line(exc), self.__uri)}")
+
+    async def _write(self, body: Callable[[Connection], Awaitable[T]]) -> T:
+        """``body`` in one transaction, repeated after an outage unless it committed."""
+
+        async def work(conn: Connection, attempt: _Attempt) -> T:
+            async with conn.transaction():
+                row = await (await conn.execute("SELECT pg_current_xact_id()::text")).fetchone()
+                attempt.xid = None if row is None else row[0]
+                attempt.result = await body(conn)
+            return attempt.result  # type: ignore[no-any-return]
+
+        return await self._call(work, retry="write")
+
+    async def _read(self, body: Callable[[Connection], Awaitable[T]]) -> T:
+        async def work(conn: Connection, _: _Attempt) -> T:
+            return await body(conn)
+
+        return await self._call(work, retry="read")
+
+    def _to_job(self, row: Sequence[Any]) -> Job:
+        return _to_job(row, self._campaign)
+
+    # ---------------------------------------------------------------- ingest
+    async def add_specs(self, specs: Iterable[JobSpec]) -> AddResult:
+        """All or nothing, in one transaction under the campaign's ingest lock: workers that start
+        together ingest one after the other, and a later one finds the specs and joins."""
+        chunks = specrows.batches(specs, _INGEST_BATCH)
+        campaign = self._campaign
+
+        def next_batch() -> list[JobSpec] | None:  # reading and validating the input: in a thread
+            return next(chunks, None)
+
+        async def work(conn: Connection, _: _Attempt) -> tuple[Counter[str], int]:
+            added: Counter[str] = Counter()
+            existing = 0
+            async with conn.transaction():
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"asyncjobs:ingest:{campaign}",)
+                )
+                cur = await conn.execute(
+                    "UPDATE asyncjobs_campaigns SET ingests = ingests + 1 WHERE name = %s RETURNING ingests",
+                    (campaign,),
+                )
+                row = await cur.fetchone()
+                if row is None:
+                    raise JournalError(f"journal {self._shown}: campaign {campaign!r} was removed")
+                ingest = int(row[0])
+                cur = await conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM asyncjobs_jobs WHERE campaign = %s)", (campaign,)
+                )
+                known = await cur.fetchone()
+                fresh = not (known and known[0])
+                while (batch := await anyio.to_thread.run_sync(next_batch)) is not None:
+                    rows = specrows.encode(batch, campaign, ingest)
+                    if not fresh:
+                        rows, skipped = await self._skip_known(conn, rows, ingest)
+                        existing += skipped
+                    await self._copy(conn, rows)
+                    added.update(r[specrows.QUOTA_KEY] for r in rows)
+            return added, existing
+
+        added, existing = await self._call(work, retry="never")
+        for key, n in added.items():
+            self._counts[key][JobState.PENDING] += n
+        log.debug("asyncjobs.journal.ingested", added=added.total(), existing=existing)
+        return AddResult(added=added.total(), existing=existing)
+
+    async def _skip_known(
+        self, conn: Connection, rows: list[tuple[Any, ...]], ingest: int
+    ) -> tuple[list[tuple[Any, ...]], int]:
+        """``rows`` without the specs already journaled; raises on a repeat or a changed spec."""
+        cur = await conn.execute(
+            "SELECT id, digest, ingest, source FROM asyncjobs_jobs WHERE campaign = %s AND id = ANY(%s)",
+            (self._campaign, [r[specrows.ID] for r in rows]),
+        )
+        known = {r[0]: r[1:] for r in await cur.fetchall()}
+        kept = []
+        for row in rows:
+            if row[specrows.ID] not in known:
+                kept.append(row)
+                continue
+            digest, when, first = known[row[specrows.ID]]
+            source = row[specrows.SOURCE]
+            if when == ingest:
+                raise CampaignError(
+                    f"duplicate id {row[specrows.ID]!r} (first at {first})", source=source, field="id"
+                )
+            if digest != row[specrows.DIGEST]:
+                raise SpecChanged(row[specrows.ID], source)
+        return kept, len(rows) - len(kept)
+
+    async def _copy(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        tail = (self._campaign, "pending", 1)
+        try:
+            async with conn.transaction():  # a savepoint: a repeat is diagnosed against what was there
+                cur = conn.cursor()
+                async with cur.copy(f"COPY asyncjobs_jobs ({INGEST_COLUMNS}) FROM STDIN") as copy:
+                    for row in rows:
+                        await copy.write_row(row + tail)
+        except pgerrors.UniqueViolation:
+            await self._raise_duplicate(conn, rows)
+            raise
+
+    async def _raise_duplicate(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Name the first repeated id or job name of ``rows`` (against the journal, then within)."""
+        cur = await conn.execute(
+            "SELECT id, source FROM asyncjobs_jobs WHERE campaign = %s AND id = ANY(%s)",
+            (self._campaign, [r[specrows.ID] for r in rows]),
+        )
+        firsts = {r[0]: r[1] for r in await cur.fetchall()}
+        for row in rows:
+            if row[specrows.ID] in firsts:
+                raise CampaignError(
+                    f"duplicate id {row[specrows.ID]!r} (first at {firsts[row[specrows.ID]]})",
+                    source=row[specrows.SOURCE],
+                    field="id",
+                )
+        names: dict[str, str] = {}
+        for row in rows:
+            name, source = row[specrows.JOB_NAME], row[specrows.SOURCE]
+            if name in names:
+                raise CampaignError(
+                    f"duplicate jobName {name!r} (first at {names[name]})",
+                    source=source,
+                    field="request.jobName",
+                )
+            names[name] = source
+        cur = await conn.execute(
+            "SELECT job_name, source FROM asyncjobs_jobs WHERE campaign = %s AND job_name = ANY(%s)",
+            (self._campaign, list(names)),
+        )
+        for name, first in await cur.fetchall():
+            raise CampaignError(
+                f"duplicate jobName {name!r} (first at {first})", source=names[name], field="request.jobName"
+            )
+
+    # ----------------------------------------------------------------- reads
+    async def _select_jobs(self, where: str, args: Sequence[Any]) -> list[Job]:
+        async def body(conn: Connection) -> list[Job]:
+            cur = await conn.execute(
+                f"SELECT {JOB_COLUMNS} FROM asyncjobs_jobs WHERE campaign = %s AND {where}",
+                (self._campaign, *args),
+            )
+            return [self._to_job(r) for r in await cur.fetchall()]
+
+        return await self._read(body)
+
+    async def pending(self, quota_key: str, limit: int, exclude: Sequence[str] = ()) -> list[Job]:
+        if limit <= 0:
+            return []
+        skip = set(exclude)
+        jobs = await self._select_jobs(
+            "state = 'pending' AND quota_key = %s ORDER BY seq LIMIT %s", (quota_key, limit + len(skip))
+        )
+        return [j for j in jobs if j.id not in skip][:limit]
+
+    async def active(self) -> list[Job]:
+        return await self._select_jobs(f"state IN {_ACTIVE} ORDER BY seq", ())
+
+    async def get(self, job_id: str) -> Job | None:
+        found = await self._select_jobs("id = %s", (job_id,))
+        return found[0] if found else None
+
+    async def jobs(self, states: Iterable[JobState] | None = None) -> AsyncIterator[Job]:
+        wanted = None if states is None else [str(s) for s in states]
+        after = 0
+        while True:
+            if wanted is None:
+                page = await self._select_jobs("seq > %s ORDER BY seq LIMIT 1000", (after,))
+            else:
+                page = await self._select_jobs(
+                    "seq > %s AND state = ANY(%s) ORDER BY seq LIMIT 1000", (after, wanted)
+                )
+            for job in page:
+                yield job
+            if len(page) < 1000:
+                return
+            after = page[-1].seq
+
+    async def events(self, job_id: str | None = None, limit: int | None = None) -> list[EventRecord]:
+        sql = (
+            "SELECT seq, job_id, ts, event, from_state, to_state, attempt, arn, detail"
+            " FROM asyncjobs_events WHERE campaign = %s"
+        )
+        args: list[Any] = [self._campaign]
+        if job_id is not None:
+            sql += " AND job_id = %s"
+            args.append(job_id)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT %s"
+            args.append(limit)
+
+        async def body(conn: Connection) -> list[EventRecord]:
+            cur = await conn.execute(sql, args)
+            return [EventRecord(*r) for r in await cur.fetchall()]
+
+        return await self._read(body)
+
+    async def paces(self) -> Mapping[str, float]:
+        """Every worker's learned paces: one ``pace:<service>:<region>`` row each in ``meta``."""
+
+        async def body(conn: Connection) -> dict[str, float]:
+            cur = await conn.execute(
+                "SELECT key, value FROM asyncjobs_meta WHERE campaign = %s AND key LIKE 'pace:%%'",
+                (self._campaign,),
+            )
+            return {key.removeprefix("pace:"): float(value) for key, value in await cur.fetchall()}
+
+        return await self._read(body)
+
+    # ---------------------------------------------------------------- writes
+    async def save_paces(self, paces: Mapping[str, float]) -> None:
+        if not paces:
+            return
+
+        async def body(conn: Connection) -> None:
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO asyncjobs_meta (campaign, key, value) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (campaign, key) DO UPDATE SET value = excluded.value",
+                    [
+                        (self._campaign, f"pace:{key}", repr(float(pace)))
+                        for key, pace in sorted(paces.items())
+                    ],
+                )
+
+        with anyio.CancelScope(shield=True):
+            await self._write(body)
+
+    async def transition(self, job: Job, event: Event, *, detail: str | None = None, **fields: Any) -> Job:
+        (new,) = await self.transition_many([Change(job, event, fields, detail)])
+        return new
+
+    async def update_remote(self, updates: Sequence[tuple[Job, str]]) -> list[Job]:
+        if not updates:
+            return []
+        now = time.time()
+        jobs = [evolve(job, job.state, now, {"remote_status": status}) for job, status in updates]
+
+        async def body(conn: Connection) -> None:
+            await conn.execute(
+                "UPDATE asyncjobs_jobs AS j SET remote_status = v.remote, updated_at = %s"
+                " FROM unnest(%s::bigint[], %s::text[]) AS v(seq, remote)"
+                " WHERE j.seq = v.seq AND j.campaign = %s",
+                (now, [j.seq for j in jobs], [j.remote_status for j in jobs], self._campaign),
+            )
+
+        with anyio.CancelScope(shield=True):
+            await self._write(body)
+        return jobs
+
+    async def transition_many(self, changes: Sequence[Change]) -> list[Job]:
+        if not changes:
+            return []
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Job]] = []
+        state_of: dict[int, JobState] = {}
+        for change in changes:  # check everything before queueing anything
+            seq = change.job.seq
+            state_of[seq] = lifecycle.apply(state_of.get(seq, change.job.state), change.event)
+            unknown = set(change.fields) - _FIELDS
+            if unknown:
+                raise TypeError(f"unknown job fields {sorted(unknown)}")
+        for change in changes:
+            fut: asyncio.Future[Job] = loop.create_future()
+            self._queue.append((change, fut))
+            futures.append(fut)
+        if not self._flushing:
+            self._flushing = True
+            try:
+                with anyio.CancelScope(shield=True):
+                    while self._queue:
+                        batch, self._queue = self._queue, []
+                        await self._flush(batch)
+                    await self._refresh_if_stale()
+            except Exception as exc:  # a failed refresh: the changes themselves are settled
+                log.warning("asyncjobs.journal.refresh_failed", error=str(exc))
+            finally:
+                self._flushing = False
+        try:
+            return [await f for f in futures]
+        finally:
+            for f in futures:
+                if f.done() and not f.cancelled():
+                    f.exception()
+
+    async def _flush(self, batch: list[tuple[Change, asyncio.Future[Job]]]) -> None:
+        while batch:
+            now = time.time()
+            latest: dict[int, Job] = {}
+            before: list[Job] = []
+            jobs: list[Job] = []
+            for change, _ in batch:  # changes to one job apply in order, each to what the one before left
+                old = latest.get(change.job.seq, change.job)
+                new = evolve(old, lifecycle.apply(old.state, change.event), now, change.fields)
+                latest[new.seq] = new
+                before.append(old)
+                jobs.append(new)
+            try:
+                await self._write(
+                    functools.partial(self._write_changes, batch=batch, before=before, jobs=jobs, now=now)
+                )
+            except _Conflict as conflict:
+                kept = []
+                for change, fut in batch:
+                    if change.job.seq in conflict.seqs:
+                        fut.set_exception(JournalConflict(change.job.id))
+                    else:
+                        kept.append((change, fut))
+                batch = kept
+                continue
+            except BaseException as exc:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            for (_, fut), old, new in zip(batch, before, jobs, strict=True):
+                per_key = self._counts[new.quota_key]
+                per_key[old.state] -= 1
+                per_key[new.state] += 1
+                if not fut.done():
+                    fut.set_result(new)
+            return
+
+    async def _write_changes(
+        self,
+        conn: Connection,
+        *,
+        batch: list[tuple[Change, asyncio.Future[Job]]],
+        before: list[Job],
+        jobs: list[Job],
+        now: float,
+    ) -> None:
+        # one row per job: its state after every change of the batch, checked against its state before
+        latest = {j.seq: j for j in jobs}
+        first_state: dict[int, JobState] = {}
+        for old in before:
+            first_state.setdefault(old.seq, old.state)
+        final = list(latest.values())
+        cur = await conn.execute(
+            _UPDATE_JOBS,
+            {
+                "now": now,
+                "worker": self._worker,
+                "lease": self._lease_seconds,
+                "campaign": self._campaign,
+                "seq": [j.seq for j in final],
+                "old": [str(first_state[j.seq]) for j in final],
+                "state": [str(j.state) for j in final],
+                "attempt": [j.attempt for j in final],
+                "job_name": [j.job_name for j in final],
+                "arn": [j.arn for j in final],
+                "remote": [j.remote_status for j in final],
+                "error": [j.last_error for j in final],
+                "submitted": [j.submitted_at for j in final],
+            },
+        )
+        done = {r[0] for r in await cur.fetchall()}
+        if len(done) < len(final):
+            raise _Conflict({j.seq for j in final} - done)
+        changes = [c for c, _ in batch]
+        await conn.execute(
+            _INSERT_EVENTS,
+            (
+                self._campaign,
+                [j.id for j in jobs],
+                [now] * len(jobs),
+                [str(c.event) for c in changes],
+                [str(o.state) for o in before],
+                [str(j.state) for j in jobs],
+                [j.attempt for j in jobs],
+                [j.arn for j in jobs],
+                [c.detail for c in changes],
+            ),
+        )
+
+    # ------------------------------------------------------- several workers
+    async def claim(self, quota_key: str, cap: int, limit: int, *, lease_seconds: float = 60.0) -> list[Job]:
+        """Count and claim in one transaction under the key's advisory lock (see the protocol)."""
+        if limit <= 0 or cap <= 0:
+            return []
+        now = time.time()
+
+        async def body(conn: Connection) -> list[Job]:
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (f"asyncjobs:claim:{self._campaign}:{quota_key}",),
+            )
+            cur = await conn.execute(
+                "SELECT count(*) FROM asyncjobs_jobs"
+                f" WHERE campaign = %s AND quota_key = %s AND state IN {_ACTIVE}",
+                (self._campaign, quota_key),
+            )
+            row = await cur.fetchone()
+            room = min(limit, cap - (row[0] if row else 0))
+            if room <= 0:
+                return []
+            cur = await conn.execute(
+                f"""WITH picked AS (
+                        SELECT seq FROM asyncjobs_jobs WHERE campaign = %(c)s AND quota_key = %(k)s
+                            AND state = 'pending' ORDER BY seq LIMIT %(n)s FOR UPDATE SKIP LOCKED)
+                    UPDATE asyncjobs_jobs AS j SET state = 'submitting', updated_at = %(now)s,
+                        lease_owner = %(w)s, lease_expires = {NOW} + %(lease)s::float8
+                    FROM picked WHERE j.seq = picked.seq RETURNING {_J_COLUMNS}""",
+                {
+                    "c": self._campaign,
+                    "k": quota_key,
+                    "n": room,
+                    "now": now,
+                    "w": self._worker,
+                    "lease": lease_seconds,
+                },
+            )
+            claimed = sorted((self._to_job(r) for r in await cur.fetchall()), key=lambda j: j.seq)
+            if claimed:
+                await conn.execute(
+                    _INSERT_EVENTS,
+                    (
+                        self._campaign,
+                        [j.id for j in claimed],
+                        [now] * len(claimed),
+                        [str(Event.CLAIM)] * len(claimed),
+                        [str(JobState.PENDING)] * len(claimed),
+                        [str(JobState.SUBMITTING)] * len(claimed),
+                        [j.attempt for j in claimed],
+                        [j.arn for j in claimed],
+                        [None] * len(claimed),
+                    ),
+                )
+            return claimed
+
+        with anyio.CancelScope(shield=True):  # claimed jobs are this worker's: never lose the answer
+            claimed = await self._write(body)
+        per_key = self._counts[quota_key]
+        per_key[JobState.PENDING] -= len(claimed)
+        per_key[JobState.SUBMITTING] += len(claimed)
+        return claimed
+
+    async def heartbeat(self, *, lease_seconds: float = 60.0) -> int:
+        async def body(conn: Connection) -> int:
+            cur = await conn.execute(
+                f"UPDATE asyncjobs_jobs SET lease_expires = {NOW} + %s::float8"
+                " WHERE campaign = %s AND state = 'submitting' AND lease_owner = %s",
+                (lease_seconds, self._campaign, self._worker),
+            )
+            return cur.rowcount
+
+        return await self._write(body)
+
+    async def take_over_expired(self, limit: int = 1000, *, lease_seconds: float = 60.0) -> list[Job]:
+        async def body(conn: Connection) -> list[Job]:
+            cur = await conn.execute(
+                f"""WITH picked AS (
+                        SELECT seq, lease_owner FROM asyncjobs_jobs WHERE campaign = %(c)s
+                            AND state = 'submitting' AND lease_expires <= {NOW}
+                            ORDER BY seq LIMIT %(n)s FOR UPDATE SKIP LOCKED)
+                    UPDATE asyncjobs_jobs AS j
+                    SET lease_owner = %(w)s, lease_expires = {NOW} + %(lease)s::float8
+                    FROM picked WHERE j.seq = picked.seq RETURNING {_J_COLUMNS}, picked.lease_owner""",
+                {"c": self._campaign, "n": limit, "w": self._worker, "lease": lease_seconds},
+            )
+            rows = await cur.fetchall()
+            for row in rows:
+                log.info("asyncjobs.journal.taken_over", job_id=row[0], worker=self._worker, previous=row[-1])
+            return sorted((self._to_job(r[:-1]) for r in rows), key=lambda j: j.seq)
+
+        with anyio.CancelScope(shield=True):
+            taken = await self._write(body)
+        return taken
+
+    async def take(self, key: str, rate: float, burst: float = 1.0) -> float:
+        """One reservation from the bucket row ``key``, refilled in SQL by the database's clock."""
+        if rate <= 0:
+            raise ValueError(f"rate must be positive, got {rate}")
+
+        async def body(conn: Connection) -> float:
+            cur = await conn.execute(
+                f"""INSERT INTO asyncjobs_buckets AS b (campaign, key, tokens, at)
+                    VALUES (%(c)s, %(k)s, %(burst)s::float8 - 1, {NOW})
+                    ON CONFLICT (campaign, key) DO UPDATE SET
+                        tokens = least(%(burst)s::float8,
+                                       b.tokens + greatest(0, {NOW} - b.at) * %(rate)s::float8) - 1,
+                        at = {NOW}
+                    RETURNING tokens""",
+                {"c": self._campaign, "k": key, "burst": burst, "rate": rate},
+            )
+            row = await cur.fetchone()
+            tokens = float(row[0]) if row else 0.0
+            return max(0.0, -tokens / rate)
+
+        return await self._write(body)
+
+    async def try_lease_sweep(self, kind: str, seconds: float) -> bool:
+        async def body(conn: Connection) -> bool:
+            cur = await conn.execute(
+                f"""INSERT INTO asyncjobs_sweeps AS s (campaign, kind, owner, expires)
+                    VALUES (%s, %s, %s, {NOW} + %s::float8)
+                    ON CONFLICT (campaign, kind)
+                    DO UPDATE SET owner = excluded.owner, expires = excluded.expires
+                    WHERE s.owner = excluded.owner OR s.expires <= {NOW}
+                    RETURNING owner""",
+                (self._campaign, kind, self._worker, seconds),
+            )
+            return await cur.fetchone() is not None
+
+        return await self._write(body)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
