@@ -208,3 +208,56 @@ async def test_duplicates_across_ingest_batches_are_named(opener: Opener, resume
     with pytest.raises(CampaignError, match=r"c\.jsonl:6002: request\.jobName: duplicate jobName 'n3'"):
         await journal.add_specs(named)
     assert journal.counts().total == (1 if resumed else 0)
+
+
+# ------------------------------------------------------------------ several workers: one worker's view
+async def _finish(journal: Journal, job_id: str) -> None:
+    job = await journal.get(job_id)
+    assert job is not None
+    job = await journal.transition(job, Event.CREATED, arn=f"arn:{job_id}")
+    await journal.transition(job, Event.OBSERVE_SUCCEEDED)
+
+
+async def test_claim_takes_pending_jobs_oldest_first_within_the_cap(opener: Opener) -> None:
+    journal = await opener()
+    await journal.add_specs([spec(i, model="m1" if i < 10 else "m2") for i in range(12)])
+    first = await journal.claim("bedrock:m1", cap=3, limit=10)
+    assert [j.id for j in first] == ["s0", "s1", "s2"]
+    assert all(j.state is JobState.SUBMITTING for j in first)
+    assert await journal.claim("bedrock:m1", cap=3, limit=10) == []  # the cap is full
+    await _finish(journal, "s1")  # a slot frees
+    assert [j.id for j in await journal.claim("bedrock:m1", cap=3, limit=10)] == ["s3"]
+    assert [j.id for j in await journal.claim("bedrock:m1", cap=100, limit=2)] == ["s4", "s5"]
+    assert [j.id for j in await journal.claim("bedrock:m2", cap=5, limit=5)] == ["s10", "s11"]
+    assert await journal.claim("bedrock:m2", cap=5, limit=5) == []  # nothing left pending
+    by_key = journal.counts_by_key()
+    assert (by_key["bedrock:m1"][JobState.SUBMITTING], by_key["bedrock:m1"][JobState.PENDING]) == (5, 4)
+    stored = await journal.get("s0")
+    assert stored is not None and stored.state is JobState.SUBMITTING
+    assert [(e.event, e.from_state, e.to_state) for e in await journal.events("s0")] == [
+        ("claim", "pending", "submitting")
+    ]
+
+
+async def test_a_lone_worker_holds_every_lease(opener: Opener) -> None:
+    journal = await opener()
+    await journal.add_specs([spec(i) for i in range(3)])
+    await journal.claim("bedrock:m1", cap=5, limit=2)
+    assert await journal.heartbeat(lease_seconds=30) == 2
+    assert await journal.take_over_expired() == []  # its own leases are live
+    assert await journal.try_lease_sweep("bedrock", 10)
+    assert await journal.try_lease_sweep("bedrock", 10)  # renewed
+    assert journal.worker  # an id, for logs and leases
+    await journal.refresh()
+    assert journal.counts()[JobState.SUBMITTING] == 2
+
+
+async def test_take_reserves_from_a_bucket_per_key(opener: Opener) -> None:
+    """One call every 100 s, a burst of 2: the first two go at once, then each waits 100 s more
+    than the one before (the waits are reservations, so no test time passes)."""
+    journal = await opener()
+    waits = [await journal.take("bedrock:us-east-1", rate=0.01, burst=2) for _ in range(4)]
+    assert waits[:2] == [0.0, 0.0]
+    assert 99 < waits[2] <= 100
+    assert 199 < waits[3] <= 200
+    assert await journal.take("personalize:us-east-1", rate=0.01, burst=1) == 0.0  # another key

@@ -9,8 +9,11 @@ and nothing to install by hand.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import shutil
 import subprocess
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -67,12 +70,26 @@ class OwnServer:
         self._server.cleanup()
 
 
+@contextlib.contextmanager
+def own_server() -> Iterator[OwnServer]:
+    """A server in a new directory of its own (removed after). Not under pytest's ``tmp_path``: as
+    root, pgserver runs PostgreSQL as another user, which may not enter pytest's private directories."""
+    parent = Path(tempfile.mkdtemp(prefix="asyncjobs-pg-"))
+    try:
+        server = OwnServer(parent / "data")
+        try:
+            yield server
+        finally:
+            server.close()
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
     """The URI of a PostgreSQL server running for the whole session."""
-    server = OwnServer(tmp_path_factory.mktemp("postgres") / "data")
-    yield server.uri
-    server.close()
+    with own_server() as server:
+        yield server.uri
 
 
 @pytest.fixture
