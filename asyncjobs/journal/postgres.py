@@ -6,73 +6,54 @@ holds many campaigns: every row is keyed by its campaign's name (tables in :mod:
 - **Driver: psycopg 3, async.** psycopg hands the URI to libpq, so it takes every libpq
   connection URI and parameter exactly as ``psql`` does: a Unix-socket host given as
   ``?host=/path``, ``sslmode``, ``service``, ``passfile``, the ``PG*`` environment variables.
-  asyncpg parses URIs itself and covers a subset. psycopg also gives ``COPY`` for ingest and
-  ``pg_xact_status`` checks need nothing special.
+  asyncpg implements the protocol and parses URIs itself, covering a subset of them.
 - **Durable before the network.** :meth:`PostgresJournal.transition` returns after its COMMIT.
 - **Group commit**, as in the SQLite journal: concurrent changes share one transaction, written
   with one ``UPDATE ... FROM unnest(...)`` and one ``INSERT ... SELECT unnest(...)``. Ingest
-  uses ``COPY``. Every statement of one journal object goes through one connection, one at a time:
-  group commit already makes one transaction of concurrent changes, and a pool would only add
-  connections for reads the scheduler makes rarely.
+  uses ``COPY`` (:mod:`.pg_ingest`). One connection per journal object, riding outages
+  (:mod:`.pg_session`).
 - **Ownership.** A job in ``submitting`` carries a lease: the worker that claimed it and an
   expiry (the database's clock). A change to a ``submitting`` job is recorded only if this worker
   still holds it, and a change to any job only if the job is still in the state the change was
   decided from; otherwise that change raises :class:`~asyncjobs.errors.JournalConflict` (the
   others of its commit are recorded).
-- **Counts.** :meth:`counts` answers from memory: this worker's commits are applied to it at once,
-  and the whole table is counted again (one ``GROUP BY`` over the state index) after a commit
-  when the last count is older than ``refresh_seconds``, and whenever :meth:`refresh` is called.
-  Other workers' changes therefore show within about ``refresh_seconds`` of this worker's next
-  commit; decisions that must be exact (a quota cap) are taken in the database by :meth:`claim`.
-- **Outages.** A lost connection is re-opened with backoff for up to ``outage_seconds``; a read is
-  then repeated, and a write is repeated unless it committed: the transaction's id, taken before
-  its COMMIT, is looked up with ``pg_xact_status`` (so nothing is written twice or lost). Past
-  ``outage_seconds`` the call raises :class:`~asyncjobs.errors.JournalUnavailable`. An ingest
-  (whose input is read as it goes) is not repeated: it raises at once, and is simply run again.
-- **Secrets.** The URI's password never leaves this object: :attr:`path`, ``repr``, errors and
-  logs show :func:`.location.redact`'s form, and a driver's message is scrubbed of it.
+- **Counts.** :meth:`PostgresJournal.counts` answers from memory: this worker's commits are
+  applied to it at once, and the campaign is counted again (one ``GROUP BY`` over the state
+  index) after a commit of this worker when the last count is older than ``refresh_seconds``,
+  and whenever :meth:`PostgresJournal.refresh` is called. Other workers' changes show within
+  about ``refresh_seconds`` of this worker's next commit; a decision that must be exact (a quota
+  cap) is taken in the database, by :meth:`PostgresJournal.claim`.
+- **Secrets.** The URI's password never leaves the session: :attr:`PostgresJournal.path`,
+  ``repr``, errors and logs show :func:`.location.redact`'s form.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any
 
 import anyio
 import orjson
 import psycopg
 import structlog
-from psycopg import errors as pgerrors
 
 from .. import lifecycle
-from ..errors import (
-    CampaignError,
-    JournalConflict,
-    JournalError,
-    JournalSchemaError,
-    JournalUnavailable,
-    SpecChanged,
-)
+from ..errors import JournalConflict, JournalError, JournalSchemaError, JournalUnavailable
 from ..lifecycle import Event
 from ..model import Job, JobSpec, JobState, Service, StateCounts, evolve
 from ..naming import idempotency_token
-from . import location, specrows
+from . import location, pg_ingest
 from .base import AddResult, Change, EventRecord
-from .pg_schema import INGEST_COLUMNS, JOB_COLUMNS, NOW, SCHEMA_LOCK, SCHEMA_VERSION, STATEMENTS
+from .pg_schema import JOB_COLUMNS, NOW, SCHEMA_LOCK, SCHEMA_VERSION, STATEMENTS
+from .pg_session import Connection, Session, connect, one_line
 from .single import new_worker_id
 
 log = structlog.get_logger("asyncjobs.journal")
 
-T = TypeVar("T")
-Connection = psycopg.AsyncConnection[Any]
-
-_INGEST_BATCH = 5000
 _FIELDS = frozenset({"arn", "remote_status", "last_error", "submitted_at", "job_name", "token", "attempt"})
 _ACTIVE = "('submitting', 'submitted', 'running')"
 _J_COLUMNS = ", ".join(f"j.{c.strip()}" for c in JOB_COLUMNS.split(","))
@@ -105,15 +86,6 @@ class _Conflict(Exception):
         self.seqs = seqs
 
 
-@dataclass
-class _Attempt:
-    """One try of a write: its transaction id (known before the COMMIT) and its result."""
-
-    xid: str | None = None
-    result: Any = None
-    done: bool = False
-
-
 def _to_job(row: Sequence[Any], campaign: str) -> Job:
     (id_, seq, service, quota_key, state, attempt, name, request, digest, arn, remote, error, sub, upd) = row
     return Job(
@@ -139,30 +111,18 @@ class PostgresJournal:
     """One campaign's journal in a shared PostgreSQL database. Open it with :meth:`open`."""
 
     def __init__(
-        self,
-        uri: str,
-        conn: Connection,
-        campaign: str,
-        *,
-        worker: str,
-        outage_seconds: float,
-        refresh_seconds: float,
-        lease_seconds: float,
+        self, session: Session, campaign: str, *, worker: str, refresh_seconds: float, lease_seconds: float
     ) -> None:
-        self.__uri = uri  # holds the password: never shown (see location.redact)
-        self._shown = location.redact(uri)
-        self._conn: Connection | None = conn
+        self._session = session
+        self._shown = session.shown
         self._campaign = campaign
         self._worker = worker
-        self._outage_seconds = outage_seconds
         self._refresh_seconds = refresh_seconds
         self._lease_seconds = lease_seconds
-        self._db = asyncio.Lock()  # one statement at a time on the one connection
         self._queue: list[tuple[Change, asyncio.Future[Job]]] = []
         self._flushing = False
         self._counts: dict[str, Counter[JobState]] = defaultdict(Counter)
         self._refreshed = 0.0
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"<PostgresJournal {self._shown} campaign={self._campaign!r} worker={self._worker!r}>"
@@ -188,26 +148,24 @@ class PostgresJournal:
         """
         shown = location.redact(uri)
         try:
-            conn = await psycopg.AsyncConnection.connect(uri, autocommit=True, application_name="asyncjobs")
+            conn = await connect(uri)
         except psycopg.Error as exc:
             raise JournalUnavailable(
-                f"journal {shown}: cannot connect: {location.scrub(_one_line(exc), uri)}"
+                f"journal {shown}: cannot connect: {location.scrub(one_line(exc), uri)}"
             ) from None
         try:
             await cls._prepare(conn, shown)
             name = await cls._campaign_of(conn, shown, campaign, create)
         except psycopg.Error as exc:
             await conn.close()
-            raise JournalError(f"journal {shown}: {location.scrub(_one_line(exc), uri)}") from None
+            raise JournalError(f"journal {shown}: {location.scrub(one_line(exc), uri)}") from None
         except BaseException:
             await conn.close()
             raise
         journal = cls(
-            uri,
-            conn,
+            Session(uri, conn, outage_seconds=outage_seconds),
             name,
             worker=worker or new_worker_id(),
-            outage_seconds=outage_seconds,
             refresh_seconds=refresh_seconds,
             lease_seconds=lease_seconds,
         )
@@ -272,26 +230,19 @@ class PostgresJournal:
 
     async def aclose(self) -> None:
         """Give up this worker's leases (so others take its jobs over at once) and disconnect."""
-        if self._closed:
-            return
-        self._closed = True
-        with anyio.CancelScope(shield=True):
-            conn = self._conn
-            if conn is None or conn.closed or conn.broken:
-                return
-            with contextlib.suppress(psycopg.Error):
-                async with self._db, conn.transaction():
-                    await conn.execute(
-                        f"UPDATE asyncjobs_jobs SET lease_expires = {NOW} WHERE campaign = %s"
-                        " AND state = 'submitting' AND lease_owner = %s",
-                        (self._campaign, self._worker),
-                    )
-                    await conn.execute(
-                        "DELETE FROM asyncjobs_sweeps WHERE campaign = %s AND owner = %s",
-                        (self._campaign, self._worker),
-                    )
-            await conn.close()
-            self._conn = None
+
+        async def release(conn: Connection) -> None:
+            await conn.execute(
+                f"UPDATE asyncjobs_jobs SET lease_expires = {NOW} WHERE campaign = %s"
+                " AND state = 'submitting' AND lease_owner = %s",
+                (self._campaign, self._worker),
+            )
+            await conn.execute(
+                "DELETE FROM asyncjobs_sweeps WHERE campaign = %s AND owner = %s",
+                (self._campaign, self._worker),
+            )
+
+        await self._session.close(release)
 
     # ------------------------------------------------------------- properties
     @property
@@ -317,14 +268,14 @@ class PostgresJournal:
         return {k: StateCounts({s: n for s, n in c.items() if n}) for k, c in self._counts.items()}
 
     async def refresh(self) -> None:
-        async def read(conn: Connection, _: _Attempt) -> list[tuple[Any, ...]]:
+        async def read(conn: Connection) -> list[tuple[Any, ...]]:
             cur = await conn.execute(
                 "SELECT quota_key, state, count(*) FROM asyncjobs_jobs WHERE campaign = %s GROUP BY 1, 2",
                 (self._campaign,),
             )
             return await cur.fetchall()
 
-        rows = await self._call(read, retry="read")
+        rows = await self._session.read(read)
         counts: dict[str, Counter[JobState]] = defaultdict(Counter)
         for key, state, n in rows:
             counts[key][JobState(state)] = n
@@ -335,232 +286,18 @@ class PostgresJournal:
         if time.monotonic() - self._refreshed >= self._refresh_seconds:
             await self.refresh()
 
-    # ------------------------------------------------------- the connection
-    async def _connection(self) -> Connection:
-        conn = self._conn
-        if conn is None or conn.closed or conn.broken:
-            if conn is not None:
-                with contextlib.suppress(psycopg.Error):
-                    await conn.close()
-            self._conn = None
-            conn = await psycopg.AsyncConnection.connect(
-                self.__uri, autocommit=True, application_name="asyncjobs"
-            )
-            self._conn = conn
-            log.info("asyncjobs.journal.reconnected", journal=self._shown)
-        return conn
-
-    def _lost(self) -> bool:
-        conn = self._conn
-        return conn is None or conn.closed or conn.broken
-
-    async def _call(
-        self,
-        work: Callable[[Connection, _Attempt], Awaitable[T]],
-        *,
-        retry: Literal["read", "write", "never"],
-    ) -> T:
-        """Run ``work`` on the connection, riding an outage as the module docstring says."""
-        if self._closed:
-            raise JournalError(f"journal {self._shown} is closed")
-        async with self._db:
-            failed_at: float | None = None
-            delay = 0.05
-            doubt: _Attempt | None = None  # a write whose COMMIT may or may not have happened
-            attempt = _Attempt()
-            while True:
-                try:
-                    if doubt is not None:
-                        conn = await self._connection()
-                        status = await self._xact_status(conn, doubt)
-                        if status == "committed":
-                            return doubt.result  # type: ignore[no-any-return]
-                        if status == "in progress":  # the old session is still ending
-                            await anyio.sleep(delay)
-                            continue
-                        doubt = None
-                    attempt = _Attempt()
-                    conn = await self._connection()
-                    return await work(conn, attempt)
-                except pgerrors.TransactionRollback:  # a serialization failure or deadlock: rolled back
-                    await anyio.sleep(delay)
-                    continue
-                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                    if not self._lost():
-                        raise self._error(exc) from None
-                    now = time.monotonic()
-                    failed_at = failed_at or now
-                    message = location.scrub(_one_line(exc), self.__uri)
-                    if retry == "never":
-                        raise JournalUnavailable(
-                            f"journal {self._shown}: the connection to the database was lost ({message}); "
-                            "nothing of this call was recorded: run it again"
-                        ) from None
-                    if now - failed_at >= self._outage_seconds:
-                        raise JournalUnavailable(
-                            f"journal {self._shown}: the database has been unreachable for"
-                            f" {now - failed_at:.0f} s ({message}); resume the campaign once it is back"
-                        ) from None
-                    if failed_at == now:
-                        log.warning("asyncjobs.journal.outage", journal=self._shown, error=message)
-                    if retry == "write" and attempt.xid is not None and doubt is None:
-                        doubt = attempt
-                    await anyio.sleep(delay)
-                    delay = min(2.0, delay * 2)
-                except psycopg.Error as exc:
-                    raise self._error(exc) from None
-                except BaseException:
-                    # cancelled mid-statement: the session's state is unknown, start a new one
-                    if self._conn is not None and not self._lost():
-                        with anyio.CancelScope(shield=True), contextlib.suppress(psycopg.Error):
-                            await self._conn.close()
-                    raise
-
-    @staticmethod
-    async def _xact_status(conn: Connection, attempt: _Attempt) -> str | None:
-        cur = await conn.execute("SELECT pg_xact_status(%s::xid8)", (attempt.xid,))
-        row = await cur.fetchone()
-        return None if row is None else row[0]
-
-    def _error(self, exc: psycopg.Error) -> JournalError:
-        return JournalError(f"journal {self._shown}: {location.scrub(_one_line(exc), self.__uri)}")
-
-    async def _write(self, body: Callable[[Connection], Awaitable[T]]) -> T:
-        """``body`` in one transaction, repeated after an outage unless it committed."""
-
-        async def work(conn: Connection, attempt: _Attempt) -> T:
-            async with conn.transaction():
-                row = await (await conn.execute("SELECT pg_current_xact_id()::text")).fetchone()
-                attempt.xid = None if row is None else row[0]
-                attempt.result = await body(conn)
-            return attempt.result  # type: ignore[no-any-return]
-
-        return await self._call(work, retry="write")
-
-    async def _read(self, body: Callable[[Connection], Awaitable[T]]) -> T:
-        async def work(conn: Connection, _: _Attempt) -> T:
-            return await body(conn)
-
-        return await self._call(work, retry="read")
-
     def _to_job(self, row: Sequence[Any]) -> Job:
         return _to_job(row, self._campaign)
 
     # ---------------------------------------------------------------- ingest
     async def add_specs(self, specs: Iterable[JobSpec]) -> AddResult:
-        """All or nothing, in one transaction under the campaign's ingest lock: workers that start
-        together ingest one after the other, and a later one finds the specs and joins."""
-        chunks = specrows.batches(specs, _INGEST_BATCH)
-        campaign = self._campaign
-
-        def next_batch() -> list[JobSpec] | None:  # reading and validating the input: in a thread
-            return next(chunks, None)
-
-        async def work(conn: Connection, _: _Attempt) -> tuple[Counter[str], int]:
-            added: Counter[str] = Counter()
-            existing = 0
-            async with conn.transaction():
-                await conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"asyncjobs:ingest:{campaign}",)
-                )
-                cur = await conn.execute(
-                    "UPDATE asyncjobs_campaigns SET ingests = ingests + 1 WHERE name = %s RETURNING ingests",
-                    (campaign,),
-                )
-                row = await cur.fetchone()
-                if row is None:
-                    raise JournalError(f"journal {self._shown}: campaign {campaign!r} was removed")
-                ingest = int(row[0])
-                cur = await conn.execute(
-                    "SELECT EXISTS (SELECT 1 FROM asyncjobs_jobs WHERE campaign = %s)", (campaign,)
-                )
-                known = await cur.fetchone()
-                fresh = not (known and known[0])
-                while (batch := await anyio.to_thread.run_sync(next_batch)) is not None:
-                    rows = specrows.encode(batch, campaign, ingest)
-                    if not fresh:
-                        rows, skipped = await self._skip_known(conn, rows, ingest)
-                        existing += skipped
-                    await self._copy(conn, rows)
-                    added.update(r[specrows.QUOTA_KEY] for r in rows)
-            return added, existing
-
-        added, existing = await self._call(work, retry="never")
+        """All or nothing; workers that start together take turns, and a later one joins
+        (:mod:`.pg_ingest`)."""
+        added, existing = await pg_ingest.ingest(self._session, self._campaign, specs)
         for key, n in added.items():
             self._counts[key][JobState.PENDING] += n
         log.debug("asyncjobs.journal.ingested", added=added.total(), existing=existing)
         return AddResult(added=added.total(), existing=existing)
-
-    async def _skip_known(
-        self, conn: Connection, rows: list[tuple[Any, ...]], ingest: int
-    ) -> tuple[list[tuple[Any, ...]], int]:
-        """``rows`` without the specs already journaled; raises on a repeat or a changed spec."""
-        cur = await conn.execute(
-            "SELECT id, digest, ingest, source FROM asyncjobs_jobs WHERE campaign = %s AND id = ANY(%s)",
-            (self._campaign, [r[specrows.ID] for r in rows]),
-        )
-        known = {r[0]: r[1:] for r in await cur.fetchall()}
-        kept = []
-        for row in rows:
-            if row[specrows.ID] not in known:
-                kept.append(row)
-                continue
-            digest, when, first = known[row[specrows.ID]]
-            source = row[specrows.SOURCE]
-            if when == ingest:
-                raise CampaignError(
-                    f"duplicate id {row[specrows.ID]!r} (first at {first})", source=source, field="id"
-                )
-            if digest != row[specrows.DIGEST]:
-                raise SpecChanged(row[specrows.ID], source)
-        return kept, len(rows) - len(kept)
-
-    async def _copy(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        tail = (self._campaign, "pending", 1)
-        try:
-            async with conn.transaction():  # a savepoint: a repeat is diagnosed against what was there
-                cur = conn.cursor()
-                async with cur.copy(f"COPY asyncjobs_jobs ({INGEST_COLUMNS}) FROM STDIN") as copy:
-                    for row in rows:
-                        await copy.write_row(row + tail)
-        except pgerrors.UniqueViolation:
-            await self._raise_duplicate(conn, rows)
-            raise
-
-    async def _raise_duplicate(self, conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-        """Name the first repeated id or job name of ``rows`` (against the journal, then within)."""
-        cur = await conn.execute(
-            "SELECT id, source FROM asyncjobs_jobs WHERE campaign = %s AND id = ANY(%s)",
-            (self._campaign, [r[specrows.ID] for r in rows]),
-        )
-        firsts = {r[0]: r[1] for r in await cur.fetchall()}
-        for row in rows:
-            if row[specrows.ID] in firsts:
-                raise CampaignError(
-                    f"duplicate id {row[specrows.ID]!r} (first at {firsts[row[specrows.ID]]})",
-                    source=row[specrows.SOURCE],
-                    field="id",
-                )
-        names: dict[str, str] = {}
-        for row in rows:
-            name, source = row[specrows.JOB_NAME], row[specrows.SOURCE]
-            if name in names:
-                raise CampaignError(
-                    f"duplicate jobName {name!r} (first at {names[name]})",
-                    source=source,
-                    field="request.jobName",
-                )
-            names[name] = source
-        cur = await conn.execute(
-            "SELECT job_name, source FROM asyncjobs_jobs WHERE campaign = %s AND job_name = ANY(%s)",
-            (self._campaign, list(names)),
-        )
-        for name, first in await cur.fetchall():
-            raise CampaignError(
-                f"duplicate jobName {name!r} (first at {first})", source=names[name], field="request.jobName"
-            )
 
     # ----------------------------------------------------------------- reads
     async def _select_jobs(self, where: str, args: Sequence[Any]) -> list[Job]:
@@ -571,7 +308,7 @@ class PostgresJournal:
             )
             return [self._to_job(r) for r in await cur.fetchall()]
 
-        return await self._read(body)
+        return await self._session.read(body)
 
     async def pending(self, quota_key: str, limit: int, exclude: Sequence[str] = ()) -> list[Job]:
         if limit <= 0:
@@ -623,7 +360,7 @@ class PostgresJournal:
             cur = await conn.execute(sql, args)
             return [EventRecord(*r) for r in await cur.fetchall()]
 
-        return await self._read(body)
+        return await self._session.read(body)
 
     async def paces(self) -> Mapping[str, float]:
         """Every worker's learned paces: one ``pace:<service>:<region>`` row each in ``meta``."""
@@ -635,7 +372,7 @@ class PostgresJournal:
             )
             return {key.removeprefix("pace:"): float(value) for key, value in await cur.fetchall()}
 
-        return await self._read(body)
+        return await self._session.read(body)
 
     # ---------------------------------------------------------------- writes
     async def save_paces(self, paces: Mapping[str, float]) -> None:
@@ -654,7 +391,7 @@ class PostgresJournal:
                 )
 
         with anyio.CancelScope(shield=True):
-            await self._write(body)
+            await self._session.write(body)
 
     async def transition(self, job: Job, event: Event, *, detail: str | None = None, **fields: Any) -> Job:
         (new,) = await self.transition_many([Change(job, event, fields, detail)])
@@ -675,7 +412,7 @@ class PostgresJournal:
             )
 
         with anyio.CancelScope(shield=True):
-            await self._write(body)
+            await self._session.write(body)
         return jobs
 
     async def transition_many(self, changes: Sequence[Change]) -> list[Job]:
@@ -726,7 +463,7 @@ class PostgresJournal:
                 before.append(old)
                 jobs.append(new)
             try:
-                await self._write(
+                await self._session.write(
                     functools.partial(self._write_changes, batch=batch, before=before, jobs=jobs, now=now)
                 )
             except _Conflict as conflict:
@@ -861,7 +598,7 @@ class PostgresJournal:
             return claimed
 
         with anyio.CancelScope(shield=True):  # claimed jobs are this worker's: never lose the answer
-            claimed = await self._write(body)
+            claimed = await self._session.write(body)
         per_key = self._counts[quota_key]
         per_key[JobState.PENDING] -= len(claimed)
         per_key[JobState.SUBMITTING] += len(claimed)
@@ -876,7 +613,7 @@ class PostgresJournal:
             )
             return cur.rowcount
 
-        return await self._write(body)
+        return await self._session.write(body)
 
     async def take_over_expired(self, limit: int = 1000, *, lease_seconds: float = 60.0) -> list[Job]:
         async def body(conn: Connection) -> list[Job]:
@@ -896,7 +633,7 @@ class PostgresJournal:
             return sorted((self._to_job(r[:-1]) for r in rows), key=lambda j: j.seq)
 
         with anyio.CancelScope(shield=True):
-            taken = await self._write(body)
+            taken = await self._session.write(body)
         return taken
 
     async def take(self, key: str, rate: float, burst: float = 1.0) -> float:
@@ -919,7 +656,7 @@ class PostgresJournal:
             tokens = float(row[0]) if row else 0.0
             return max(0.0, -tokens / rate)
 
-        return await self._write(body)
+        return await self._session.write(body)
 
     async def try_lease_sweep(self, kind: str, seconds: float) -> bool:
         async def body(conn: Connection) -> bool:
@@ -934,8 +671,4 @@ class PostgresJournal:
             )
             return await cur.fetchone() is not None
 
-        return await self._write(body)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+        return await self._session.write(body)
