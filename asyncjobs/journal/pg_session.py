@@ -85,10 +85,12 @@ class Session:
         """``body`` in one transaction, run again after an outage unless it committed."""
 
         async def work(conn: Connection, attempt: Attempt) -> T:
-            async with conn.transaction():
-                row = await (await conn.execute("SELECT pg_current_xact_id()::text")).fetchone()
-                attempt.xid = None if row is None else row[0]
+            # pipelined: statements go out without waiting for each answer, until one is read
+            async with conn.pipeline(), conn.transaction():
+                xid = await conn.execute("SELECT pg_current_xact_id()::text")
                 attempt.result = await body(conn)
+                row = await xid.fetchone()  # known before the COMMIT is sent
+                attempt.xid = None if row is None else row[0]
             return attempt.result  # type: ignore[no-any-return]
 
         return await self.call(work, retry="write")

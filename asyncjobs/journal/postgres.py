@@ -523,11 +523,8 @@ class PostgresJournal:
                 "submitted": [j.submitted_at for j in final],
             },
         )
-        done = {r[0] for r in await cur.fetchall()}
-        if len(done) < len(final):
-            raise _Conflict({j.seq for j in final} - done)
         changes = [c for c, _ in batch]
-        await conn.execute(
+        await conn.execute(  # sent at once (pipelined); rolled back with the batch on a conflict
             _INSERT_EVENTS,
             (
                 self._campaign,
@@ -541,6 +538,9 @@ class PostgresJournal:
                 [c.detail for c in changes],
             ),
         )
+        done = {r[0] for r in await cur.fetchall()}
+        if len(done) < len(final):
+            raise _Conflict({j.seq for j in final} - done)
 
     # ------------------------------------------------------- several workers
     async def claim(self, quota_key: str, cap: int, limit: int, *, lease_seconds: float = 60.0) -> list[Job]:
@@ -608,10 +608,10 @@ class PostgresJournal:
         async def body(conn: Connection) -> int:
             cur = await conn.execute(
                 f"UPDATE asyncjobs_jobs SET lease_expires = {NOW} + %s::float8"
-                " WHERE campaign = %s AND state = 'submitting' AND lease_owner = %s",
+                " WHERE campaign = %s AND state = 'submitting' AND lease_owner = %s RETURNING seq",
                 (lease_seconds, self._campaign, self._worker),
             )
-            return cur.rowcount
+            return len(await cur.fetchall())  # (a pipelined statement has no row count until read)
 
         return await self._session.write(body)
 
