@@ -10,7 +10,7 @@ in a worker thread, batch by batch, so a million-line campaign does not hold up 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import anyio
@@ -27,8 +27,14 @@ BATCH = 5000
 Row = tuple[Any, ...]
 
 
-async def ingest(session: Session, campaign: str, specs: Iterable[JobSpec]) -> tuple[Counter[str], int]:
-    """Add ``specs`` to ``campaign``: the specs added per quota key, and how many were there already."""
+async def ingest(
+    session: Session,
+    campaign: str,
+    specs: Iterable[JobSpec],
+    on_commit: Callable[[Counter[str]], None] | None = None,
+) -> tuple[Counter[str], int]:
+    """Add ``specs`` to ``campaign``: the specs added per quota key (given to ``on_commit`` once
+    committed), and how many were there already."""
     chunks = specrows.batches(specs, BATCH)
 
     def next_batch() -> list[JobSpec] | None:
@@ -64,7 +70,11 @@ async def ingest(session: Session, campaign: str, specs: Iterable[JobSpec]) -> t
         return added, existing
 
     # the input is read as the load goes: a load cut off by an outage is not repeated here
-    return await session.call(work, retry="never")
+    def committed(result: tuple[Counter[str], int]) -> None:
+        if on_commit is not None:
+            on_commit(result[0])
+
+    return await session.call(work, retry="never", on_commit=committed)
 
 
 async def _skip_known(conn: Connection, campaign: str, rows: list[Row], number: int) -> tuple[list[Row], int]:

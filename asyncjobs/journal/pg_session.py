@@ -81,8 +81,11 @@ class Session:
 
         return await self.call(work, retry="read")
 
-    async def write(self, body: Callable[[Connection], Awaitable[T]]) -> T:
-        """``body`` in one transaction, run again after an outage unless it committed."""
+    async def write(
+        self, body: Callable[[Connection], Awaitable[T]], on_commit: Callable[[T], None] | None = None
+    ) -> T:
+        """``body`` in one transaction, run again after an outage unless it committed;
+        ``on_commit`` sees its result before any other call runs (see :meth:`call`)."""
 
         async def work(conn: Connection, attempt: Attempt) -> T:
             # pipelined: statements go out without waiting for each answer, until one is read
@@ -93,63 +96,80 @@ class Session:
                 attempt.xid = None if row is None else row[0]
             return attempt.result  # type: ignore[no-any-return]
 
-        return await self.call(work, retry="write")
+        return await self.call(work, retry="write", on_commit=on_commit)
 
-    async def call(self, work: Callable[[Connection, Attempt], Awaitable[T]], *, retry: Retry) -> T:
-        """Run ``work`` on the connection, riding an outage as the module docstring says."""
+    async def call(
+        self,
+        work: Callable[[Connection, Attempt], Awaitable[T]],
+        *,
+        retry: Retry,
+        on_commit: Callable[[T], None] | None = None,
+    ) -> T:
+        """Run ``work`` on the connection, riding an outage as the module docstring says.
+
+        ``on_commit(result)`` runs before the next call can start: what it keeps in memory (the
+        journal's counts) is never overtaken by a read that already saw the commit.
+        """
         if self._closed:
             raise JournalError(f"journal {self.shown} is closed")
         async with self._lock:
-            failed_at: float | None = None
-            delay = 0.05
-            rollbacks = 0
-            doubt: Attempt | None = None  # a write whose COMMIT may or may not have happened
-            attempt = Attempt()
-            while True:
-                try:
-                    if doubt is not None:
-                        status = await self._status(await self._connection(), doubt)
-                        if status == "committed":
-                            return doubt.result  # type: ignore[no-any-return]
-                        if status == "in progress":  # the old session is still ending
-                            await anyio.sleep(delay)
-                            continue
-                        doubt = None
-                    attempt = Attempt()
-                    return await work(await self._connection(), attempt)
-                except pgerrors.TransactionRollback as exc:  # a serialization failure or deadlock
-                    rollbacks += 1
-                    if rollbacks > _ROLLBACK_RETRIES:
-                        raise self.error(exc) from None
-                    await anyio.sleep(delay * rollbacks)
-                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                    if not self._lost():
-                        raise self.error(exc) from None
-                    now = time.monotonic()
-                    failed_at = failed_at or now
-                    message = self.scrub(exc)
-                    if retry == "never":
-                        raise JournalUnavailable(
-                            f"journal {self.shown}: the connection to the database was lost ({message});"
-                            " nothing of this call was recorded: run it again"
-                        ) from None
-                    if now - failed_at >= self._outage_seconds:
-                        raise JournalUnavailable(
-                            f"journal {self.shown}: the database has been unreachable for"
-                            f" {now - failed_at:.0f} s ({message}); resume the campaign once it is back"
-                        ) from None
-                    if failed_at == now:
-                        log.warning("asyncjobs.journal.outage", journal=self.shown, error=message)
-                    if retry == "write" and attempt.xid is not None and doubt is None:
-                        doubt = attempt
-                    await anyio.sleep(delay)
-                    delay = min(2.0, delay * 2)
-                except psycopg.Error as exc:
+            result = await self._retrying(work, retry)
+            if on_commit is not None:
+                on_commit(result)
+            return result
+
+    async def _retrying(self, work: Callable[[Connection, Attempt], Awaitable[T]], retry: Retry) -> T:
+        """Run ``work`` until it succeeds, the outage outlasts ``outage_seconds`` or ``retry`` forbids."""
+        failed_at: float | None = None
+        delay = 0.05
+        rollbacks = 0
+        doubt: Attempt | None = None  # a write whose COMMIT may or may not have happened
+        attempt = Attempt()
+        while True:
+            try:
+                if doubt is not None:
+                    status = await self._status(await self._connection(), doubt)
+                    if status == "committed":
+                        return doubt.result  # type: ignore[no-any-return]
+                    if status == "in progress":  # the old session is still ending
+                        await anyio.sleep(delay)
+                        continue
+                    doubt = None
+                attempt = Attempt()
+                return await work(await self._connection(), attempt)
+            except pgerrors.TransactionRollback as exc:  # a serialization failure or deadlock
+                rollbacks += 1
+                if rollbacks > _ROLLBACK_RETRIES:
                     raise self.error(exc) from None
-                except BaseException as exc:
-                    if not isinstance(exc, Exception):  # cancelled mid-statement: the session is unknown
-                        await self._drop()
-                    raise
+                await anyio.sleep(delay * rollbacks)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                if not self._lost():
+                    raise self.error(exc) from None
+                now = time.monotonic()
+                failed_at = failed_at or now
+                message = self.scrub(exc)
+                if retry == "never":
+                    raise JournalUnavailable(
+                        f"journal {self.shown}: the connection to the database was lost ({message});"
+                        " nothing of this call was recorded: run it again"
+                    ) from None
+                if now - failed_at >= self._outage_seconds:
+                    raise JournalUnavailable(
+                        f"journal {self.shown}: the database has been unreachable for"
+                        f" {now - failed_at:.0f} s ({message}); resume the campaign once it is back"
+                    ) from None
+                if failed_at == now:
+                    log.warning("asyncjobs.journal.outage", journal=self.shown, error=message)
+                if retry == "write" and attempt.xid is not None and doubt is None:
+                    doubt = attempt
+                await anyio.sleep(delay)
+                delay = min(2.0, delay * 2)
+            except psycopg.Error as exc:
+                raise self.error(exc) from None
+            except BaseException as exc:
+                if not isinstance(exc, Exception):  # cancelled mid-statement: the session is unknown
+                    await self._drop()
+                raise
 
     async def close(self, last: Callable[[Connection], Awaitable[None]] | None = None) -> None:
         """Run ``last`` (best effort: not through an outage) and disconnect."""

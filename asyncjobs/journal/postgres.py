@@ -268,19 +268,19 @@ class PostgresJournal:
         return {k: StateCounts({s: n for s, n in c.items() if n}) for k, c in self._counts.items()}
 
     async def refresh(self) -> None:
-        async def read(conn: Connection) -> list[tuple[Any, ...]]:
+        async def read(conn: Connection) -> None:
             cur = await conn.execute(
                 "SELECT quota_key, state, count(*) FROM asyncjobs_jobs WHERE campaign = %s GROUP BY 1, 2",
                 (self._campaign,),
             )
-            return await cur.fetchall()
+            counts: dict[str, Counter[JobState]] = defaultdict(Counter)
+            for key, state, n in await cur.fetchall():
+                counts[key][JobState(state)] = n
+            # replaced while the session is held: no commit of ours is between this count and its delta
+            self._counts = counts
+            self._refreshed = time.monotonic()
 
-        rows = await self._session.read(read)
-        counts: dict[str, Counter[JobState]] = defaultdict(Counter)
-        for key, state, n in rows:
-            counts[key][JobState(state)] = n
-        self._counts = counts
-        self._refreshed = time.monotonic()
+        await self._session.read(read)
 
     async def _refresh_if_stale(self) -> None:
         if time.monotonic() - self._refreshed >= self._refresh_seconds:
@@ -293,9 +293,12 @@ class PostgresJournal:
     async def add_specs(self, specs: Iterable[JobSpec]) -> AddResult:
         """All or nothing; workers that start together take turns, and a later one joins
         (:mod:`.pg_ingest`)."""
-        added, existing = await pg_ingest.ingest(self._session, self._campaign, specs)
-        for key, n in added.items():
-            self._counts[key][JobState.PENDING] += n
+
+        def count(added: Counter[str]) -> None:
+            for key, n in added.items():
+                self._counts[key][JobState.PENDING] += n
+
+        added, existing = await pg_ingest.ingest(self._session, self._campaign, specs, on_commit=count)
         log.debug("asyncjobs.journal.ingested", added=added.total(), existing=existing)
         return AddResult(added=added.total(), existing=existing)
 
@@ -462,9 +465,17 @@ class PostgresJournal:
                 latest[new.seq] = new
                 before.append(old)
                 jobs.append(new)
+
+            def count(_: None, before: list[Job] = before, jobs: list[Job] = jobs) -> None:
+                for old, new in zip(before, jobs, strict=True):
+                    per_key = self._counts[new.quota_key]
+                    per_key[old.state] -= 1
+                    per_key[new.state] += 1
+
             try:
                 await self._session.write(
-                    functools.partial(self._write_changes, batch=batch, before=before, jobs=jobs, now=now)
+                    functools.partial(self._write_changes, batch=batch, before=before, jobs=jobs, now=now),
+                    count,
                 )
             except _Conflict as conflict:
                 kept = []
@@ -482,10 +493,7 @@ class PostgresJournal:
                 if not isinstance(exc, Exception):
                     raise
                 return
-            for (_, fut), old, new in zip(batch, before, jobs, strict=True):
-                per_key = self._counts[new.quota_key]
-                per_key[old.state] -= 1
-                per_key[new.state] += 1
+            for (_, fut), new in zip(batch, jobs, strict=True):
                 if not fut.done():
                     fut.set_result(new)
             return
@@ -597,11 +605,13 @@ class PostgresJournal:
                 )
             return claimed
 
+        def count(claimed: list[Job]) -> None:
+            per_key = self._counts[quota_key]
+            per_key[JobState.PENDING] -= len(claimed)
+            per_key[JobState.SUBMITTING] += len(claimed)
+
         with anyio.CancelScope(shield=True):  # claimed jobs are this worker's: never lose the answer
-            claimed = await self._session.write(body)
-        per_key = self._counts[quota_key]
-        per_key[JobState.PENDING] -= len(claimed)
-        per_key[JobState.SUBMITTING] += len(claimed)
+            claimed = await self._session.write(body, count)
         return claimed
 
     async def heartbeat(self, *, lease_seconds: float = 60.0) -> int:

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import psycopg
 import pytest
 from structlog.testing import capture_logs
@@ -314,3 +315,27 @@ async def test_a_transaction_cut_off_before_its_commit_is_sent_again_once(
         assert [e.event for e in await journal.events("s0")] == ["claim", "created"]
     finally:
         await journal.aclose()
+
+
+async def test_counts_stay_exact_while_refreshes_interleave_with_commits(workers) -> None:  # type: ignore[no-untyped-def]
+    journal: Journal = await workers(campaign="camp")
+    await journal.add_specs([spec(i) for i in range(200)])
+    jobs = await journal.pending("bedrock:m1", 200)
+    committing = True
+
+    async def refresh() -> None:
+        while committing:
+            await journal.refresh()
+            await anyio.lowlevel.checkpoint()
+
+    async def claim(share: list) -> None:  # type: ignore[type-arg]
+        for job in share:
+            await journal.transition(job, Event.CLAIM)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(refresh)
+        async with anyio.create_task_group() as claims:
+            for k in range(20):
+                claims.start_soon(claim, jobs[k::20])
+        committing = False
+    assert (journal.counts()[JobState.SUBMITTING], journal.counts()[JobState.PENDING]) == (200, 0)
