@@ -4,7 +4,7 @@ Created on first use, under an advisory lock so that workers starting together d
 ``asyncjobs_schema.version`` is the schema version, and a newer one is refused. Times are
 seconds since the epoch (``double precision``), as in the SQLite journal; lease and bucket
 times come from the database's clock (:data:`NOW`), so hosts whose clocks disagree still agree
-on when a lease expires.
+on when a lease expires. PostgreSQL 13 or later (``pg_xact_status`` on ``xid8``).
 """
 
 from __future__ import annotations
