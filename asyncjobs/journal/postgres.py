@@ -284,7 +284,10 @@ class PostgresJournal:
 
     async def _refresh_if_stale(self) -> None:
         if time.monotonic() - self._refreshed >= self._refresh_seconds:
-            await self.refresh()
+            try:
+                await self.refresh()
+            except JournalError as exc:  # the changes are settled; the next commit counts again
+                log.warning("asyncjobs.journal.recount_failed", journal=self._shown, error=exc.message)
 
     def _to_job(self, row: Sequence[Any]) -> Job:
         return _to_job(row, self._campaign)
@@ -438,12 +441,11 @@ class PostgresJournal:
             self._flushing = True
             try:
                 with anyio.CancelScope(shield=True):
-                    while self._queue:
-                        batch, self._queue = self._queue, []
-                        await self._flush(batch)
-                    await self._refresh_if_stale()
-            except Exception as exc:  # a failed refresh: the changes themselves are settled
-                log.warning("asyncjobs.journal.refresh_failed", error=str(exc))
+                    while self._queue:  # changes queued during a recount are flushed too
+                        while self._queue:
+                            batch, self._queue = self._queue, []
+                            await self._flush(batch)
+                        await self._refresh_if_stale()
             finally:
                 self._flushing = False
         try:
