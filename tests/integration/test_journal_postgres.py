@@ -339,3 +339,23 @@ async def test_counts_stay_exact_while_refreshes_interleave_with_commits(workers
                 claims.start_soon(claim, jobs[k::20])
         committing = False
     assert (journal.counts()[JobState.SUBMITTING], journal.counts()[JobState.PENDING]) == (200, 0)
+
+
+async def test_a_plain_claim_transition_leases_the_job_too(postgres_database: MakeDatabase) -> None:
+    """The dispatcher's two-step claim (``pending`` then ``transition(CLAIM)``) also leases the job,
+    for the journal's ``lease_seconds``: here none, so another worker may take it over at once."""
+    from asyncjobs.journal.postgres import PostgresJournal
+
+    uri = postgres_database("plain")
+    a = await PostgresJournal.open(uri, campaign="camp", lease_seconds=0)
+    b = await open_journal(uri, campaign="camp")
+    try:
+        await a.add_specs([spec(0)])
+        (job,) = await a.pending("bedrock:m1", 1)
+        claimed = await a.transition(job, Event.CLAIM)
+        assert [j.id for j in await b.take_over_expired()] == ["s0"]
+        with pytest.raises(JournalConflict):
+            await a.transition(claimed, Event.DEFER)
+    finally:
+        await a.aclose()
+        await b.aclose()
