@@ -5,6 +5,14 @@ A campaign line is one JSON object with exactly the keys ``id``, ``service`` and
 
     {"id": "u-0001", "service": "bedrock", "request": {"modelId": "...", ...}}
 
+A line may also name a ``records`` file (JSON Lines of Bedrock or Personalize records,
+relative to the campaign file): it is validated whole, cut into shards, and the line
+yields one :class:`~asyncjobs.records.ShardSpec` per shard (``id/00001``...), see
+:mod:`asyncjobs.records.expand`; ``records=`` (:class:`~asyncjobs.records.RecordsOptions`)
+sets the records per job and the campaign name in the shards' keys. A caller of
+:func:`read_campaign` that does not upload shards passes no options, and a records
+line is then refused; :func:`check_campaign` always checks records lines.
+
 :func:`read_campaign` streams a file, stdin (``"-"``) or a binary stream line by line,
 so a campaign of a million lines is never held in memory, and yields a
 :class:`~asyncjobs.model.JobSpec` per line. The first bad line raises a
@@ -27,31 +35,44 @@ import json
 import os
 import sys
 from collections.abc import Generator, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, BinaryIO, NoReturn
 
 import orjson
 
 from asyncjobs.errors import CampaignError
 from asyncjobs.model import JobSpec, Service
+from asyncjobs.records.expand import RecordsOptions, expand_records_line
 from asyncjobs.validation import json_type, validate_request
 
 MAX_LINE_BYTES = 1 << 20
 MAX_ID_CHARS = 256
 SPEC_KEYS = ("id", "service", "request")
+#: Keys a line may add: ``records`` makes it a records line.
+OPTIONAL_KEYS = ("records",)
 _SERVICE_NAMES = frozenset(s.value for s in Service)
 _SERVICES = ", ".join(s.value for s in Service)
 _CHUNK = 1 << 16
 _BOM = b"\xef\xbb\xbf"
 
 
-def read_campaign(source: str | os.PathLike[str] | BinaryIO, *, name: str | None = None) -> Iterator[JobSpec]:
+def read_campaign(
+    source: str | os.PathLike[str] | BinaryIO,
+    *,
+    name: str | None = None,
+    records: RecordsOptions | None = None,
+) -> Iterator[JobSpec]:
     """The specs of a campaign, one per non-blank line, each validated.
 
     ``source`` is a path, ``"-"`` for stdin, or a binary stream (not closed here).
     ``name`` is the source's name in messages: by default the path as given,
     ``<stdin>``, or the stream's ``name``. Errors are raised while iterating.
+    ``records`` applies to records lines; without it a records line is refused, since
+    its shards are jobs only once uploaded, which the caller must then do (see
+    :mod:`asyncjobs.records`). Pass the journal's campaign name in it.
     """
-    with contextlib.closing(_scan(source, name)) as items:  # closes the file on the first error
+    # closing() closes the file on the first error
+    with contextlib.closing(_scan(source, name, records)) as items:
         for item in items:
             if isinstance(item, CampaignError):
                 raise item
@@ -59,7 +80,10 @@ def read_campaign(source: str | os.PathLike[str] | BinaryIO, *, name: str | None
 
 
 def check_campaign(
-    source: str | os.PathLike[str] | BinaryIO, *, name: str | None = None
+    source: str | os.PathLike[str] | BinaryIO,
+    *,
+    name: str | None = None,
+    records: RecordsOptions | None = None,
 ) -> Iterator[JobSpec | CampaignError]:
     """Every line's spec, or the :class:`CampaignError` that refuses it; never stops at a bad line.
 
@@ -67,12 +91,13 @@ def check_campaign(
     exactly the same way. On top of that, a valid spec whose id, or whose given
     ``jobName``, an earlier valid spec already has is refused as a duplicate, with the
     message the journal gives at ingest. A file that cannot be opened or read yields its
-    error and ends. Remembers the ids and names seen, never the specs.
+    error and ends. Remembers the ids and names seen, never the specs. Records lines are
+    checked with ``records`` (default :class:`RecordsOptions`).
     """
     ids: dict[str, str | None] = {}
     names: dict[str, str | None] = {}
     try:
-        with contextlib.closing(_scan(source, name)) as items:
+        with contextlib.closing(_scan(source, name, records or RecordsOptions())) as items:
             for item in items:
                 if isinstance(item, CampaignError):
                     yield item
@@ -116,7 +141,7 @@ def check_spec(spec: JobSpec) -> None:
 
 
 def _scan(
-    source: str | os.PathLike[str] | BinaryIO, name: str | None
+    source: str | os.PathLike[str] | BinaryIO, name: str | None, records: RecordsOptions | None
 ) -> Generator[JobSpec | CampaignError, None, None]:
     """The one reader of both policies: per non-blank line, its spec or the error refusing it.
 
@@ -124,11 +149,13 @@ def _scan(
     opened or read); a bad line is yielded, and the next line is read.
     """
     if not isinstance(source, str | os.PathLike):
-        yield from _read(source, name or _stream_name(source))
+        label = name or _stream_name(source)
+        base = os.path.dirname(label) if label != "<stream>" else "."
+        yield from _read(source, label, _Context(base, records))
         return
     path = os.fspath(source)
     if path == "-":
-        yield from _read(sys.stdin.buffer, name or "<stdin>")
+        yield from _read(sys.stdin.buffer, name or "<stdin>", _Context(".", records))
         return
     label = name or path
     try:
@@ -136,10 +163,19 @@ def _scan(
     except OSError as exc:
         raise CampaignError(_os_reason(exc), source=label) from exc
     with stream:
-        yield from _read(stream, label)
+        yield from _read(stream, label, _Context(os.path.dirname(path), records))
 
 
-def _read(stream: BinaryIO, label: str) -> Generator[JobSpec | CampaignError, None, None]:
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What records lines need from around the campaign: its folder, and the options."""
+
+    base_dir: str
+    #: None: records lines are refused (the caller does not upload shards).
+    records: RecordsOptions | None
+
+
+def _read(stream: BinaryIO, label: str, context: _Context) -> Generator[JobSpec | CampaignError, None, None]:
     lineno = 0
     specs = 0
     while True:
@@ -163,7 +199,11 @@ def _read(stream: BinaryIO, label: str) -> Generator[JobSpec | CampaignError, No
             continue
         specs += 1
         try:
-            yield _parse(raw, label, lineno)
+            parsed = _parse(raw, label, lineno)
+            if isinstance(parsed, JobSpec):
+                yield parsed
+            else:
+                yield from _expand(parsed, context)
         except CampaignError as exc:
             yield exc
     if specs == 0:
@@ -180,7 +220,41 @@ def _skip_rest_of_line(stream: BinaryIO) -> int:
     return size
 
 
-def _parse(raw: bytes, label: str, lineno: int) -> JobSpec:
+@dataclass(frozen=True, slots=True)
+class _RecordsLine:
+    """A valid line naming a records file, before its shards are cut."""
+
+    id: str
+    service: Service
+    request: dict[str, Any]
+    records: str
+    source: str
+
+
+def _expand(line: _RecordsLine, context: _Context) -> list[JobSpec]:
+    if context.records is None:
+        label, _, lineno = line.source.rpartition(":")
+        reason = "records lines are not run by this caller yet (it does not upload shards)"
+        raise CampaignError(reason, source=label, line=int(lineno), field="records")
+    specs: list[JobSpec] = []
+    for spec in expand_records_line(
+        line.id,
+        line.service,
+        line.request,
+        line.records,
+        base_dir=context.base_dir,
+        options=context.records,
+        source=line.source,
+    ):
+        found = _request_problem(spec.service, spec.request)  # the shard's input key, as AWS checks it
+        if found:
+            label, _, lineno = line.source.rpartition(":")
+            raise CampaignError(found[1], source=label, line=int(lineno), field=found[0])
+        specs.append(spec)
+    return specs
+
+
+def _parse(raw: bytes, label: str, lineno: int) -> JobSpec | _RecordsLine:
     def fail(reason: str, field: str | None = None) -> NoReturn:
         raise CampaignError(reason, source=label, line=lineno, field=field)
 
@@ -200,8 +274,9 @@ def _parse(raw: bytes, label: str, lineno: int) -> JobSpec:
     if not isinstance(spec, dict):
         fail(f"a spec must be a JSON object, not {json_type(spec)}")
     for key in spec:
-        if key not in SPEC_KEYS:
-            fail(f"unknown key; a spec has only {', '.join(SPEC_KEYS)}", _printable(key))
+        if key not in SPEC_KEYS and key not in OPTIONAL_KEYS:
+            keys = ", ".join(SPEC_KEYS + OPTIONAL_KEYS)
+            fail(f"unknown key; a spec has only {keys}", _printable(key))
     for key in SPEC_KEYS:
         if key not in spec:
             fail("is required", key)
@@ -214,6 +289,14 @@ def _parse(raw: bytes, label: str, lineno: int) -> JobSpec:
     if not isinstance(request, dict):
         fail(_type_problem(request), "request")
     service = Service(service_name)
+    if "records" in spec:
+        records = spec["records"]
+        if not isinstance(records, str) or not records:
+            fail("must name a records file (a non-empty string)", "records")
+        found = _request_problem(service, request)
+        if found:
+            fail(found[1], found[0])
+        return _RecordsLine(spec_id, service, request, records, f"{label}:{lineno}")
     found = _request_problem(service, request)
     if found:
         fail(found[1], found[0])

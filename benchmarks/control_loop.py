@@ -27,7 +27,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .emulator import create_calls, create_throttles, emulator
+from asyncjobs.emulator.process import emulator_process
+
+from .emulator import create_calls, create_throttles
 
 ROLE = "arn:aws:iam::123456789012:role/asyncjobs-bench"
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -77,7 +79,7 @@ async def resubmit(cli: str, runs: int) -> dict[str, Any]:
     rows = []
     for seed in range(1, runs + 1):
         settings = {"seed": seed, "fail_rate": 0.4, "job_seconds": (0.5, 1.5), "create_rate": 5.0}
-        async with emulator(**settings) as emu:
+        async with emulator_process(**settings) as emu:
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
                 kinds = ["bedrock", "personalize", "bedrock", "personalize-segment"] * 6
@@ -105,14 +107,14 @@ async def neutral(cli: str, runs: int) -> dict[str, Any]:
             }
             if message is not None:
                 settings["limit_message"] = message
-            async with emulator(**settings) as emu:
+            async with emulator_process(**settings) as emu:
                 with tempfile.TemporaryDirectory() as tmp:
                     folder = Path(tmp)
                     kinds = ["personalize", "personalize-segment"] * 18
                     started = time.monotonic()
                     code, doc = await _run(cli, folder, _campaign(folder / "c.jsonl", kinds), emu.url)
                     makespan = time.monotonic() - started
-                stats = await emu.stats()
+                stats = await asyncio.to_thread(emu.stats)
             samples.append(
                 {
                     "exit": code,
@@ -136,12 +138,12 @@ async def pace(cli: str, runs: int) -> dict[str, Any]:
     for jobs, rate in ((58, 2.0), (200, 4.0)):
         ratios = []
         for seed in range(1, runs + 1):
-            async with emulator(seed=seed, create_rate=rate, job_seconds=(2.0, 4.0)) as emu:
+            async with emulator_process(seed=seed, create_rate=rate, job_seconds=(2.0, 4.0)) as emu:
                 with tempfile.TemporaryDirectory() as tmp:
                     folder = Path(tmp)
                     kinds = ["bedrock", "bedrock", "personalize", "personalize-segment"] * (jobs // 4 + 1)
                     await _run(cli, folder, _campaign(folder / "c.jsonl", kinds[:jobs]), emu.url)
-                stats = await emu.stats()
+                stats = await asyncio.to_thread(emu.stats)
             ratios.append(round(create_throttles(stats) / max(1, create_calls(stats)), 3))
         result[f"{jobs}_jobs_at_{rate:g}_per_s"] = {
             "throttled_share_median": statistics.median(ratios),

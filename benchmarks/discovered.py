@@ -38,15 +38,17 @@ with the same seed; the entry holds the median of each figure, with ``<figure>_s
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from asyncjobs.emulator.config import EmulatorConfig
+from asyncjobs.emulator.process import emulator_process
 from asyncjobs.scheduler import Settings
 
-from .emulator import create_calls, create_throttles, emulator, read_calls
+from .emulator import create_calls, create_throttles, read_calls
 from .ideal import emulator_burst
 from .quota_bound import run_asyncjobs
 from .report import entry, median_run, summary
@@ -109,10 +111,10 @@ def span_ratio(spans: Mapping[str, tuple[int, float]], create_rate: float) -> fl
 
 
 async def run_once(campaign: Discovery) -> dict[str, Any]:
-    async with emulator(**emulator_settings(campaign.create_rate)) as emu:
+    async with emulator_process(**emulator_settings(campaign.create_rate)) as emu:
         makespan, failed, _ = await run_asyncjobs(emu, campaign.jobs, Settings())
-        stats = await emu.stats()
-        records = await emu.jobs()
+        stats = await asyncio.to_thread(emu.stats)
+        records = await asyncio.to_thread(emu.jobs)
     calls = create_calls(stats)
     throttled = create_throttles(stats)
     spans = create_spans(records)

@@ -26,12 +26,13 @@ from typing import Any
 import aioboto3
 from botocore.config import Config
 
+from asyncjobs.emulator.process import EmulatorProcess, emulator_process
 from asyncjobs.journal import open_journal
 from asyncjobs.model import JobState
 from asyncjobs.scheduler import Campaign, Settings
 
 from . import specs
-from .emulator import EmulatorProcess, emulator, read_calls
+from .emulator import read_calls
 from .report import entry
 
 UNLIMITED = 1_000_000
@@ -90,8 +91,8 @@ async def _bare_gather(emu: EmulatorProcess, jobs: int) -> float:
 
 async def _span(emu: EmulatorProcess) -> tuple[int, float, int]:
     """Jobs the emulator created, the seconds from its first create to its last, and read calls."""
-    stats = await emu.stats()
-    times = [r["submit_time"] for r in await emu.jobs()]
+    stats = await asyncio.to_thread(emu.stats)
+    times = [r["submit_time"] for r in await asyncio.to_thread(emu.jobs)]
     return stats["jobs_total"], (max(times) - min(times)) if times else 0.0, read_calls(stats)
 
 
@@ -99,7 +100,7 @@ async def run(jobs: int, rounds: int = 1, only: str | None = None) -> list[dict[
     best: dict[str, dict[str, Any]] = {}
     for _ in range(rounds):
         for name, contender in (("bare_gather", _bare_gather), ("asyncjobs", _asyncjobs)):
-            async with emulator(**emulator_settings()) as emu:
+            async with emulator_process(**emulator_settings()) as emu:
                 seconds = await contender(emu, jobs)
                 created, span, reads = await _span(emu)
             if created != jobs:

@@ -34,18 +34,20 @@ with the emulator's real burst, ``greedy_instant_burst``: a client told of every
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from asyncjobs.emulator.process import EmulatorProcess, emulator_process
 from asyncjobs.journal import open_journal
 from asyncjobs.model import JobState
 from asyncjobs.scheduler import Campaign, Settings
 
 from . import specs
 from .baseline import run_baseline
-from .emulator import EmulatorProcess, create_calls, create_throttles, emulator, read_calls, read_throttles
+from .emulator import create_calls, create_throttles, read_calls, read_throttles
 from .ideal import emulator_burst, greedy_makespan, ideal_makespan, slot_turnaround
 from .report import entry, median_run, summary
 
@@ -128,7 +130,7 @@ async def run_asyncjobs(
 
 async def run_once(contender: str, jobs: int) -> dict[str, Any]:
     """One run of ``contender`` against a fresh emulator: its figures."""
-    async with emulator(**emulator_settings()) as emu:
+    async with emulator_process(**emulator_settings()) as emu:
         detail: dict[str, Any] = {}
         if contender.startswith("asyncjobs"):
             settings = {
@@ -152,8 +154,8 @@ async def run_once(contender: str, jobs: int) -> dict[str, Any]:
             )
             makespan, failed = result.makespan_s, result.failed
             detail["failure_reasons"] = dict(result.reasons)
-        stats = await emu.stats()
-        records = await emu.jobs()
+        stats = await asyncio.to_thread(emu.stats)
+        records = await asyncio.to_thread(emu.jobs)
     ideal = ideal_makespan(records, create_rate=CREATE_RATE, slots=SLOTS)
     # the same jobs for a greedy client told of each end at once and for free, under the emulator's
     # real bucket (its burst included): what any client, given the rate or not, could at best reach

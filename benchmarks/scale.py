@@ -26,8 +26,9 @@ from typing import Any
 
 import psutil
 
+from asyncjobs.emulator.process import emulator_process
+
 from . import specs
-from .emulator import emulator
 from .report import entry
 
 TARGET = {
@@ -71,7 +72,7 @@ async def _worker(*args: str, sample_rss: bool = False) -> tuple[dict[str, Any],
 
 
 async def _memory_run(journal: Path, seconds: float, *, resume: bool) -> dict[str, Any]:
-    async with emulator(**emulator_settings()) as emu:
+    async with emulator_process(**emulator_settings()) as emu:
         ran, peak = await _worker(
             "run",
             "--journal",

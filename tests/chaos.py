@@ -33,18 +33,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.emulator_process import emulator_process_sync
+from asyncjobs.emulator.process import emulator_process_sync
 from tests.reliability.harness import (
     CrashRun,
     audit,
     crash_campaign,
-    mixed_specs,
     paced_kills,
     read_journal,
     sent_share,
     unresubmitted_failures,
-    write_campaign,
 )
+from tests.support.specs import distinct_specs, write_campaign
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     runner_args = ("--poll-interval", "1", "--resubmit-failed", "1")
     workdir = Path(tempfile.mkdtemp(prefix="asyncjobs-chaos-"))
-    specs = mixed_specs(args.jobs, prefix="chaos")
+    specs = distinct_specs(args.jobs, prefix="chaos")
     campaign = write_campaign(workdir / "campaign.jsonl", specs)
     journal = workdir / "chaos.db"
     plan = paced_kills(args.kills, random.Random(args.seed))

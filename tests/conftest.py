@@ -1,12 +1,14 @@
 """Shared fixtures: the in-process emulator, real AWS clients pointed at it, and request builders.
 
 - ``emulator``: an :class:`~asyncjobs.emulator.Emulator` with the default config.
+- ``aws_credentials``: dummy credentials in the environment (``pytest.mark.usefixtures``).
 - ``make_emulator(**knobs)``: start one with any config (stopped at teardown).
 - ``fast_config(**knobs)``: a config for quick tests (no rate limits, sub-second jobs).
 - ``FakeClock``: inject as ``clock=`` where lifecycle timing matters.
 - ``aws_client(service, url)``: an aioboto3 client with dummy credentials.
-- ``bedrock_job(...)``, ``personalize_job(...)``, ``segment_job(...)``: valid create requests.
-- The emulator as a subprocess: :func:`tests.emulator_process.emulator_process`.
+- ``bedrock_job(...)``, ``personalize_job(...)``, ``segment_job(...)``: valid create requests
+  (from :mod:`tests.support.specs`, with the other spec builders).
+- The emulator as a subprocess: :func:`asyncjobs.emulator.process.emulator_process`.
 - ``postgres_server``, ``postgres_database``: a real PostgreSQL (see :mod:`tests.support.postgres`).
 """
 
@@ -21,8 +23,17 @@ import pytest
 from botocore.config import Config
 
 from asyncjobs.emulator import Emulator, EmulatorConfig
-from tests.emulator_process import emulator_process, emulator_process_sync
+from asyncjobs.emulator.process import emulator_process, emulator_process_sync
 from tests.support.postgres import postgres_database, postgres_server  # noqa: F401 (fixtures)
+from tests.support.specs import (
+    ACCOUNT,
+    MODEL,
+    ROLE,
+    SOLUTION_VERSION,
+    bedrock_job,
+    personalize_job,
+    segment_job,
+)
 
 __all__ = [
     "ACCOUNT",
@@ -40,10 +51,6 @@ __all__ = [
     "segment_job",
 ]
 
-ACCOUNT = "123456789012"
-MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
-ROLE = f"arn:aws:iam::{ACCOUNT}:role/BatchRole"
-SOLUTION_VERSION = f"arn:aws:personalize:us-east-1:{ACCOUNT}:solution/movies/abcdef12"
 CREDENTIALS = {"aws_access_key_id": "AKIDEXAMPLE", "aws_secret_access_key": "secret"}
 
 
@@ -88,41 +95,11 @@ async def aws_client(
         yield client
 
 
-def bedrock_job(name: str = "job1", **overrides: Any) -> dict[str, Any]:
-    """A valid CreateModelInvocationJob request."""
-    request: dict[str, Any] = {
-        "jobName": name,
-        "roleArn": ROLE,
-        "modelId": MODEL,
-        "inputDataConfig": {
-            "s3InputDataConfig": {"s3Uri": "s3://input-bucket/batch/", "s3InputFormat": "JSONL"}
-        },
-        "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": "s3://output-bucket/results/"}},
-    }
-    request.update(overrides)
-    return request
-
-
-def segment_job(name: str = "segment1", **overrides: Any) -> dict[str, Any]:
-    """A valid CreateBatchSegmentJob request."""
-    request: dict[str, Any] = {
-        "jobName": name,
-        "solutionVersionArn": SOLUTION_VERSION,
-        "jobInput": {"s3DataSource": {"path": "s3://input-bucket/segments/"}},
-        "jobOutput": {"s3DataDestination": {"path": "s3://output-bucket/segments/"}},
-        "roleArn": ROLE,
-    }
-    request.update(overrides)
-    return request
-
-
-def personalize_job(name: str = "inference1", **overrides: Any) -> dict[str, Any]:
-    """A valid CreateBatchInferenceJob request."""
-    request = segment_job(name)
-    request["jobInput"] = {"s3DataSource": {"path": "s3://input-bucket/users/"}}
-    request["jobOutput"] = {"s3DataDestination": {"path": "s3://output-bucket/recommendations/"}}
-    request.update(overrides)
-    return request
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dummy :data:`CREDENTIALS` in the environment, where the code under test looks for them."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", CREDENTIALS["aws_access_key_id"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDENTIALS["aws_secret_access_key"])
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""A local, wire-compatible emulator of the AWS Bedrock batch-inference and Personalize batch-job APIs.
+"""A local, wire-compatible emulator of the AWS Bedrock batch-inference and Personalize batch-job APIs,
+with S3 (moto's, in-process) on the same endpoint.
 
 The real botocore/aioboto3/boto3 clients and the AWS CLI talk to it through
 ``endpoint_url``::
@@ -10,8 +11,9 @@ Modules: :mod:`.config` (the knobs), :mod:`.jobs` (a job's lifecycle), :mod:`.st
 (jobs, quotas, idempotency), :mod:`.stats`, :mod:`.limits` (rate buckets),
 :mod:`.faults`, :mod:`.wire` (error codes and messages), :mod:`.bodies` (JSON request
 bodies, nesting bounded), :mod:`.calls` (one parsed request), :mod:`.bedrock` and
-:mod:`.personalize` (the operations), :mod:`.server` (HTTP and :class:`Emulator`),
-:mod:`.cli` (the ``emulator`` command).
+:mod:`.personalize` (the operations, tags included), :mod:`.s3` (moto's S3 behind the
+endpoint), :mod:`.jobdata` (what jobs read from S3 and write back), :mod:`.server` (HTTP
+and :class:`Emulator`), :mod:`.cli` (the ``emulator`` command).
 """
 
 from .config import EmulatorConfig

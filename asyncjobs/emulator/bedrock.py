@@ -6,6 +6,11 @@ Routes (method + path, aws-notes §2)::
     GET  /model-invocation-job/{jobIdentifier}        GetModelInvocationJob (ARN, percent-encoded, or id)
     GET  /model-invocation-jobs?...                   ListModelInvocationJobs
     POST /model-invocation-job/{jobIdentifier}/stop   StopModelInvocationJob
+    POST /tagResource                                 TagResource ({resourceARN, tags: [{key, value}]})
+    POST /untagResource                               UntagResource ({resourceARN, tagKeys})
+    POST /listTagsForResource                         ListTagsForResource ({resourceARN} -> {tags})
+
+Tags work on the emulator's jobs (those given at create included); any other ARN is not found.
 
 Timestamps are ISO 8601 strings. ``maxResults`` defaults to 100 and lists are newest
 first when no ``sortOrder`` is given (AWS documents neither).
@@ -71,11 +76,36 @@ def list_jobs(state: EmulatorState, call: Call) -> dict[str, Any]:
     return result
 
 
+def tag_resource(state: EmulatorState, call: Call) -> dict[str, Any]:
+    params = call.json_body(INVALID)
+    check_input(SERVICE, call.operation, params, INVALID)
+    job = state.find_tagged(SERVICE, call.region, params["resourceARN"])
+    state.tag(job, {str(tag["key"]): str(tag["value"]) for tag in params["tags"]})
+    return {}
+
+
+def untag_resource(state: EmulatorState, call: Call) -> dict[str, Any]:
+    params = call.json_body(INVALID)
+    check_input(SERVICE, call.operation, params, INVALID)
+    state.untag(state.find_tagged(SERVICE, call.region, params["resourceARN"]), list(params["tagKeys"]))
+    return {}
+
+
+def list_tags(state: EmulatorState, call: Call) -> dict[str, Any]:
+    params = call.json_body(INVALID)
+    check_input(SERVICE, call.operation, params, INVALID)
+    job = state.find_tagged(SERVICE, call.region, params["resourceARN"])
+    return {"tags": [{"key": key, "value": value} for key, value in job.tags.items()]}
+
+
 HANDLERS: dict[str, Handler] = {
     "CreateModelInvocationJob": create,
     "GetModelInvocationJob": get,
     "ListModelInvocationJobs": list_jobs,
     "StopModelInvocationJob": stop,
+    "TagResource": tag_resource,
+    "UntagResource": untag_resource,
+    "ListTagsForResource": list_tags,
 }
 
 

@@ -17,7 +17,14 @@ import anyio
 import click
 import structlog
 
-from .config import AUTH_FAULT_CHOICES, TOKEN_MISMATCH_CHOICES, EmulatorConfig
+from .config import (
+    AUTH_FAULT_CHOICES,
+    OUTPUT_ORDER_CHOICES,
+    RECORD_ERRORS_STATUS_CHOICES,
+    TOKEN_MISMATCH_CHOICES,
+    EmulatorConfig,
+)
+from .s3 import MOTO_MISSING, S3Store
 from .server import Emulator
 
 
@@ -96,10 +103,21 @@ _DEFAULTS = EmulatorConfig()
               help="Message of every Personalize LimitExceededException (rate and quota).")  # fmt: skip
 @click.option("--list-lag", type=click.FloatRange(min=0), default=_DEFAULTS.list_lag, show_default=True,
               metavar="SECONDS", help="Lists show jobs as of SECONDS ago (x --time-scale).")  # fmt: skip
+@click.option("--bedrock-min-records", type=click.IntRange(min=1), default=_DEFAULTS.bedrock_min_records,
+              show_default=True, help="Fewest input records of a Bedrock job read from S3.")  # fmt: skip
+@click.option("--bedrock-max-records", type=click.IntRange(min=1), default=_DEFAULTS.bedrock_max_records,
+              show_default=True, help="Most input records of a Bedrock job read from S3.")  # fmt: skip
+@click.option("--record-error-rate", type=_PROBABILITY, default=0.0, show_default=True,
+              help="Share of records whose output line carries an error.")  # fmt: skip
+@click.option("--record-errors-status", type=click.Choice(RECORD_ERRORS_STATUS_CHOICES),
+              default=_DEFAULTS.record_errors_status, show_default=True,
+              help="How a Bedrock job with failed records ends.")  # fmt: skip
+@click.option("--output-order", type=click.Choice(OUTPUT_ORDER_CHOICES), default=_DEFAULTS.output_order,
+              show_default=True, help="Order of the lines of output files.")  # fmt: skip
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="Log level (stderr); debug logs every request.")  # fmt: skip
 def emulator(host: str, port: int, log_level: str, **settings: Any) -> None:
-    """Serve emulated AWS Bedrock and Personalize batch-job APIs (use with --endpoint-url)."""
+    """Serve emulated AWS Bedrock and Personalize batch-job APIs, and S3 (use with --endpoint-url)."""
     settings["bedrock_token_mismatch"] = settings.pop("token_mismatch")
     if settings["auth_fault_after"] and settings["auth_fault"] is None:
         raise click.UsageError("--auth-fault-after needs --auth-fault")
@@ -123,6 +141,8 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
                     "the emulator has no authentication: anyone who can reach it can control it",
                     err=True,
                 )
+            if not S3Store.available():
+                click.echo(f"asyncjobs emulator: warning: S3 is not served. {MOTO_MISSING}", err=True)
             click.echo(f"asyncjobs emulator listening on {emu.url}")
             sys.stdout.flush()
             async for signum in signals:

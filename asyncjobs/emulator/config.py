@@ -29,6 +29,10 @@ TokenMismatch = Literal["original", "conflict", "validation"]
 TOKEN_MISMATCH_CHOICES: tuple[TokenMismatch, ...] = ("original", "conflict", "validation")
 AuthFault = Literal["access-denied", "expired-token"]
 AUTH_FAULT_CHOICES: tuple[AuthFault, ...] = ("access-denied", "expired-token")
+OutputOrder = Literal["shuffled", "input"]
+OUTPUT_ORDER_CHOICES: tuple[OutputOrder, ...] = ("shuffled", "input")
+RecordErrorsStatus = Literal["PartiallyCompleted", "Completed"]
+RECORD_ERRORS_STATUS_CHOICES: tuple[RecordErrorsStatus, ...] = ("PartiallyCompleted", "Completed")
 
 #: Fields that can't be set from JSON (``POST /_emulator/config``) or the command line.
 _NOT_SERIALIZABLE = frozenset({"clock"})
@@ -50,7 +54,7 @@ MAX_STATUS_LENGTH = 256
 _REGION = re.compile(r"[a-z0-9-]{1,20}")
 _ACCOUNT_ID = re.compile(r"[0-9]{12}")
 _RATES = ("create_rate", "get_rate", "list_rate")
-_PROBABILITIES = ("fail_rate", "partial_rate", "expire_rate", "error_rate", "drop_rate")
+_PROBABILITIES = ("fail_rate", "partial_rate", "expire_rate", "error_rate", "drop_rate", "record_error_rate")
 #: The (min, max) pairs and the largest value each may hold.
 _PAIRS = {
     "job_seconds": MAX_DURATION_SECONDS,
@@ -129,6 +133,25 @@ class EmulatorConfig:
     #: ``conflict``/``validation`` reject it with ConflictException/ValidationException.
     bedrock_token_mismatch: TokenMismatch = "original"
 
+    # -- job data: what jobs read from and write to the emulator's S3 (only jobs whose input bucket
+    # exists there; see asyncjobs.emulator.jobdata)
+    #: Bedrock's "Minimum number of records per batch inference job" quota (100 for most models, not
+    #: adjustable): a job with fewer input records fails validation.
+    bedrock_min_records: int = 100
+    #: Bedrock's "Records per batch inference job" quota (50,000 by default): a job with more fails.
+    bedrock_max_records: int = 50_000
+    #: Probability that a Bedrock record ends with an ``error`` object instead of a ``modelOutput``,
+    #: drawn per record from an RNG seeded by ``(seed, job ARN)``. (Personalize documents no
+    #: per-line errors, so its lines never fail.)
+    record_error_rate: float = 0.0
+    #: How a Bedrock job drawn Completed ends when some of its records failed. AWS documents
+    #: PartiallyCompleted as "not all records processed in time" and says nothing of record errors;
+    #: the Step Functions sample treats both statuses as done, and so must a client.
+    record_errors_status: RecordErrorsStatus = "PartiallyCompleted"
+    #: The order of the lines of an output file: ``shuffled`` (seeded; AWS does not promise input
+    #: order, so a client must join on recordId) or ``input``.
+    output_order: OutputOrder = "shuffled"
+
     # -- faults, drawn per request from an RNG seeded by ``seed``
     #: Probability of a 500 (InternalServerException for Bedrock, InternalFailure for Personalize).
     error_rate: float = 0.0
@@ -175,6 +198,10 @@ class EmulatorConfig:
         if self.fail_rate + self.partial_rate > 1.0:
             raise ValueError("fail_rate + partial_rate must not exceed 1")
         _integer("bedrock_default_timeout_hours", self.bedrock_default_timeout_hours, low=24, high=168)
+        _integer("bedrock_min_records", self.bedrock_min_records, low=1)
+        _integer("bedrock_max_records", self.bedrock_max_records, low=self.bedrock_min_records)
+        _choice("record_errors_status", self.record_errors_status, RECORD_ERRORS_STATUS_CHOICES)
+        _choice("output_order", self.output_order, OUTPUT_ORDER_CHOICES)
         for name in ("personalize_pending_status", "personalize_running_status"):
             _text(name, getattr(self, name), max_length=MAX_STATUS_LENGTH)
         _choice("bedrock_token_mismatch", self.bedrock_token_mismatch, TOKEN_MISMATCH_CHOICES)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import EmulatorConfig
+from .jobdata import Plan
 
 BEDROCK = "bedrock"
 PERSONALIZE = "personalize"
@@ -89,6 +90,10 @@ class EmuJob:
     timeout_hours: int | None = None
     #: The status that means "running" (Personalize's is configurable, so each job keeps its own).
     running_status: str = "InProgress"
+    #: The job's tags, key to value, in the order they were first set.
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: What the job reads from and writes to the emulator's S3; None if it touches no S3.
+    plan: Plan | None = None
 
     @property
     def terminal(self) -> frozenset[str]:
@@ -136,11 +141,34 @@ class EmuJob:
         self.schedule = [*kept, (now, "Stopping"), (now + stop_seconds, "Stopped")]
         self.stop_time = now
 
+    def fail_early(self, message: str) -> None:
+        """Fail when the phase that checks the input ends: Validating (Bedrock) or pending (Personalize).
+
+        The job never runs, so it ends where it would have started the next phase.
+        """
+        checking = "Validating" if self.kind == BEDROCK else self.schedule[0][1]
+        index = next(i for i, (_, status) in enumerate(self.schedule) if status == checking)
+        end = self.schedule[index + 1][0]
+        failed = "Failed" if self.kind == BEDROCK else "CREATE FAILED"
+        self.schedule = [*self.schedule[: index + 1], (end, failed)]
+        self.message = message
+
+    def end_as(self, status: str, message: str | None) -> None:
+        """Replace the outcome (the last entry) of the schedule, keeping its time."""
+        self.schedule[-1] = (self.schedule[-1][0], status)
+        self.message = message
+
+    @property
+    def outcome(self) -> str:
+        """The status the job ends in, as its schedule stands."""
+        return self.schedule[-1][1]
+
     def to_json(self) -> dict[str, Any]:
         """Every field, as JSON-ready values (the schedule's entries become lists)."""
         return {
             **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)},
             "schedule": [[start, status] for start, status in self.schedule],
+            "plan": None if self.plan is None else self.plan.to_json(),
         }
 
     @classmethod
@@ -160,7 +188,12 @@ class EmuJob:
         schedule = [(float(start), str(status)) for start, status in data["schedule"]]
         if not schedule:
             raise ValueError(f"job {data['arn']!r}: an empty schedule")
-        return cls(**{**data, "schedule": schedule})
+        if not isinstance(data["tags"], dict) or not all(
+            isinstance(key, str) and isinstance(value, str) for key, value in data["tags"].items()
+        ):
+            raise ValueError(f"job {data['arn']!r}: tags must map strings to strings")
+        plan = None if data["plan"] is None else Plan.from_json(data["plan"])
+        return cls(**{**data, "schedule": schedule, "tags": dict(data["tags"]), "plan": plan})
 
 
 def job_rng(config: EmulatorConfig, kind: str, name: str, occurrence: int) -> random.Random:

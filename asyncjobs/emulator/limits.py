@@ -2,7 +2,9 @@
 
 A bucket holds at most ``max(1, rate)`` tokens, starts full and refills at ``rate``
 tokens per second of the emulator's clock. A request that finds less than one token
-is throttled; it never waits. ``rate`` None (or 0) means unlimited.
+is throttled; it never waits. ``rate`` None (or 0) means unlimited. Operations of no
+class (the tag operations) are not limited: AWS documents no rate for them, and they
+must not spend the budget of the job calls.
 """
 
 from __future__ import annotations
@@ -60,7 +62,10 @@ class RateLimits:
 
     def allow(self, service: str, operation: str) -> bool:
         """Whether a request of ``operation`` to ``service`` may proceed now."""
-        key = (service, OPERATION_CLASS[operation])
+        op_class = OPERATION_CLASS.get(operation)
+        if op_class is None:
+            return True
+        key = (service, op_class)
         try:
             bucket = self._buckets[key]
         except KeyError:

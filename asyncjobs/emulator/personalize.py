@@ -4,7 +4,9 @@ Every call is ``POST /`` with ``X-Amz-Target: AmazonPersonalize.<Operation>``.
 Timestamps are epoch-second numbers. Describe echoes every member the create call
 took (tags excepted, as AWS does), with the documented defaults filled in:
 ``batchInferenceJobMode`` BATCH_INFERENCE and ``numResults`` 25 (the console's).
-Lists are newest first, 100 per page by default.
+Lists are newest first, 100 per page by default. TagResource, UntagResource and
+ListTagsForResource (``resourceArn``, tags as ``[{tagKey, tagValue}]``) work on the emulator's
+jobs, those given at create included; any other ARN is not found.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .calls import Call, check_input
+from .jobdata import DEFAULT_NUM_RESULTS
 from .jobs import PERSONALIZE, PERSONALIZE_SEGMENT, EmuJob
 from .state import EmulatorState
 from .wire import epoch_number
@@ -21,7 +24,6 @@ SERVICE = "personalize"
 TARGET_PREFIX = "AmazonPersonalize."
 INVALID = "InvalidInputException"
 DEFAULT_MAX_RESULTS = 100
-DEFAULT_NUM_RESULTS = 25
 
 Handler = Callable[[EmulatorState, Call], dict[str, Any]]
 
@@ -75,7 +77,32 @@ def _list(kind: str) -> Handler:
     return handler
 
 
+def _tag_resource(state: EmulatorState, call: Call) -> dict[str, Any]:
+    params = call.json_body(INVALID)
+    check_input(SERVICE, call.operation, params, INVALID)
+    job = state.find_tagged(SERVICE, call.region, params["resourceArn"])
+    state.tag(job, {str(tag["tagKey"]): str(tag["tagValue"]) for tag in params["tags"]})
+    return {}
+
+
+def _untag_resource(state: EmulatorState, call: Call) -> dict[str, Any]:
+    params = call.json_body(INVALID)
+    check_input(SERVICE, call.operation, params, INVALID)
+    state.untag(state.find_tagged(SERVICE, call.region, params["resourceArn"]), list(params["tagKeys"]))
+    return {}
+
+
+def _list_tags(state: EmulatorState, call: Call) -> dict[str, Any]:
+    params = call.json_body(INVALID)
+    check_input(SERVICE, call.operation, params, INVALID)
+    job = state.find_tagged(SERVICE, call.region, params["resourceArn"])
+    return {"tags": [{"tagKey": key, "tagValue": value} for key, value in job.tags.items()]}
+
+
 HANDLERS: dict[str, Handler] = {
+    "TagResource": _tag_resource,
+    "UntagResource": _untag_resource,
+    "ListTagsForResource": _list_tags,
     "CreateBatchInferenceJob": _create(PERSONALIZE),
     "DescribeBatchInferenceJob": _describe(PERSONALIZE),
     "ListBatchInferenceJobs": _list(PERSONALIZE),

@@ -9,6 +9,12 @@ ExpiredTokenException), take a token from the (service, class) rate bucket
 :class:`~asyncjobs.emulator.calls.Call` to the service's handler, which validates
 and acts. Every response carries ``x-amzn-RequestId``.
 
+Requests signed for S3 (a SigV4 credential scope naming ``s3``, a presigned URL, or SigV2,
+whatever their path) skip that pipeline and go to moto's S3 (:mod:`.s3`): no latency, faults
+or throttling, and no counters. Before S3 or any API handler answers, the outputs of jobs
+that have ended are written (:meth:`_Service.settle`), so they exist by the time anything
+shows a job final.
+
 Introspection routes need no auth: ``GET /_emulator/stats``, ``GET /_emulator/jobs``,
 ``GET|POST /_emulator/config`` (POST takes a JSON object of settings),
 ``POST /_emulator/reset`` (forget every job and counter; no body, or ``{}``).
@@ -39,6 +45,7 @@ import anyio
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from multidict import CIMultiDict
 
 from ..atomic import write_private
 from . import bedrock, personalize
@@ -47,6 +54,7 @@ from .calls import Call
 from .config import EmulatorConfig
 from .faults import Fault, FaultInjector
 from .limits import RateLimits
+from .s3 import S3Store
 from .state import EmulatorState
 from .wire import (
     BEDROCK_STATUS,
@@ -63,7 +71,7 @@ log = structlog.get_logger("asyncjobs.emulator")
 
 #: The ``format`` and ``version`` of a file written by :meth:`Emulator.save_state`.
 STATE_FORMAT = "asyncjobs-emulator-state"
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 class EmulatorStateError(ValueError):
@@ -71,6 +79,10 @@ class EmulatorStateError(ValueError):
 
 
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/")
+#: The region and service of a SigV4 credential scope.
+_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
+#: The largest S3 request body read: S3's largest single PUT (and upload part), 5 GiB.
+MAX_S3_BODY = 5 * 1024**3
 _CREATES = frozenset({"CreateModelInvocationJob", "CreateBatchInferenceJob", "CreateBatchSegmentJob"})
 _PERSONALIZE_JSON = "application/x-amz-json-1.1"
 
@@ -81,7 +93,11 @@ class _Service:
     def __init__(self, config: EmulatorConfig, host: str = "127.0.0.1") -> None:
         #: The address the server was asked to listen on (part of its own origin).
         self.host = host
-        self.state = EmulatorState(config)
+        #: The process's S3 (moto's); jobs read their inputs from it and write their outputs to it.
+        self.s3 = S3Store()
+        self.state = EmulatorState(config, self.s3)
+        #: One settling of finished jobs' outputs at a time.
+        self._settling = asyncio.Lock()
         self.faults = FaultInjector(config.seed)
         self.limits = self._limits()
         #: Signed requests seen since the authorization fault was set (see ``auth_fault_after``).
@@ -101,7 +117,8 @@ class _Service:
 
     def reset(self) -> None:
         config = self.state.config
-        self.state = EmulatorState(config)
+        self.s3.reset()
+        self.state = EmulatorState(config, self.s3)
         self.faults = FaultInjector(config.seed)
         self.limits = self._limits()
         self.auth_requests = 0
@@ -121,6 +138,32 @@ class _Service:
             )
             return _error_response("personalize", error, _request_id())
         return await self._handle(request, "personalize", operation)
+
+    async def settle(self) -> None:
+        """Write the outputs of every job that has finished by now (in a worker thread)."""
+        state = self.state
+        if not state.outputs_due() and not self._settling.locked():
+            return
+        async with self._settling:  # a write under way finishes before anything reports its job final
+            due = state.take_due_outputs()
+            if due:
+                await anyio.to_thread.run_sync(state.write_outputs, due)
+
+    @web.middleware
+    async def route_s3(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Send a request signed for S3 to the process's S3, whatever its path."""
+        if not _signed_for_s3(request):
+            return await handler(request)
+        await self.settle()
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(1 << 20):
+            body += chunk
+            if len(body) > MAX_S3_BODY:
+                raise web.HTTPRequestEntityTooLarge(max_size=MAX_S3_BODY, actual_size=len(body))
+        reply = await anyio.to_thread.run_sync(
+            self.s3.dispatch, request.method, request.raw_path, list(request.headers.items()), bytes(body)
+        )
+        return web.Response(status=reply.status, body=reply.body, headers=CIMultiDict(reply.headers))
 
     async def unknown(self, request: web.Request) -> web.StreamResponse:
         error = ApiError("UnknownOperationException", f"No operation at {request.method} {request.path}")
@@ -163,6 +206,7 @@ class _Service:
                 query=dict(request.query),
             )
             handlers = bedrock.HANDLERS if service == "bedrock" else personalize.HANDLERS
+            await self.settle()
             result = handlers[operation](self.state, call)
             response = _ok_response(service, result, request_id)
         except ApiError as error:
@@ -268,6 +312,18 @@ class _Service:
         return frozenset(origins)
 
 
+def _signed_for_s3(request: web.Request) -> bool:
+    """Whether the request is signed for S3: a SigV4 scope naming ``s3`` (in the Authorization header,
+    or a presigned URL's ``X-Amz-Credential``), or SigV2, which only S3 still takes."""
+    authorization = request.headers.get("Authorization", "")
+    query = request.query
+    if authorization.startswith("AWS ") or ("AWSAccessKeyId" in query and "Signature" in query):
+        return True
+    credential = authorization or f"Credential={query.get('X-Amz-Credential', '')}"
+    scope = _SCOPE.search(credential)
+    return scope is not None and scope.group(2) == "s3"
+
+
 def _request_id() -> str:
     return str(uuid.uuid4())
 
@@ -326,7 +382,9 @@ def _drop(request: web.Request) -> web.StreamResponse:
 
 
 def build_app(service: _Service) -> web.Application:
-    app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=[service.guard_control])
+    app = web.Application(
+        client_max_size=8 * 1024 * 1024, middlewares=[service.guard_control, service.route_s3]
+    )
     routes = app.router
     routes.add_post("/model-invocation-job", service.bedrock, name="CreateModelInvocationJob")
     routes.add_get(
@@ -341,6 +399,9 @@ def build_app(service: _Service) -> web.Application:
     routes.add_post(
         "/model-invocation-job/{jobIdentifier}/stop", service.bedrock, name="StopModelInvocationJob"
     )
+    routes.add_post("/tagResource", service.bedrock, name="TagResource")
+    routes.add_post("/untagResource", service.bedrock, name="UntagResource")
+    routes.add_post("/listTagsForResource", service.bedrock, name="ListTagsForResource")
     routes.add_post("/", service.personalize)
     routes.add_get("/_emulator/stats", service.get_stats)
     routes.add_get("/_emulator/jobs", service.get_jobs)
@@ -448,7 +509,7 @@ class Emulator:
         if document.get("config") != self.config.as_json():
             raise EmulatorStateError(f"{path}: the emulator state was saved under other settings")
         try:
-            state = EmulatorState.from_json(self.config, document["state"])
+            state = EmulatorState.from_json(self.config, document["state"], self._service.s3)
         except (KeyError, TypeError, ValueError) as exc:
             raise EmulatorStateError(f"{path}: corrupt emulator state: {exc!r}") from exc
         self._service.state = state
@@ -466,6 +527,7 @@ class Emulator:
             await runner.cleanup()
             raise
         host, port = runner.addresses[0][:2]
+        self._service.s3.opened()
         self._runner = runner
         self._url = f"http://{_url_host(host)}:{port}"
         log.info("asyncjobs.emulator.started", url=self._url)
@@ -477,6 +539,7 @@ class Emulator:
         if runner is not None:
             with anyio.CancelScope(shield=True):
                 await runner.cleanup()
+            self._service.s3.closed()
             log.info("asyncjobs.emulator.stopped", url=self._url)
         self._url = None
 

@@ -31,15 +31,18 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
+from . import jobdata
 from .config import EmulatorConfig
 from .jobs import (
     BEDROCK,
     KINDS,
     PERSONALIZE,
+    PERSONALIZE_SEGMENT,
     EmuJob,
     draw_bedrock,
     draw_personalize,
 )
+from .s3 import S3Store
 from .stats import Stats
 from .wire import (
     PERSONALIZE_JOB_NOUN,
@@ -53,6 +56,10 @@ from .wire import (
 _ARN_RESOURCE = {BEDROCK: "model-invocation-job", PERSONALIZE: "batch-inference-job"}
 _ARN_RESOURCE["personalize-segment"] = "batch-segment-job"
 _QUOTA_SUFFIX = {PERSONALIZE: "batch-inference", "personalize-segment": "batch-segment"}
+#: The most tags a resource may carry (both services' TagList maximum).
+MAX_TAGS = 200
+#: The statuses after which a job's outputs are written.
+_OUTPUT_STATUSES = frozenset({"Completed", "PartiallyCompleted", "ACTIVE"})
 
 
 class Listing(NamedTuple):
@@ -67,9 +74,14 @@ class Listing(NamedTuple):
 class EmulatorState:
     """All jobs of one emulator, and the bookkeeping around them."""
 
-    def __init__(self, config: EmulatorConfig) -> None:
+    def __init__(self, config: EmulatorConfig, s3: S3Store | None = None) -> None:
         self.config = config
+        #: Where jobs whose input bucket exists read their input and write their outputs.
+        self.s3 = s3 if s3 is not None else S3Store()
         self.stats = Stats()
+        #: Jobs whose outputs are not written yet, as a heap of (end time, seq, job); an entry whose
+        #: job has not ended by its time (it was stopped, so it ends later) is pushed back.
+        self._outputs: list[tuple[float, int, EmuJob]] = []
         self._seq = 0
         self._by_arn: dict[str, EmuJob] = {}
         self._bedrock_by_id: dict[str, EmuJob] = {}
@@ -119,6 +131,8 @@ class EmulatorState:
                 self._tokens[(job.region, job.token)] = job
         self._listing.setdefault((job.kind, job.region), []).append(job)
         self._track_end(job)
+        if job.plan is not None and not job.plan.settled:
+            heapq.heappush(self._outputs, (job.end_time, job.seq, job))
         self._running[job.quota_key] += 1
         self._name_counts[(job.kind, job.name)] += 1
 
@@ -176,9 +190,25 @@ class EmulatorState:
             message=message,
             expiration_time=expiration,
             timeout_hours=timeout,
+            tags={str(tag["key"]): str(tag["value"]) for tag in params.get("tags") or []},
         )
+        self._plan_bedrock(job)
         self._add(job)
         return job, False
+
+    def _plan_bedrock(self, job: EmuJob) -> None:
+        """Read and check the job's input, if it is in the emulator's S3; the outcome follows."""
+        plan = jobdata.plan_bedrock(self.s3, self.config, job.request, job.job_id, job.arn, job.outcome)
+        if plan is None:
+            return
+        job.plan = plan
+        if plan.failure is not None:
+            job.fail_early(plan.failure)
+        elif plan.errors and job.outcome == "Completed" and self.config.record_errors_status != "Completed":
+            job.end_as(
+                self.config.record_errors_status,
+                f"{plan.errors} of {plan.total} records failed; their output lines carry an error object",
+            )
 
     def _check_token_match(self, previous: EmuJob, params: dict[str, Any]) -> None:
         mode = self.config.bedrock_token_mismatch
@@ -278,7 +308,11 @@ class EmulatorState:
             schedule=schedule,
             message=message,
             running_status=self.config.personalize_running_status,
+            tags={str(tag["tagKey"]): str(tag["tagValue"]) for tag in params.get("tags") or []},
         )
+        job.plan = jobdata.plan_personalize(self.s3, job.request)
+        if job.plan is not None and job.plan.failure is not None:
+            job.fail_early(job.plan.failure)
         self._add(job)
         return job
 
@@ -310,6 +344,72 @@ class EmulatorState:
             kind, region, matches, True, max_results, next_token, "InvalidNextTokenException"
         )
         return Listing(jobs, token, as_of)
+
+    # -- tags (of jobs of both services)
+
+    def find_tagged(self, service: str, region: str, arn: str) -> EmuJob:
+        """The job of ``service`` (``bedrock``/``personalize``) with this ARN, in ``region``."""
+        job = self._by_arn.get(arn)
+        if job is None or job.region != region or (job.kind == BEDROCK) != (service == "bedrock"):
+            raise ApiError("ResourceNotFoundException", f"Could not find the resource {arn}")
+        return job
+
+    def tag(self, job: EmuJob, tags: dict[str, str]) -> None:
+        """Add or overwrite tags; TooManyTagsException beyond :data:`MAX_TAGS`, changing nothing."""
+        merged = {**job.tags, **tags}
+        if len(merged) > MAX_TAGS:
+            raise ApiError(
+                "TooManyTagsException",
+                f"The resource {job.arn} would have {len(merged)} tags; at most {MAX_TAGS} are allowed",
+            )
+        job.tags = merged
+
+    def untag(self, job: EmuJob, keys: list[str]) -> None:
+        """Remove the tags with these keys (keys the job does not have are ignored, as AWS does)."""
+        for key in keys:
+            job.tags.pop(key, None)
+
+    # -- outputs (written by the server, in a worker thread, before it answers anything that could
+    # show a finished job: see Emulator's settle)
+
+    def outputs_due(self) -> bool:
+        """Whether a job has ended whose outputs are not written yet."""
+        return bool(self._outputs) and self._outputs[0][0] <= self.now()
+
+    def take_due_outputs(self) -> list[EmuJob]:
+        """The jobs that have ended and need outputs written.
+
+        Jobs that ended without outputs (failed, stopped, expired) are settled here.
+        """
+        now = self.now()
+        due: list[EmuJob] = []
+        while self._outputs and self._outputs[0][0] <= now:
+            _, seq, job = heapq.heappop(self._outputs)
+            plan = job.plan
+            if plan is None or plan.settled:
+                continue
+            status = job.status_at(now)
+            if status not in job.terminal:  # stopped after it was filed: it ends later
+                heapq.heappush(self._outputs, (job.end_time, seq, job))
+            elif status in _OUTPUT_STATUSES and plan.failure is None:
+                due.append(job)
+            else:
+                plan.settled = True
+        return due
+
+    def write_outputs(self, due: list[EmuJob]) -> None:
+        """Write the outputs of jobs :meth:`take_due_outputs` returned (blocking S3 I/O)."""
+        for job in due:
+            plan = job.plan
+            assert plan is not None
+            if job.kind == BEDROCK:
+                jobdata.write_bedrock(self.s3, self.config, plan, job.arn)
+            else:
+                num_results = int(job.request.get("numResults") or jobdata.DEFAULT_NUM_RESULTS)
+                jobdata.write_personalize(
+                    self.s3, self.config, plan, job.arn, job.kind == PERSONALIZE_SEGMENT, num_results
+                )
+            plan.settled = True
 
     # -- paging
 
@@ -346,7 +446,9 @@ class EmulatorState:
         return {"seq": self._seq, "stats": self.stats.to_json(), "jobs": [job.to_json() for job in jobs]}
 
     @classmethod
-    def from_json(cls, config: EmulatorConfig, data: Mapping[str, Any]) -> EmulatorState:
+    def from_json(
+        cls, config: EmulatorConfig, data: Mapping[str, Any], s3: S3Store | None = None
+    ) -> EmulatorState:
         """The state :meth:`to_json` wrote, under ``config``; ValueError/TypeError/KeyError if not one."""
         if (
             not isinstance(data, Mapping)
@@ -354,7 +456,7 @@ class EmulatorState:
             or not isinstance(data["jobs"], list)
         ):
             raise ValueError("not an emulator state")
-        state = cls(config)
+        state = cls(config, s3)
         state.stats = Stats.from_json(data["stats"])
         jobs = sorted((EmuJob.from_json(record) for record in data["jobs"]), key=_seq)
         if len({job.arn for job in jobs}) != len(jobs) or len({job.seq for job in jobs}) != len(jobs):
@@ -397,6 +499,9 @@ class EmulatorState:
                 "start_time": job.start_time_at(now),
                 "end_time": job.end_time_at(now),
                 "client_request_token": job.token,
+                "tags": dict(job.tags),
+                # the S3 keys of the outputs written so far; None for a job that touches no S3
+                "outputs": None if job.plan is None else list(job.plan.written),
             }
             for job in sorted(self._by_arn.values(), key=lambda j: j.seq)
         ]

@@ -8,8 +8,9 @@ import pytest
 
 from asyncjobs.journal import open_journal
 from asyncjobs.model import JobSpec, Service
-from tests.acceptance.clitools import Cli, mixed_specs, write_campaign
 from tests.conftest import MakeEmulator
+from tests.support.cli import Cli
+from tests.support.specs import mixed_specs, write_campaign
 
 
 @pytest.fixture

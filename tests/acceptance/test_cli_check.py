@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.acceptance.clitools import Cli, journal_files, mixed_specs, spec, write_campaign
+from tests.support.cli import Cli, journal_files
+from tests.support.specs import mixed_specs, named, spec, write_campaign
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 
@@ -37,12 +37,6 @@ def cli(tmp_path: Path) -> Cli:
 
 def files(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
-
-
-def named(spec_id: str, name: str) -> dict[str, Any]:
-    line = spec(spec_id, "bedrock")
-    line["request"]["jobName"] = name
-    return line
 
 
 #: Ten lines: four good ones, a blank one, and one of each kind of problem.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.clitools import Cli, Result, finish
+from tests.support.cli import Cli, Result, finish_async
 
 
 async def test_demo_runs_and_starts_over(tmp_path: Path) -> None:
@@ -41,7 +41,7 @@ async def test_demo_interrupted_then_resumed(tmp_path: Path) -> None:
         await asyncio.sleep(0.05)
     await asyncio.sleep(1.0)
     process.send_signal(signal.SIGINT)
-    first = await finish(process)
+    first = await finish_async(process)
     assert first.code == 130, first
     assert "Resume with: asyncjobs demo --dir d" in first.stderr
 
@@ -63,7 +63,7 @@ async def test_demo_with_an_unreadable_emulator_state_starts_over(tmp_path: Path
             break
         await asyncio.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    assert (await finish(process)).code == 130
+    assert (await finish_async(process)).code == 130
     state.write_text(state.read_text()[:100], encoding="utf-8")  # cut short, as by a full disk
 
     again = await cli("demo", "--dir", "d", "--jobs", "20", "--output", "json")
@@ -85,7 +85,7 @@ async def run_demo_with_umask(cli: Cli, umask: int, *args: str) -> Result:
         stderr=asyncio.subprocess.PIPE,
         umask=umask,
     )
-    return await finish(process)
+    return await finish_async(process)
 
 
 async def test_demo_folder_and_files_are_private_under_umask_0(tmp_path: Path) -> None:

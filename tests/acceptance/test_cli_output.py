@@ -21,8 +21,10 @@ import pytest
 from asyncjobs.journal import open_journal
 from asyncjobs.lifecycle import Event
 from asyncjobs.model import JobSpec, Service
-from tests.acceptance.clitools import Cli, mixed_specs, spec, write_campaign
 from tests.conftest import MakeEmulator
+from tests.support.cli import Cli
+from tests.support.presets import FAST_POLL
+from tests.support.specs import mixed_specs, spec, write_campaign
 
 CLOSING = "[/oops]"
 LINK = "[link=https://evil.example/]click me[/link]"
@@ -32,7 +34,6 @@ ERROR = f"ValidationException: {LINK} {CLOSING} \x1b]8;;https://e.x/\x1b\\raw"
 ERROR_WORDS = [*f"ValidationException: {LINK} {CLOSING}".split(), r"\x1b]8;;https://e.x/\x1b\raw"]
 #: A journal path that runs commands when pasted unquoted into a shell.
 HOSTILE_PATH = "x;touch PWNED $HOME [a].db"
-FAST = ("--poll-interval", "0.5")
 
 
 @pytest.fixture
@@ -95,7 +96,7 @@ async def test_run_summary_table_and_notes_show_hostile_names_as_text(
 
     result = await cli(
         "run", "campaign.jsonl", "--journal", "[bold]c.db", "--campaign-name", LINK,
-        "--endpoint-url", emu.url, "--output", "table", *FAST,
+        "--endpoint-url", emu.url, "--output", "table", *FAST_POLL,
     )  # fmt: skip
 
     assert result.code == 1, result
@@ -121,7 +122,9 @@ async def test_the_status_hint_of_a_failed_run_is_quoted(
     emu = await make_emulator(fail_rate=1.0)
     write_campaign(tmp_path / "campaign.jsonl", mixed_specs(2))
 
-    result = await cli("run", "campaign.jsonl", "--journal", HOSTILE_PATH, "--endpoint-url", emu.url, *FAST)
+    result = await cli(
+        "run", "campaign.jsonl", "--journal", HOSTILE_PATH, "--endpoint-url", emu.url, *FAST_POLL
+    )
 
     assert result.code == 1, result
     hint = hint_after(result.stderr, "see: ")
@@ -137,7 +140,7 @@ async def test_the_track_hint_of_cancel_is_quoted_and_says_where_to_connect(
     emu = await make_emulator(job_seconds=(60.0, 60.0))
     write_campaign(tmp_path / "campaign.jsonl", [spec("p", "personalize")])
     args = ("--journal", HOSTILE_PATH, "--endpoint-url", emu.url, "--output", "json")
-    submitted = await cli("run", "campaign.jsonl", *args, "--no-wait", *FAST)
+    submitted = await cli("run", "campaign.jsonl", *args, "--no-wait", *FAST_POLL)
     assert submitted.code == 0, submitted
 
     result = await cli("cancel", *args)
@@ -169,8 +172,8 @@ async def test_no_verify_ssl_prints_one_warning(
     args = ("--journal", "c.db", "--endpoint-url", emu.url, "--output", "json")
     warning = "asyncjobs: warning: TLS certificate verification is off (--no-verify-ssl)"
 
-    unverified = await cli("run", "campaign.jsonl", *args, "--no-verify-ssl", *FAST)
-    verified = await cli("run", *args, *FAST)
+    unverified = await cli("run", "campaign.jsonl", *args, "--no-verify-ssl", *FAST_POLL)
+    verified = await cli("run", *args, *FAST_POLL)
     cancelled = await cli("--no-verify-ssl", "cancel", *args)
 
     assert unverified.code == 0, unverified

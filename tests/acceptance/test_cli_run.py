@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from asyncjobs.emulator import Emulator
-from tests.acceptance.clitools import SECRET, Cli, finish, journal_files, mixed_specs, spec, write_campaign
 from tests.conftest import MakeEmulator
-
-FAST = ("--poll-interval", "0.5")
+from tests.support.cli import SECRET, Cli, finish_async, journal_files
+from tests.support.presets import FAST_POLL
+from tests.support.specs import mixed_specs, spec, write_campaign
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ async def test_run_to_completion(cli: Cli, make_emulator: MakeEmulator, tmp_path
     campaign = write_campaign(tmp_path / "campaign.jsonl", mixed_specs(12))
 
     result = await cli(
-        "run", str(campaign), "--journal", "c.db", "--endpoint-url", emu.url, "--output", "json", *FAST
+        "run", str(campaign), "--journal", "c.db", "--endpoint-url", emu.url, "--output", "json", *FAST_POLL
     )
 
     assert result.code == 0, result
@@ -47,7 +47,7 @@ async def test_campaign_from_stdin_and_query(cli: Cli, make_emulator: MakeEmulat
 
     result = await cli(
         "--output", "json", "--query", "counts.succeeded",
-        "run", "-", "--journal", "c.db", "--endpoint-url", emu.url, *FAST,
+        "run", "-", "--journal", "c.db", "--endpoint-url", emu.url, *FAST_POLL,
         stdin=lines,
     )  # fmt: skip
 
@@ -63,7 +63,7 @@ async def test_failed_jobs_exit_1_and_resubmission(
 
     result = await cli(
         "run", str(campaign), "--journal", "c.db", "--endpoint-url", emu.url, "--output", "json",
-        "--resubmit-failed", "1", *FAST,
+        "--resubmit-failed", "1", *FAST_POLL,
     )  # fmt: skip
 
     assert result.code == 1, result
@@ -88,7 +88,7 @@ async def test_a_run_with_resubmissions_ends_only_when_every_job_is_final(
 
     result = await cli(
         "run", str(campaign), "--journal", "c.db", "--endpoint-url", emu.url, "--output", "json",
-        "--resubmit-failed", "3", *FAST,
+        "--resubmit-failed", "3", *FAST_POLL,
     )  # fmt: skip
 
     counts = result.json()["counts"]
@@ -154,7 +154,9 @@ async def test_bad_input_on_existing_journal_keeps_it(
 ) -> None:
     emu = await make_emulator()
     write_campaign(tmp_path / "one.jsonl", mixed_specs(2))
-    assert (await cli("run", "one.jsonl", "--journal", "c.db", "--endpoint-url", emu.url, *FAST)).code == 0
+    assert (
+        await cli("run", "one.jsonl", "--journal", "c.db", "--endpoint-url", emu.url, *FAST_POLL)
+    ).code == 0
     requests = emu.stats()["requests"]
     changed = mixed_specs(2)
     changed[0]["request"]["roleArn"] = "arn:aws:iam::123456789012:role/Other"
@@ -184,7 +186,7 @@ async def wait_for_creates(emu: Emulator, n: int, process: asyncio.subprocess.Pr
     """Until the emulator has ``n`` jobs; fails with the command's output if it ended first."""
     for _ in range(600):
         if process.returncode is not None:
-            raise AssertionError(f"the command ended early: {await finish(process)}")
+            raise AssertionError(f"the command ended early: {await finish_async(process)}")
         if emu.stats()["jobs_total"] >= n:
             return
         await asyncio.sleep(0.05)
@@ -194,12 +196,12 @@ async def wait_for_creates(emu: Emulator, n: int, process: asyncio.subprocess.Pr
 async def test_interrupt_then_resume(cli: Cli, make_emulator: MakeEmulator, tmp_path: Path) -> None:
     emu = await make_emulator(create_rate=8.0, job_seconds=(0.5, 1.0))
     write_campaign(tmp_path / "campaign.jsonl", mixed_specs(40))
-    args = ("--journal", "c.db", "--endpoint-url", emu.url, "--output", "json", *FAST)
+    args = ("--journal", "c.db", "--endpoint-url", emu.url, "--output", "json", *FAST_POLL)
 
     process = await cli.start("run", "campaign.jsonl", *args)
     await wait_for_creates(emu, 5, process)
     process.send_signal(signal.SIGINT)
-    first = await finish(process)
+    first = await finish_async(process)
 
     assert first.code == 130, first
     assert first.json()["interrupted"] is True
@@ -219,10 +221,12 @@ async def test_sigterm_also_stops_gracefully(cli: Cli, make_emulator: MakeEmulat
     emu = await make_emulator(create_rate=5.0, job_seconds=(0.5, 1.0))
     write_campaign(tmp_path / "campaign.jsonl", mixed_specs(30))
 
-    process = await cli.start("run", "campaign.jsonl", "--journal", "c.db", "--endpoint-url", emu.url, *FAST)
+    process = await cli.start(
+        "run", "campaign.jsonl", "--journal", "c.db", "--endpoint-url", emu.url, *FAST_POLL
+    )
     await wait_for_creates(emu, 3, process)
     process.send_signal(signal.SIGTERM)
-    result = await finish(process)
+    result = await finish_async(process)
 
     assert result.code == 130, result
     assert "SIGTERM" in result.stderr
@@ -233,7 +237,7 @@ async def test_sigterm_also_stops_gracefully(cli: Cli, make_emulator: MakeEmulat
 async def test_no_wait_then_track(cli: Cli, make_emulator: MakeEmulator, tmp_path: Path) -> None:
     emu = await make_emulator(job_seconds=(1.5, 2.0))
     write_campaign(tmp_path / "campaign.jsonl", mixed_specs(6))
-    args = ("--journal", "c.db", "--endpoint-url", emu.url, "--output", "json", *FAST)
+    args = ("--journal", "c.db", "--endpoint-url", emu.url, "--output", "json", *FAST_POLL)
 
     submitted = await cli("run", "campaign.jsonl", *args, "--no-wait")
 
@@ -256,7 +260,7 @@ async def test_json_logs_on_stderr(cli: Cli, make_emulator: MakeEmulator, tmp_pa
 
     result = await cli(
         "run", "campaign.jsonl", "--journal", "c.db", "--endpoint-url", emu.url,
-        "--log-format", "json", "--debug", *FAST,
+        "--log-format", "json", "--debug", *FAST_POLL,
     )  # fmt: skip
 
     assert result.code == 0, result
@@ -276,14 +280,16 @@ async def test_second_signal_exits_at_once_and_resume_creates_nothing_twice(
     # first signal comes, and the graceful stop waits for them, so the second signal meets it
     emu = await make_emulator(create_rate=8.0, latency=(1.0, 1.5), job_seconds=(0.3, 0.6))
     write_campaign(tmp_path / "campaign.jsonl", mixed_specs(30))
-    args = ("--journal", "c.db", "--endpoint-url", emu.url, "--output", "json", "--create-rate", "8", *FAST)
+    args = (
+        "--journal", "c.db", "--endpoint-url", emu.url, "--output", "json", "--create-rate", "8", *FAST_POLL,
+    )  # fmt: skip
 
     process = await cli.start("run", "campaign.jsonl", *args)
     await wait_for_creates(emu, 4, process)
     process.send_signal(signal.SIGINT)
     await asyncio.sleep(0.05)
     process.send_signal(signal.SIGINT)
-    first = await finish(process)
+    first = await finish_async(process)
 
     assert first.code == 130, first
     assert "exiting now" in first.stderr
@@ -306,7 +312,7 @@ async def test_a_journal_in_use_exits_2(cli: Cli, make_emulator: MakeEmulator, t
     second = await cli("run", "campaign.jsonl", *args)
 
     process.send_signal(signal.SIGINT)
-    assert (await finish(process)).code == 130
+    assert (await finish_async(process)).code == 130
     assert second.code == 2, second
     assert "in use by another asyncjobs process" in second.stderr
     assert emu.stats()["jobs_total"] == 2
@@ -362,7 +368,7 @@ async def test_access_refused_exits_3_and_the_journal_resumes(
 ) -> None:
     emu = await make_emulator(auth_fault=fault, auth_fault_after=after)
     write_campaign(tmp_path / "campaign.jsonl", mixed_specs(6))
-    args = ("--journal", "c.db", "--endpoint-url", emu.url, "--output", "json", *FAST)
+    args = ("--journal", "c.db", "--endpoint-url", emu.url, "--output", "json", *FAST_POLL)
 
     result = await cli("run", "campaign.jsonl", *args)
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.clitools import Cli, finish, mixed_specs, spec, write_campaign
 from tests.conftest import MakeEmulator
+from tests.support.cli import Cli, finish_async
+from tests.support.specs import mixed_specs, spec, write_campaign
 
 
 @pytest.fixture
@@ -91,12 +92,12 @@ async def test_status_while_a_run_holds_the_journal(tmp_path: Path, make_emulato
         if emu.stats()["jobs_total"] == 5 or run.returncode is not None:
             break
         await asyncio.sleep(0.05)
-    assert run.returncode is None, await finish(run)
+    assert run.returncode is None, await finish_async(run)
 
     result = await cli("status", "--journal", "c.db", "--output", "json")
 
     run.send_signal(signal.SIGINT)
-    stopped = await finish(run)
+    stopped = await finish_async(run)
     assert stopped.code == 130, stopped
     assert result.code == 0, result
     assert "read-only snapshot" in result.stderr
@@ -142,7 +143,7 @@ async def test_status_while_a_run_bulk_loads_a_new_campaign(tmp_path: Path) -> N
             if run.returncode is not None or readers_locked_out(tmp_path / "big.db"):
                 break
             await asyncio.sleep(0.05)
-        assert run.returncode is None, await finish(run)
+        assert run.returncode is None, await finish_async(run)
         assert readers_locked_out(tmp_path / "big.db"), "the load never locked the journal"
 
         result = await cli("status", "--journal", "big.db", "--output", "json")

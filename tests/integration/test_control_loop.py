@@ -17,15 +17,14 @@ from asyncjobs.journal import SQLiteJournal, open_journal
 from asyncjobs.model import JobState, Service
 from asyncjobs.scheduler import Campaign, Settings
 from tests.conftest import CREDENTIALS, MakeEmulator
-from tests.integration.test_engine import FAST, bedrock_specs, personalize_specs, run
+from tests.integration.test_engine import run
+from tests.support.presets import EMULATOR_RUN
+from tests.support.specs import bedrock_specs, personalize_specs
 
 CREATES = ("CreateModelInvocationJob", "CreateBatchInferenceJob", "CreateBatchSegmentJob")
 
 
-@pytest.fixture(autouse=True)
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", CREDENTIALS["aws_access_key_id"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDENTIALS["aws_secret_access_key"])
+pytestmark = pytest.mark.usefixtures("aws_credentials")  # the Campaign opens its clients from the environment
 
 
 @pytest.fixture
@@ -112,7 +111,7 @@ async def test_personalize_limits_are_told_apart_by_state_whatever_the_text(
                 session=session,
                 endpoint_url=emu.url,
                 region="us-east-1",
-                settings=Settings(**FAST),  # type: ignore[arg-type]
+                settings=Settings(**EMULATOR_RUN),
             )
             started = time.monotonic()
             with anyio.fail_after(180):

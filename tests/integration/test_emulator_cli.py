@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from asyncjobs.emulator.cli import emulator
+from asyncjobs.emulator.process import LISTENING, emulator_command, emulator_process
 from tests.conftest import aws_client, bedrock_job
-from tests.emulator_process import LISTENING, emulator_command, emulator_process
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

@@ -193,6 +193,11 @@ BAD_VALUES: dict[str, list[Any]] = {
     "auth_fault_after": [-1, True, 1.5, None, "2"],
     "limit_message": [5, ["x"], "x" * 3000, True],
     "list_lag": [-1, "1", True, 1e9, None, NAN, INF],
+    "bedrock_min_records": _COUNT,
+    "bedrock_max_records": [*_COUNT, 99],
+    "record_error_rate": _PROBABILITY,
+    "record_errors_status": ["Failed", None, 1, ["Completed"]],
+    "output_order": ["random", None, 1, ["input"]],
 }
 
 

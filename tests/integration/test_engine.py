@@ -21,52 +21,16 @@ from asyncjobs.journal import SQLiteJournal, open_journal
 from asyncjobs.model import JobSpec, JobState, Service
 from asyncjobs.scheduler import Campaign, CampaignEvent, Settings
 from tests.conftest import (
-    CREDENTIALS,
     MODEL,
     MakeEmulator,
     aws_client,
     bedrock_job,
     personalize_job,
-    segment_job,
 )
+from tests.support.presets import EMULATOR_RUN
+from tests.support.specs import OTHER_MODEL, bedrock_specs, personalize_specs
 
-OTHER_MODEL = "amazon.nova-lite-v1:0"
-FAST = {
-    "min_poll_interval": 0.05,
-    "poll_interval": 0.5,
-    "read_rate": 100.0,
-    "backoff_base": 0.05,
-    "backoff_cap": 0.5,
-}
-
-
-@pytest.fixture(autouse=True)
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", CREDENTIALS["aws_access_key_id"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDENTIALS["aws_secret_access_key"])
-
-
-def bedrock_specs(n: int, model: str = MODEL, prefix: str = "b") -> list[JobSpec]:
-    out = []
-    for i in range(n):
-        request = bedrock_job(modelId=model)
-        del request["jobName"]
-        request["inputDataConfig"]["s3InputDataConfig"]["s3Uri"] = (
-            f"s3://input-bucket/batch/{prefix}{i}.jsonl"
-        )
-        out.append(JobSpec(f"{prefix}{i}", Service.BEDROCK, request))
-    return out
-
-
-def personalize_specs(n: int, service: Service = Service.PERSONALIZE, prefix: str = "p") -> list[JobSpec]:
-    make = personalize_job if service is Service.PERSONALIZE else segment_job
-    out = []
-    for i in range(n):
-        request = make()
-        del request["jobName"]
-        request["jobInput"] = {"s3DataSource": {"path": f"s3://input-bucket/{prefix}{i}/"}}
-        out.append(JobSpec(f"{prefix}{i}", service, request))
-    return out
+pytestmark = pytest.mark.usefixtures("aws_credentials")  # the Campaign opens its clients from the environment
 
 
 @pytest.fixture
@@ -77,7 +41,7 @@ async def journal(tmp_path: Path) -> AsyncIterator[SQLiteJournal]:
 
 async def run(journal: SQLiteJournal, emu: Emulator, *, limit: float = 60, **settings: Any) -> Campaign:
     campaign = Campaign(
-        journal, endpoint_url=emu.url, region="us-east-1", settings=Settings(**{**FAST, **settings})
+        journal, endpoint_url=emu.url, region="us-east-1", settings=Settings(**{**EMULATOR_RUN, **settings})
     )
     with anyio.fail_after(limit):
         await campaign.run()
@@ -211,7 +175,7 @@ async def test_cancel_stops_bedrock_and_reports_personalize(
         journal,
         endpoint_url=emu.url,
         region="us-east-1",
-        settings=Settings(max_running={MODEL: 4, OTHER_MODEL: 1, "personalize": 2}, **FAST),
+        settings=Settings(max_running={MODEL: 4, OTHER_MODEL: 1, "personalize": 2}, **EMULATOR_RUN),
         on_event=on_event,
     )
     with anyio.fail_after(30):

@@ -14,7 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,32 +26,15 @@ from asyncjobs.journal import open_journal
 from asyncjobs.journal.sqlite import SCHEMA_VERSION, SQLiteJournal
 from asyncjobs.model import JobSpec, JobState, Service
 from asyncjobs.scheduler import Campaign, Settings
-from tests.conftest import CREDENTIALS, MakeEmulator, bedrock_job, personalize_job
+from tests.conftest import MakeEmulator
+from tests.support.presets import EMULATOR_RUN
+from tests.support.specs import alternating_specs
 
 REPO = Path(__file__).resolve().parents[2]
-FAST = Settings(
-    min_poll_interval=0.05, poll_interval=0.3, read_rate=100.0, backoff_base=0.05, backoff_cap=0.5
-)
+QUICK = Settings(**{**EMULATOR_RUN, "poll_interval": 0.3})
 
 
-@pytest.fixture(autouse=True)
-def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", CREDENTIALS["aws_access_key_id"])
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDENTIALS["aws_secret_access_key"])
-
-
-def specs(n: int) -> list[JobSpec]:
-    out = []
-    for i in range(n):
-        if i % 3 == 2:
-            request = personalize_job(jobInput={"s3DataSource": {"path": f"s3://input-bucket/p{i}/"}})
-            service = Service.PERSONALIZE
-        else:
-            request = bedrock_job(inputDataConfig={"s3InputDataConfig": {"s3Uri": f"s3://input-bucket/b{i}"}})
-            service = Service.BEDROCK
-        del request["jobName"]
-        out.append(JobSpec(f"s{i}", service, request))
-    return out
+pytestmark = pytest.mark.usefixtures("aws_credentials")  # the Campaign opens its clients from the environment
 
 
 def holder(path: Path) -> subprocess.Popen[str]:
@@ -101,7 +84,7 @@ async def test_second_process_gets_journal_locked(held: tuple[Path, subprocess.P
 
 async def test_second_open_in_the_same_process_is_refused_too(tmp_path: Path) -> None:
     async with await open_journal(tmp_path / "c.db") as journal:
-        await journal.add_specs(specs(2))
+        await journal.add_specs(alternating_specs(2))
         with pytest.raises(JournalLocked, match="in use by another asyncjobs process"):
             await open_journal(tmp_path / "c.db")
         assert journal.counts().total == 2  # the holder is unaffected
@@ -117,13 +100,13 @@ async def test_a_killed_holder_releases_the_journal(held: tuple[Path, subprocess
 
 
 async def test_changed_spec_names_the_id_and_changes_nothing(tmp_path: Path) -> None:
-    original = specs(3)
+    original = alternating_specs(3)
     async with await open_journal(tmp_path / "c.db") as journal:
         await journal.add_specs(original)
         changed = [
             *original[:1],
             JobSpec("s1", Service.BEDROCK, {**original[1].request, "modelId": "x"}),
-            *specs(5)[3:],
+            *alternating_specs(5)[3:],
         ]
 
         with pytest.raises(SpecChanged) as caught:
@@ -141,7 +124,7 @@ async def test_changed_spec_names_the_id_and_changes_nothing(tmp_path: Path) -> 
 async def test_newer_schema_is_refused(tmp_path: Path, version: int) -> None:
     path = tmp_path / "c.db"
     async with await open_journal(path) as journal:
-        await journal.add_specs(specs(2))
+        await journal.add_specs(alternating_specs(2))
     with sqlite3.connect(path) as conn:
         conn.execute(f"PRAGMA user_version = {version}")
     before = path.read_bytes()
@@ -173,29 +156,35 @@ async def test_not_a_journal_is_refused(tmp_path: Path) -> None:
         await open_journal(tmp_path / "other.db")
 
 
+def full_disk_after(writes: int) -> type[sqlite3.Connection]:
+    """A real SQLite connection on which every journal write of state changes after the first
+    ``writes`` fails as SQLite fails on a full disk (SQLITE_FULL)."""
+    done = 0
+
+    class FullDisk(sqlite3.Connection):
+        def executemany(self, sql: str, parameters: Iterable[Any], /) -> sqlite3.Cursor:
+            nonlocal done
+            if sql.startswith("UPDATE jobs SET state"):
+                done += 1
+                if done > writes:
+                    error = sqlite3.OperationalError("database or disk is full")
+                    error.sqlite_errorcode = sqlite3.SQLITE_FULL
+                    raise error
+            return super().executemany(sql, parameters)
+
+    return FullDisk
+
+
 async def test_unwritable_mid_campaign_stops_loses_no_arn_and_resumes(
-    tmp_path: Path, make_emulator: MakeEmulator, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, make_emulator: MakeEmulator
 ) -> None:
     """An injected SQLITE_FULL once creates are under way; then the disk "frees up" and we resume."""
     emu = await make_emulator(job_seconds=(0.3, 0.6))
     path = tmp_path / "c.db"
-    writes = 0
-    original = SQLiteJournal._write_sync
-
-    def full_after_some_writes(self: SQLiteJournal, *args: Any) -> None:
-        nonlocal writes
-        writes += 1
-        if writes > 6:
-            error = sqlite3.OperationalError("database or disk is full")
-            error.sqlite_errorcode = sqlite3.SQLITE_FULL
-            raise self._write_error(error)
-        original(self, *args)
-
-    monkeypatch.setattr(SQLiteJournal, "_write_sync", full_after_some_writes)
-    async with await open_journal(path) as journal:
-        await journal.add_specs(specs(12))
+    async with await SQLiteJournal.open(path, connection_class=full_disk_after(6)) as journal:
+        await journal.add_specs(alternating_specs(12))
         with anyio.fail_after(60), pytest.raises(BaseException) as caught:
-            await Campaign(journal, endpoint_url=emu.url, region="us-east-1", settings=FAST).run()
+            await Campaign(journal, endpoint_url=emu.url, region="us-east-1", settings=QUICK).run()
     unwritable = [e for e in _leaves(caught.value) if isinstance(e, JournalUnwritable)]
     assert unwritable, caught.value
     assert "database or disk is full" in unwritable[0].message
@@ -203,10 +192,9 @@ async def test_unwritable_mid_campaign_stops_loses_no_arn_and_resumes(
     created_before = {j["arn"] for j in emu.jobs()}
     assert created_before, "the fault struck before any create: move it later"
 
-    monkeypatch.setattr(SQLiteJournal, "_write_sync", original)
     async with await open_journal(path) as journal:
         with anyio.fail_after(60):
-            summary = await Campaign(journal, endpoint_url=emu.url, region="us-east-1", settings=FAST).run()
+            summary = await Campaign(journal, endpoint_url=emu.url, region="us-east-1", settings=QUICK).run()
         arns = {j.arn async for j in journal.jobs()}
 
     assert summary.counts[JobState.SUCCEEDED] == 12

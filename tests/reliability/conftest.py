@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.emulator_process import EmulatorProcess, emulator_process_sync
+from asyncjobs.emulator.process import EmulatorProcess, emulator_process_sync
 
 #: Quick jobs, no injected faults: what most tests start from.
 QUICK = ("--job-seconds", "0.2,0.5", "--seed", "7")

@@ -1,12 +1,12 @@
 """Blocking helpers for the reliability tests and ``make chaos``.
 
 Everything here is synchronous on purpose: the emulator runs as its own process
-(:func:`tests.emulator_process.emulator_process_sync`), so its counters outlive any
+(:func:`asyncjobs.emulator.process.emulator_process_sync`), so its counters outlive any
 runner we kill, and ``asyncjobs run`` runs as a subprocess that can be SIGKILLed.
 
-- :func:`cli_env`, :func:`run_cli`, :func:`start_cli`: the real command, with fake
-  credentials that are easy to grep for (:data:`SECRET`, :data:`SESSION_TOKEN`).
-- :func:`mixed_specs`, :func:`write_campaign`: Bedrock + Personalize campaigns.
+The command itself is run by :mod:`tests.support.cli`, and campaigns are built by
+:mod:`tests.support.specs`.
+
 - :func:`read_journal`: the journal's jobs and event log, through the journal API.
 - :func:`audit`: the journal checked against the emulator's own record of every job.
 - :func:`crash_campaign`: run a campaign to the end while SIGKILLing the runner, at
@@ -16,12 +16,9 @@ runner we kill, and ``asyncjobs run`` runs as a subprocess that can be SIGKILLed
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,12 +31,7 @@ import anyio
 from asyncjobs.journal import EventRecord, open_journal
 from asyncjobs.model import JobState
 from asyncjobs.naming import job_name
-from tests.conftest import bedrock_job, personalize_job, segment_job
-
-#: Fake credentials: distinctive, so a leak anywhere is found by a plain substring search.
-ACCESS_KEY = "AKIDRELIABILITYTEST0"
-SECRET = "rel-SECRET-d0d9f3b1c2a84e7f-never-log-me"
-SESSION_TOKEN = "rel-SESSIONTOKEN-5e8a1c7b9d2f4a60-never-log-me"
+from tests.support.cli import Result, cli_env, finish, start_cli
 
 #: The emulator's final statuses, normalised as the journal normalises them.
 REMOTE_FINAL = {
@@ -51,142 +43,6 @@ REMOTE_FINAL = {
     "Stopped": JobState.STOPPED,
     "Expired": JobState.EXPIRED,
 }
-
-
-# ----------------------------------------------------------------------------- the command
-def cli_env(home: Path, *, session_token: bool = True) -> dict[str, str]:
-    """Environment for ``asyncjobs``: fake credentials, no AWS config files, no metadata service."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ASYNCJOBS_"))}
-    env.update(
-        AWS_ACCESS_KEY_ID=ACCESS_KEY,
-        AWS_SECRET_ACCESS_KEY=SECRET,
-        AWS_DEFAULT_REGION="us-east-1",
-        AWS_CONFIG_FILE=str(home / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(home / "no-aws-credentials"),
-        AWS_EC2_METADATA_DISABLED="true",
-        PYTHONUNBUFFERED="1",
-    )
-    if session_token:
-        env["AWS_SESSION_TOKEN"] = SESSION_TOKEN
-    return env
-
-
-def cli_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "asyncjobs.cli", *args]
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-    @property
-    def error_lines(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if line.strip()]
-
-    def __str__(self) -> str:
-        return f"exit {self.code}\n--- stdout\n{self.stdout[-4000:]}\n--- stderr\n{self.stderr[-4000:]}"
-
-
-def start_cli(
-    *args: str, cwd: Path, env: Mapping[str, str] | None = None, umask: int | None = None
-) -> subprocess.Popen[bytes]:
-    """Start ``asyncjobs ARGS`` in ``cwd``; stdout and stderr are pipes."""
-    return subprocess.Popen(
-        cli_argv(*args),
-        cwd=cwd,
-        env=dict(env if env is not None else cli_env(cwd)),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        umask=-1 if umask is None else umask,
-    )
-
-
-def finish(process: subprocess.Popen[bytes], timeout: float = 90) -> Result:
-    """Wait for ``process``; SIGKILL it and fail if it takes longer than ``timeout``."""
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, err = process.communicate()
-        raise AssertionError(
-            f"asyncjobs did not finish within {timeout}s\n{err.decode(errors='replace')[-4000:]}"
-        ) from None
-    return Result(process.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
-
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def run_at_point(point: str, *args: str, cwd: Path, signum: str | None = None) -> Result:
-    """``asyncjobs ARGS``, which SIGKILLs itself at ``point`` or, given ``signum`` (TERM, INT),
-    sends itself that signal there and carries on (see :mod:`tests.reliability.killpoint`)."""
-    env = cli_env(cwd)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    signalled = ["--signal", signum] if signum else []
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.reliability.killpoint", *signalled, point, "--", *args],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    return finish(process, 90)
-
-
-def run_cli(
-    *args: str,
-    cwd: Path,
-    env: Mapping[str, str] | None = None,
-    timeout: float = 90,
-    umask: int | None = None,
-) -> Result:
-    return finish(start_cli(*args, cwd=cwd, env=env, umask=umask), timeout)
-
-
-# ----------------------------------------------------------------------------- campaigns
-_BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
-    "bedrock": bedrock_job,
-    "personalize": personalize_job,
-    "personalize-segment": segment_job,
-}
-#: Mostly Bedrock (two models), with both Personalize kinds mixed in.
-_MIX = ("bedrock", "personalize", "bedrock", "personalize-segment", "bedrock")
-_MODELS = ("anthropic.claude-3-haiku-20240307-v1:0", "amazon.nova-lite-v1:0")
-
-
-def spec(spec_id: str, service: str, **overrides: Any) -> dict[str, Any]:
-    """A campaign line of ``service`` without a jobName (the engine derives one)."""
-    request = _BUILDERS[service](**overrides)
-    request.pop("jobName")
-    return {"id": spec_id, "service": service, "request": request}
-
-
-def mixed_specs(n: int, prefix: str = "job") -> list[dict[str, Any]]:
-    """``n`` distinct specs: Bedrock on two models, Personalize inference and segment jobs."""
-    specs = []
-    for i in range(n):
-        service = _MIX[i % len(_MIX)]
-        if service == "bedrock":
-            overrides: dict[str, Any] = {
-                "modelId": _MODELS[(i // len(_MIX)) % len(_MODELS)],
-                "inputDataConfig": {"s3InputDataConfig": {"s3Uri": f"s3://input-bucket/batch/{i}.jsonl"}},
-            }
-        else:
-            overrides = {"jobInput": {"s3DataSource": {"path": f"s3://input-bucket/{prefix}/{i}/"}}}
-        specs.append(spec(f"{prefix}-{i:04d}", service, **overrides))
-    return specs
-
-
-def write_campaign(path: Path, specs: Iterable[Mapping[str, Any]]) -> Path:
-    path.write_text("".join(json.dumps(s) + "\n" for s in specs), encoding="utf-8")
-    return path
 
 
 # ----------------------------------------------------------------------------- the journal

@@ -49,18 +49,18 @@ def _die() -> None:
 
 def _sender(name: str) -> Callable[[], None]:
     """Send the process ``name``, and return once the command has noted it (at most 30 s)."""
-    import asyncjobs.cli as cli
+    import asyncjobs.cli.signals as signals  # where the command notes a signal it has seen
 
     signum = signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]
     noted = threading.Event()
-    note = cli.note
+    note = signals.note
 
     def noting(message: str) -> None:
         note(message)
         if message.startswith(signum.name):
             noted.set()
 
-    cli.note = noting
+    signals.note = noting
 
     def send() -> None:
         os.kill(os.getpid(), signum)

@@ -19,18 +19,12 @@ from typing import Any
 
 import pytest
 
-from tests.emulator_process import EmulatorProcess, emulator_process_sync
-from tests.reliability.harness import (
-    Result,
-    cli_env,
-    mixed_specs,
-    read_journal,
-    run_cli,
-    spec,
-    write_campaign,
-)
+from asyncjobs.emulator.process import EmulatorProcess, emulator_process_sync
+from tests.reliability.harness import read_journal
+from tests.support.cli import Result, cli_env, run_cli
+from tests.support.specs import distinct_specs, named, spec, write_campaign
 
-GOOD = mixed_specs(3)
+GOOD = distinct_specs(3)
 
 
 def lines(*extra: Any) -> bytes:
@@ -52,12 +46,6 @@ def bedrock(**overrides: Any) -> dict[str, Any]:
 
 def personalize(**overrides: Any) -> dict[str, Any]:
     return spec("new", "personalize", **overrides)
-
-
-def named(spec_id: str, name: str) -> dict[str, Any]:
-    line = spec(spec_id, "bedrock")
-    line["request"]["jobName"] = name
-    return line
 
 
 @dataclass(frozen=True)

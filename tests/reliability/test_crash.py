@@ -26,18 +26,14 @@ import pytest
 from tests.reliability.conftest import QUICK, StartEmulator
 from tests.reliability.harness import (
     KillAt,
-    Result,
     audit,
     crash_campaign,
-    mixed_specs,
     read_journal,
-    run_at_point,
-    run_cli,
     sent_share,
-    spec,
     unresubmitted_failures,
-    write_campaign,
 )
+from tests.support.cli import Result, run_at_point, run_cli
+from tests.support.specs import distinct_specs, spec, write_campaign
 
 RUN_ARGS = ("--poll-interval", "0.3", "--resubmit-failed", "1", "--output", "json")
 
@@ -85,7 +81,7 @@ def test_kill_at(
     code: int,
 ) -> None:
     emulator = start_emulator(*emulator_args)
-    campaign = write_campaign(workdir / "campaign.jsonl", specs or mixed_specs(8))
+    campaign = write_campaign(workdir / "campaign.jsonl", specs or distinct_specs(8))
     args = ("run", str(campaign), "--journal", "c.db", "--endpoint-url", emulator.url, *RUN_ARGS)
 
     killed = run_until_killed(point, *args, cwd=workdir)
@@ -98,7 +94,7 @@ def test_kill_at(
     result = audit(view, emulator.jobs(), emulator.stats())
     assert result.problems == []
     assert unresubmitted_failures(view, resubmit_failed=1) == []
-    assert result.specs == len(specs or mixed_specs(8))
+    assert result.specs == len(specs or distinct_specs(8))
 
 
 # test_random_kills: the campaign must outlast every kill, by construction rather than by luck.
@@ -127,7 +123,7 @@ def test_random_kills(start_emulator: StartEmulator, workdir: Path) -> None:
         "--seed", "11", "--fail-rate", "0.2", "--job-seconds", ",".join(map(str, JOB_SECONDS)),
         "--latency", "0.01,0.2", "--bedrock-max-running", "4", "--personalize-max-running", "1",
     )  # fmt: skip
-    campaign = write_campaign(workdir / "campaign.jsonl", mixed_specs(RANDOM_SPECS))
+    campaign = write_campaign(workdir / "campaign.jsonl", distinct_specs(RANDOM_SPECS))
     journal = workdir / "c.db"
 
     run = crash_campaign(
@@ -162,7 +158,7 @@ def test_paced_kills_all_land_however_short_the_campaign(
     come after the campaign could have ended. Each lands when every spec has been sent, or
     at once if that was so when its run started, instead of the campaign ending first."""
     emulator = start_emulator(*QUICK)
-    specs = mixed_specs(6)
+    specs = distinct_specs(6)
     campaign = write_campaign(workdir / "campaign.jsonl", specs)
     journal = workdir / "c.db"
     plan = [KillAt(0.0, 0.3), KillAt(0.5, 60.0), KillAt(0.9, 60.0), KillAt(0.0, 60.0)]

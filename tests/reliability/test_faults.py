@@ -19,7 +19,9 @@ from pathlib import Path
 
 from asyncjobs.scheduler import Settings
 from tests.reliability.conftest import StartEmulator
-from tests.reliability.harness import audit, mixed_specs, read_journal, run_cli, spec, write_campaign
+from tests.reliability.harness import audit, read_journal
+from tests.support.cli import run_cli
+from tests.support.specs import distinct_specs, spec, write_campaign
 
 #: How the journal's retry details begin: ``Code: message``.
 TRANSIENT = ("InternalServerException:", "InternalFailure:", "ConnectionError:")
@@ -34,7 +36,7 @@ FAULTS = (
 
 def test_transient_faults_cost_retries_not_jobs(start_emulator: StartEmulator, workdir: Path) -> None:
     emulator = start_emulator(*FAULTS)
-    write_campaign(workdir / "campaign.jsonl", mixed_specs(60))
+    write_campaign(workdir / "campaign.jsonl", distinct_specs(60))
 
     result = run_cli(
         "run", "campaign.jsonl", "--journal", "c.db", "--endpoint-url", emulator.url,

@@ -25,22 +25,11 @@ from typing import Any
 
 import pytest
 
-from tests.emulator_process import EmulatorProcess
+from asyncjobs.emulator.process import EmulatorProcess
 from tests.reliability.conftest import QUICK, StartEmulator
-from tests.reliability.harness import (
-    REPO,
-    Result,
-    audit,
-    cli_env,
-    finish,
-    mixed_specs,
-    read_journal,
-    run_at_point,
-    run_cli,
-    spec,
-    start_cli,
-    write_campaign,
-)
+from tests.reliability.harness import audit, read_journal
+from tests.support.cli import REPO, Result, cli_env, finish, run_at_point, run_cli, start_cli
+from tests.support.specs import distinct_specs, spec, write_campaign
 
 RUN_ARGS = ("--poll-interval", "0.3", "--output", "json")
 #: Journaling runs at about 60,000 lines a second on an idle machine: this takes a few seconds.
@@ -186,7 +175,7 @@ def test_a_signal_at_any_moment_before_the_first_create_sends_nothing_and_resume
     start_emulator: StartEmulator, workdir: Path, point: str, signum: str, kept: dict[str, int] | None
 ) -> None:
     emulator = start_emulator(*QUICK)
-    campaign = write_campaign(workdir / "campaign.jsonl", mixed_specs(8))
+    campaign = write_campaign(workdir / "campaign.jsonl", distinct_specs(8))
     args = ("run", str(campaign), "--journal", "c.db", "--endpoint-url", emulator.url, *RUN_ARGS)
 
     stopped = run_signalled(point, *args, cwd=workdir, signum=signum)
@@ -208,7 +197,7 @@ def test_a_signal_at_start_up_does_not_repeat_an_unsettled_create(
     """A resumed run repeats the create of a job left ``submitting`` (same token, same name);
     a signal as that run starts must stop it before even that create."""
     emulator = start_emulator(*QUICK)
-    campaign = write_campaign(workdir / "campaign.jsonl", mixed_specs(8))
+    campaign = write_campaign(workdir / "campaign.jsonl", distinct_specs(8))
     args = ("run", str(campaign), "--journal", "c.db", "--endpoint-url", emulator.url, *RUN_ARGS)
     env = cli_env(workdir)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))

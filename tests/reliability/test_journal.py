@@ -27,23 +27,16 @@ from asyncjobs.campaign import read_campaign
 from asyncjobs.errors import JournalError, JournalUnsafe
 from asyncjobs.journal import open_journal
 from tests.reliability.conftest import QUICK, StartEmulator
-from tests.reliability.harness import (
-    audit,
-    finish,
-    mixed_specs,
-    read_journal,
-    run_cli,
-    start_cli,
-    write_campaign,
-)
-
-FAST = ("--poll-interval", "0.3", "--output", "json")
+from tests.reliability.harness import audit, read_journal
+from tests.support.cli import finish, run_cli, start_cli
+from tests.support.presets import FAST_JSON
+from tests.support.specs import distinct_specs, write_campaign
 
 
 def test_second_runner_on_a_journal_in_use(start_emulator: StartEmulator, workdir: Path) -> None:
     emulator = start_emulator("--job-seconds", "1,2", "--seed", "3")
-    write_campaign(workdir / "campaign.jsonl", mixed_specs(10))
-    args = ("run", "campaign.jsonl", "--journal", "c.db", "--endpoint-url", emulator.url, *FAST)
+    write_campaign(workdir / "campaign.jsonl", distinct_specs(10))
+    args = ("run", "campaign.jsonl", "--journal", "c.db", "--endpoint-url", emulator.url, *FAST_JSON)
     first = start_cli(*args, cwd=workdir)
     try:
         _wait_for(lambda: emulator.stats()["jobs_total"] > 0, first)
@@ -67,9 +60,9 @@ def test_second_runner_on_a_journal_in_use(start_emulator: StartEmulator, workdi
 
 def test_changed_spec_names_the_id(start_emulator: StartEmulator, workdir: Path) -> None:
     emulator = start_emulator(*QUICK)
-    specs = mixed_specs(4)
+    specs = distinct_specs(4)
     write_campaign(workdir / "campaign.jsonl", specs)
-    args = ("run", "campaign.jsonl", "--journal", "c.db", "--endpoint-url", emulator.url, *FAST)
+    args = ("run", "campaign.jsonl", "--journal", "c.db", "--endpoint-url", emulator.url, *FAST_JSON)
     assert run_cli(*args, "--no-wait", cwd=workdir).code == 0
     before = read_journal(workdir / "c.db")
     requests = emulator.stats()["requests"]
@@ -89,8 +82,8 @@ def test_changed_spec_names_the_id(start_emulator: StartEmulator, workdir: Path)
 
 def test_journal_from_a_newer_asyncjobs(start_emulator: StartEmulator, workdir: Path) -> None:
     emulator = start_emulator(*QUICK)
-    write_campaign(workdir / "campaign.jsonl", mixed_specs(2))
-    args = ("run", "campaign.jsonl", "--journal", "c.db", "--endpoint-url", emulator.url, *FAST)
+    write_campaign(workdir / "campaign.jsonl", distinct_specs(2))
+    args = ("run", "campaign.jsonl", "--journal", "c.db", "--endpoint-url", emulator.url, *FAST_JSON)
     anyio.run(_new_journal, workdir / "c.db")
     with sqlite3.connect(workdir / "c.db") as conn:
         conn.execute("PRAGMA user_version = 99")
@@ -146,9 +139,9 @@ def test_disk_full_mid_campaign_then_resume(
     start_emulator: StartEmulator, workdir: Path, small_disk: Path
 ) -> None:
     emulator = start_emulator("--job-seconds", "1,2", "--seed", "5", "--create-rate", "4")
-    write_campaign(workdir / "campaign.jsonl", mixed_specs(30))
+    write_campaign(workdir / "campaign.jsonl", distinct_specs(30))
     journal = small_disk / "c.db"
-    args = ("run", "campaign.jsonl", "--journal", str(journal), "--endpoint-url", emulator.url, *FAST)
+    args = ("run", "campaign.jsonl", "--journal", str(journal), "--endpoint-url", emulator.url, *FAST_JSON)
     runner = start_cli(*args, cwd=workdir)
     _wait_for(lambda: emulator.stats()["jobs_total"] >= 5, runner)
 

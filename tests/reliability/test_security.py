@@ -27,23 +27,12 @@ import pytest
 from asyncjobs.campaign import read_campaign
 from asyncjobs.journal import open_journal
 from tests.reliability.conftest import QUICK, StartEmulator
-from tests.reliability.harness import (
-    SECRET,
-    SESSION_TOKEN,
-    Result,
-    audit,
-    cli_argv,
-    cli_env,
-    finish,
-    mixed_specs,
-    read_journal,
-    run_cli,
-    start_cli,
-    write_campaign,
-)
+from tests.reliability.harness import audit, read_journal
 from tests.reliability.tls import tls_proxy
+from tests.support.cli import SECRET, SESSION_TOKEN, Result, cli_argv, cli_env, finish, run_cli, start_cli
+from tests.support.presets import FAST_JSON
+from tests.support.specs import distinct_specs, write_campaign
 
-FAST = ("--poll-interval", "0.3", "--output", "json")
 DEBUG = ("--debug", "--log-format", "json", "--poll-interval", "0.3", "--output", "json")
 
 
@@ -56,7 +45,7 @@ def test_secrets_never_leak_and_the_journal_is_private(start_emulator: StartEmul
     emulator = start_emulator(
         "--job-seconds", "0.5,1", "--fail-rate", "0.3", "--error-rate", "0.05", "--seed", "9"
     )
-    write_campaign(workdir / "campaign.jsonl", mixed_specs(10))
+    write_campaign(workdir / "campaign.jsonl", distinct_specs(10))
     args = ("run", "campaign.jsonl", "--journal", "c.db", "--endpoint-url", emulator.url, *DEBUG)
 
     # a run killed mid-campaign leaves its WAL and shm behind: created under umask 0, still private
@@ -102,7 +91,7 @@ def test_secrets_never_leak_and_the_journal_is_private(start_emulator: StartEmul
 
 def test_tls_is_verified_unless_turned_off(start_emulator: StartEmulator, workdir: Path) -> None:
     emulator = start_emulator("--job-seconds", "0.2,0.5")
-    write_campaign(workdir / "campaign.jsonl", mixed_specs(3))
+    write_campaign(workdir / "campaign.jsonl", distinct_specs(3))
     args = ("run", "campaign.jsonl", "--journal", "c.db", "--poll-interval", "0.3", "--output", "json")
     with tls_proxy(emulator.url, workdir) as https:
         # a self-signed certificate: the run stops at once (no retrying), one clear line, exit 3
@@ -177,7 +166,7 @@ def shared(workdir: Path) -> Path:
     folder = workdir / "shared"
     folder.mkdir()
     os.chmod(folder, 0o1777)
-    write_campaign(folder / "campaign.jsonl", mixed_specs(3))
+    write_campaign(folder / "campaign.jsonl", distinct_specs(3))
     return folder
 
 
@@ -186,7 +175,7 @@ def test_run_refuses_a_journal_another_user_planted(start_emulator: StartEmulato
     # another user created an empty, world-writable team.db, meaning to rewrite the requests later
     emulator = start_emulator(*QUICK)
     plant(shared / "team.db", mode=0o666, owner=NOBODY)
-    args = ("run", "campaign.jsonl", "--journal", "team.db", "--endpoint-url", emulator.url, *FAST)
+    args = ("run", "campaign.jsonl", "--journal", "team.db", "--endpoint-url", emulator.url, *FAST_JSON)
 
     result = run_cli(*args, cwd=shared)
 
@@ -202,7 +191,7 @@ def test_run_refuses_a_journal_others_can_write(
 ) -> None:
     emulator = start_emulator(*QUICK)
     plant(shared / "team.db", mode=mode)
-    args = ("run", "campaign.jsonl", "--journal", "team.db", "--endpoint-url", emulator.url, *FAST)
+    args = ("run", "campaign.jsonl", "--journal", "team.db", "--endpoint-url", emulator.url, *FAST_JSON)
 
     result = run_cli(*args, cwd=shared)
 
@@ -212,12 +201,12 @@ def test_run_refuses_a_journal_others_can_write(
 
 def test_run_refuses_a_symlinked_journal(start_emulator: StartEmulator, shared: Path) -> None:
     emulator = start_emulator(*QUICK)
-    anyio.run(_make_journal, shared / "real.db", mixed_specs(3))
+    anyio.run(_make_journal, shared / "real.db", distinct_specs(3))
     os.chmod(shared / "real.db", 0o644)
     (shared / "team.db").symlink_to("real.db")  # an existing journal behind a link
     (shared / "new.db").symlink_to("elsewhere/new.db")  # a dangling link: would create its target
     (shared / "elsewhere").mkdir()
-    args = ("campaign.jsonl", "--endpoint-url", emulator.url, *FAST)
+    args = ("campaign.jsonl", "--endpoint-url", emulator.url, *FAST_JSON)
 
     existing = run_cli("run", "--journal", "team.db", *args, cwd=shared)
     dangling = run_cli("run", "--journal", "new.db", *args, cwd=shared)
@@ -243,9 +232,9 @@ def test_run_refuses_journal_side_files_not_its_own(
     start_emulator: StartEmulator, shared: Path, suffix: str, mode: int, owner: int | None, reason: str
 ) -> None:
     emulator = start_emulator(*QUICK)
-    anyio.run(_make_journal, shared / "team.db", mixed_specs(3))
+    anyio.run(_make_journal, shared / "team.db", distinct_specs(3))
     side = plant(shared / f"team.db{suffix}", mode=mode, owner=owner)
-    args = ("run", "--journal", "team.db", "--endpoint-url", emulator.url, *FAST)
+    args = ("run", "--journal", "team.db", "--endpoint-url", emulator.url, *FAST_JSON)
 
     result = run_cli(*args, cwd=shared)
 
@@ -268,7 +257,7 @@ def test_the_lock_file_is_never_followed_nor_truncated(
     else:
         os.link(victim, lock)
         reason = "it has 2 hard links; writing it would change another file too"
-    args = ("run", "campaign.jsonl", "--journal", "team.db", "--endpoint-url", emulator.url, *FAST)
+    args = ("run", "campaign.jsonl", "--journal", "team.db", "--endpoint-url", emulator.url, *FAST_JSON)
 
     result = run_cli(*args, cwd=shared)
 
@@ -281,7 +270,7 @@ def test_a_lock_file_we_did_not_write_is_left_as_it_is(start_emulator: StartEmul
     # a private file of ours that only happens to sit at the lock path: locked, never truncated
     emulator = start_emulator(*QUICK)
     lock = plant(shared / "team.db.lock", mode=0o600, content=b"my notes, not a pid\n")
-    args = ("run", "campaign.jsonl", "--journal", "team.db", "--endpoint-url", emulator.url, *FAST)
+    args = ("run", "campaign.jsonl", "--journal", "team.db", "--endpoint-url", emulator.url, *FAST_JSON)
 
     result = run_cli(*args, cwd=shared)
 
@@ -293,7 +282,7 @@ def test_a_journal_file_made_by_touch_becomes_private(start_emulator: StartEmula
     # an empty file of ours is a new journal: asyncjobs makes it, so it is 0600 like one it creates
     emulator = start_emulator(*QUICK)
     plant(shared / "team.db", mode=0o644)
-    args = ("run", "campaign.jsonl", "--journal", "team.db", "--endpoint-url", emulator.url, *FAST)
+    args = ("run", "campaign.jsonl", "--journal", "team.db", "--endpoint-url", emulator.url, *FAST_JSON)
 
     result = run_cli(*args, cwd=shared, umask=0)
 
@@ -304,9 +293,9 @@ def test_a_journal_file_made_by_touch_becomes_private(start_emulator: StartEmula
 
 @needs_root
 def test_status_refuses_a_journal_another_user_could_have_changed(shared: Path) -> None:
-    anyio.run(_make_journal, shared / "theirs.db", mixed_specs(3))
+    anyio.run(_make_journal, shared / "theirs.db", distinct_specs(3))
     os.chown(shared / "theirs.db", NOBODY, NOBODY)
-    anyio.run(_make_journal, shared / "open.db", mixed_specs(3))
+    anyio.run(_make_journal, shared / "open.db", distinct_specs(3))
     os.chmod(shared / "open.db", 0o666)
 
     theirs = run_cli("status", "--journal", "theirs.db", "--output", "json", cwd=shared)
@@ -321,7 +310,7 @@ def test_status_refuses_a_journal_another_user_could_have_changed(shared: Path) 
 def test_status_beside_a_run_refuses_side_files_not_its_own(shared: Path) -> None:
     # while a run holds the journal (its lock is taken here) status reads a snapshot without the
     # lock: it refuses what it would refuse otherwise
-    anyio.run(_make_journal, shared / "team.db", mixed_specs(3))
+    anyio.run(_make_journal, shared / "team.db", distinct_specs(3))
     wal = plant(shared / "team.db-wal", mode=0o666, owner=NOBODY)
     with open(shared / "team.db.lock", "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -338,13 +327,13 @@ def test_a_wal_planted_while_a_new_campaign_loads_is_refused(
     # a new campaign is loaded without a WAL (SQLite deletes it, and writes a rollback journal), so
     # another user can plant one meanwhile: SQLite would read its frames as the journal's pages
     emulator = start_emulator(*QUICK)
-    args = ("run", "-", "--journal", "team.db", "--endpoint-url", emulator.url, *FAST)
+    args = ("run", "-", "--journal", "team.db", "--endpoint-url", emulator.url, *FAST_JSON)
     runner = subprocess.Popen(
         cli_argv(*args), cwd=shared, env=cli_env(shared), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )  # fmt: skip
     assert runner.stdin is not None
-    runner.stdin.write("".join(json.dumps(s) + "\n" for s in mixed_specs(3)).encode())
+    runner.stdin.write("".join(json.dumps(s) + "\n" for s in distinct_specs(3)).encode())
     runner.stdin.flush()  # stdin stays open: the load waits for more lines
     lock = shared / "team.db.lock"
     deadline = time.monotonic() + 60

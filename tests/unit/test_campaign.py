@@ -107,7 +107,7 @@ BAD_LINES: list[tuple[str, str | bytes, str | None, str]] = [
         "unknown key",
         json.dumps({"id": "s1", "service": "bedrock", "request": BEDROCK, "requests": {}}),
         "requests",
-        "unknown key; a spec has only id, service, request",
+        "unknown key; a spec has only id, service, request, records",
     ),
     (
         "unknown service",

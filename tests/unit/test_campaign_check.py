@@ -19,7 +19,7 @@ from asyncjobs import campaign
 from asyncjobs.campaign import check_campaign, check_spec, read_campaign
 from asyncjobs.errors import CampaignError
 from asyncjobs.model import JobSpec, Service
-from tests.acceptance.clitools import spec
+from tests.support.specs import named, spec
 
 
 def jsonl(*lines: Any) -> io.BytesIO:
@@ -30,12 +30,6 @@ def jsonl(*lines: Any) -> io.BytesIO:
 
 def messages(items: list[JobSpec | CampaignError]) -> list[str]:
     return [str(i) if isinstance(i, CampaignError) else f"ok {i.id}" for i in items]
-
-
-def named(spec_id: str, name: str) -> dict[str, Any]:
-    line = spec(spec_id, "bedrock")
-    line["request"]["jobName"] = name
-    return line
 
 
 def test_check_campaign_yields_every_line_and_every_error() -> None:

@@ -16,26 +16,8 @@ from asyncjobs.lifecycle import Event
 from asyncjobs.model import Job, JobSpec, JobState, Service
 from asyncjobs.scheduler import Campaign, CampaignEvent, Settings
 from tests.fakes import FakeService
-
-# The pace is given (as --create-rate would): these tests are about slots, states and errors;
-# discovering the pace is tested against the emulator.
-FAST = dict(
-    create_rate=1000.0,
-    min_poll_interval=0.01,
-    poll_interval=0.05,
-    read_rate=200.0,
-    backoff_base=0.01,
-    backoff_cap=0.05,
-)
-
-
-def specs(n: int, model: str = "m1") -> list[JobSpec]:
-    return [
-        JobSpec(
-            id=f"job{i}", service=Service.BEDROCK, request={"modelId": model, "roleArn": "r"}, source=f"t:{i}"
-        )
-        for i in range(n)
-    ]
+from tests.support.presets import FAKE_SERVICE_RUN
+from tests.support.specs import minimal_specs
 
 
 @pytest.fixture
@@ -46,7 +28,9 @@ async def journal(tmp_path: Path) -> SQLiteJournal:
 
 
 async def run(journal: SQLiteJournal, fake: FakeService, **settings: object) -> Campaign:
-    campaign = Campaign(journal, adapters={Service.BEDROCK: fake}, settings=Settings(**{**FAST, **settings}))  # type: ignore[arg-type]
+    campaign = Campaign(
+        journal, adapters={Service.BEDROCK: fake}, settings=Settings(**{**FAKE_SERVICE_RUN, **settings})
+    )
     with anyio.fail_after(30):
         await campaign.run()
     return campaign
@@ -54,7 +38,7 @@ async def run(journal: SQLiteJournal, fake: FakeService, **settings: object) -> 
 
 async def test_runs_every_job_to_success_once(journal: SQLiteJournal) -> None:
     fake = FakeService()
-    await journal.add_specs(specs(25))
+    await journal.add_specs(minimal_specs(25))
     campaign = await run(journal, fake)
     assert journal.counts()[JobState.SUCCEEDED] == 25
     assert max(fake.names().values()) == 1 and len(fake.jobs) == 25
@@ -63,7 +47,7 @@ async def test_runs_every_job_to_success_once(journal: SQLiteJournal) -> None:
 
 async def test_never_exceeds_the_running_cap(journal: SQLiteJournal) -> None:
     fake = FakeService(duration=0.05)
-    await journal.add_specs(specs(30))
+    await journal.add_specs(minimal_specs(30))
     await run(journal, fake, max_running={"m1": 4})
     assert fake.peak_running <= 4
     assert journal.counts()[JobState.SUCCEEDED] == 30
@@ -71,7 +55,7 @@ async def test_never_exceeds_the_running_cap(journal: SQLiteJournal) -> None:
 
 async def test_a_quota_lower_than_believed_waits_instead_of_failing(journal: SQLiteJournal) -> None:
     fake = FakeService(max_running=3, duration=0.05)
-    await journal.add_specs(specs(20))
+    await journal.add_specs(minimal_specs(20))
     with capture_logs() as logs:
         await run(journal, fake)
     assert journal.counts()[JobState.SUCCEEDED] == 20
@@ -83,7 +67,7 @@ async def test_a_quota_lower_than_believed_waits_instead_of_failing(journal: SQL
 
 async def test_throttles_are_retried_and_counted(journal: SQLiteJournal) -> None:
     fake = FakeService(throttle_next=4)
-    await journal.add_specs(specs(5))
+    await journal.add_specs(minimal_specs(5))
     with capture_logs() as logs:
         campaign = await run(journal, fake, create_rate=50.0)
     assert journal.counts()[JobState.SUCCEEDED] == 5
@@ -93,7 +77,7 @@ async def test_throttles_are_retried_and_counted(journal: SQLiteJournal) -> None
 
 async def test_ambiguous_create_is_not_duplicated(journal: SQLiteJournal) -> None:
     fake = FakeService(error_after_create_next=3)
-    await journal.add_specs(specs(3))
+    await journal.add_specs(minimal_specs(3))
     await run(journal, fake)
     assert journal.counts()[JobState.SUCCEEDED] == 3
     assert len(fake.jobs) == 3
@@ -103,7 +87,7 @@ async def test_ambiguous_create_is_not_duplicated(journal: SQLiteJournal) -> Non
 
 async def test_rejected_specs_are_final_with_the_message(journal: SQLiteJournal) -> None:
     fake = FakeService(reject_names={"camp-job1"})
-    await journal.add_specs(specs(3))
+    await journal.add_specs(minimal_specs(3))
     await run(journal, fake)
     job = await journal.get("job1")
     assert job is not None and job.state is JobState.REJECTED
@@ -112,7 +96,7 @@ async def test_rejected_specs_are_final_with_the_message(journal: SQLiteJournal)
 
 async def test_failed_jobs_are_resubmitted_with_a_new_name_and_token(journal: SQLiteJournal) -> None:
     fake = FakeService(fail_first={"job0"})
-    await journal.add_specs(specs(2))
+    await journal.add_specs(minimal_specs(2))
     await run(journal, fake, resubmit_failed=1)
     job = await journal.get("job0")
     assert job is not None and job.state is JobState.SUCCEEDED and job.attempt == 2
@@ -143,11 +127,11 @@ class SlowResubmissions:
 async def test_a_run_ends_only_after_its_last_job_is_resubmitted_and_final(journal: SQLiteJournal) -> None:
     """The campaign's last job fails; its resubmission must run to the end before the run does."""
     fake = FakeService(fail_first={"job3"})
-    await journal.add_specs(specs(4))
+    await journal.add_specs(minimal_specs(4))
     campaign = Campaign(
         SlowResubmissions(journal),  # type: ignore[arg-type]
         adapters={Service.BEDROCK: fake},
-        settings=Settings(**{**FAST, "max_running": {"m1": 1}, "resubmit_failed": 1}),  # type: ignore[arg-type]
+        settings=Settings(**{**FAKE_SERVICE_RUN, "max_running": {"m1": 1}, "resubmit_failed": 1}),
     )
     with anyio.fail_after(30):
         summary = await campaign.run()
@@ -163,7 +147,7 @@ async def test_a_run_ends_only_after_its_last_job_is_resubmitted_and_final(journ
 
 async def test_failed_jobs_stay_failed_without_resubmission(journal: SQLiteJournal) -> None:
     fake = FakeService(fail_first={"job0"})
-    await journal.add_specs(specs(2))
+    await journal.add_specs(minimal_specs(2))
     campaign = await run(journal, fake)
     assert journal.counts()[JobState.FAILED] == 1
     assert not campaign._summary(interrupted=False).ok
@@ -180,7 +164,7 @@ async def died_after_create(path: Path, fake: FakeService, campaign: list[JobSpe
 
 async def test_resume_reconciles_submitting_jobs_by_repeating_the_token(tmp_path: Path) -> None:
     fake = FakeService()
-    await died_after_create(tmp_path / "r.db", fake, specs(4))
+    await died_after_create(tmp_path / "r.db", fake, minimal_specs(4))
     async with await open_journal(tmp_path / "r.db") as journal:
         await run(journal, fake)
         assert journal.counts()[JobState.SUCCEEDED] == 4
@@ -189,7 +173,7 @@ async def test_resume_reconciles_submitting_jobs_by_repeating_the_token(tmp_path
 
 async def test_personalize_style_names_are_adopted(tmp_path: Path) -> None:
     fake = FakeService(by_token=False)
-    await died_after_create(tmp_path / "p.db", fake, specs(3))
+    await died_after_create(tmp_path / "p.db", fake, minimal_specs(3))
     async with await open_journal(tmp_path / "p.db") as journal:
         await run(journal, fake)
         assert journal.counts()[JobState.SUCCEEDED] == 3
@@ -200,7 +184,7 @@ async def test_personalize_style_names_are_adopted(tmp_path: Path) -> None:
 
 async def test_stop_event_leaves_the_campaign_resumable(journal: SQLiteJournal) -> None:
     fake = FakeService(duration=0.2)
-    await journal.add_specs(specs(40))
+    await journal.add_specs(minimal_specs(40))
     stop = anyio.Event()
     submitted: list[CampaignEvent] = []
 
@@ -213,7 +197,7 @@ async def test_stop_event_leaves_the_campaign_resumable(journal: SQLiteJournal) 
     campaign = Campaign(
         journal,
         adapters={Service.BEDROCK: fake},
-        settings=Settings(**{**FAST, "create_rate": 50.0}),  # type: ignore[arg-type]
+        settings=Settings(**{**FAKE_SERVICE_RUN, "create_rate": 50.0}),
         on_event=on_event,
     )
     summary = await campaign.run(stop=stop)
@@ -227,7 +211,7 @@ async def test_stop_event_leaves_the_campaign_resumable(journal: SQLiteJournal) 
 
 async def test_cancel_stops_remote_jobs_and_cancels_the_rest(journal: SQLiteJournal) -> None:
     fake = FakeService(duration=60)
-    await journal.add_specs(specs(10))
+    await journal.add_specs(minimal_specs(10))
     stop = anyio.Event()
 
     def on_event(event: CampaignEvent) -> None:
@@ -237,7 +221,7 @@ async def test_cancel_stops_remote_jobs_and_cancels_the_rest(journal: SQLiteJour
     campaign = Campaign(
         journal,
         adapters={Service.BEDROCK: fake},
-        settings=Settings(max_running={"m1": 3}, **FAST),  # type: ignore[arg-type]
+        settings=Settings(max_running={"m1": 3}, **FAKE_SERVICE_RUN),
         on_event=on_event,
     )
     with anyio.fail_after(10):
@@ -249,8 +233,10 @@ async def test_cancel_stops_remote_jobs_and_cancels_the_rest(journal: SQLiteJour
 
 
 async def test_events_are_available_as_an_async_iterator(journal: SQLiteJournal) -> None:
-    await journal.add_specs(specs(3))
-    campaign = Campaign(journal, adapters={Service.BEDROCK: FakeService()}, settings=Settings(**FAST))  # type: ignore[arg-type]
+    await journal.add_specs(minimal_specs(3))
+    campaign = Campaign(
+        journal, adapters={Service.BEDROCK: FakeService()}, settings=Settings(**FAKE_SERVICE_RUN)
+    )
     seen: list[CampaignEvent] = []
 
     async def consume() -> None:
@@ -288,7 +274,7 @@ async def test_one_text_for_a_full_quota_is_found_out_by_a_second_refusal(journa
     """The quota (3) is lower than believed (20) and refused with the same error a throttle gets:
     the cap comes down to 3, no refusal counts as a throttle, and the pace is not driven down."""
     fake = FakeService(max_running=3, duration=1.5, ambiguous=True)
-    await journal.add_specs(specs(9))
+    await journal.add_specs(minimal_specs(9))
     with capture_logs() as logs:
         campaign = await run(journal, fake)
     assert journal.counts()[JobState.SUCCEEDED] == 9
@@ -305,7 +291,7 @@ async def test_one_text_for_throttles_is_found_out_by_an_accepted_create(journal
     the pace, discovered from nothing, stops there; the cap stays; the refusals count as throttles."""
     # 1 create per 0.6 s: slow start meets it at 2/s, before the first job (4 s) can have ended
     fake = FakeService(min_gap=0.6, duration=4.0, ambiguous=True)
-    await journal.add_specs(specs(10))
+    await journal.add_specs(minimal_specs(10))
     with capture_logs() as logs:
         campaign = await run(journal, fake, create_rate=None, max_running={"m1": 16})
     assert journal.counts()[JobState.SUCCEEDED] == 10
@@ -322,13 +308,13 @@ async def test_keys_take_turns_for_create_tokens_busiest_first(journal: SQLiteJo
     first: one key's batch must not queue for every create token of the service."""
     fake = FakeService(duration=0.01)
     await journal.add_specs(
-        specs(6, model="few") + [JobSpec(s.id + "b", s.service, s.request) for s in specs(9)]
+        minimal_specs(6, model="few") + [JobSpec(s.id + "b", s.service, s.request) for s in minimal_specs(9)]
     )
     order: list[str] = []
     campaign = Campaign(
         journal,
         adapters={Service.BEDROCK: fake},
-        settings=Settings(**{**FAST, "create_rate": 100.0}),  # type: ignore[arg-type]
+        settings=Settings(**{**FAKE_SERVICE_RUN, "create_rate": 100.0}),
         on_event=lambda e: order.append(e.job_id or "") if e.name == "job.submitted" else None,
     )
     with anyio.fail_after(30):
@@ -342,13 +328,13 @@ async def test_no_sweep_for_slots_while_claimed_jobs_wait_for_the_create_rate(jo
     """A full key whose slots are held by jobs still waiting for their create gains nothing from a
     sweep: the create rate holds it up. Its first sweep comes once every slot holds a created job."""
     fake = FakeService(duration=1.5)
-    await journal.add_specs(specs(10))
+    await journal.add_specs(minimal_specs(10))
     polls_at_create: list[int] = []
     campaign = Campaign(
         journal,
         adapters={Service.BEDROCK: fake},
-        settings=Settings(  # type: ignore[arg-type]
-            **{**FAST, "poll_interval": 30.0, "create_rate": 4.0, "max_running": {"m1": 5}}
+        settings=Settings(
+            **{**FAKE_SERVICE_RUN, "poll_interval": 30.0, "create_rate": 4.0, "max_running": {"m1": 5}}
         ),
         on_event=lambda e: polls_at_create.append(fake.calls["poll"]) if e.name == "job.submitted" else None,
     )
