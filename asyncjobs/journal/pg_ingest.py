@@ -10,21 +10,35 @@ in a worker thread, batch by batch, so a million-line campaign does not hold up 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import anyio
 from psycopg import errors as pgerrors
 
 from ..errors import CampaignError, JournalError, SpecChanged
 from ..model import JobSpec
-from . import specrows
+from .ingest import encode_rows
 from .pg_schema import INGEST_COLUMNS
 from .pg_session import Attempt, Connection, Session
 
 BATCH = 5000
 
 Row = tuple[Any, ...]
+T = TypeVar("T")
+# where a row of encode_rows (shared with the SQLite ingest) keeps what an ingest looks at
+ID, QUOTA_KEY, DIGEST, JOB_NAME, SOURCE = 0, 2, 4, 6, 7
+
+
+def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 async def ingest(
@@ -35,7 +49,7 @@ async def ingest(
 ) -> tuple[Counter[str], int]:
     """Add ``specs`` to ``campaign``: the specs added per quota key (given to ``on_commit`` once
     committed), and how many were there already."""
-    chunks = specrows.batches(specs, BATCH)
+    chunks = _batches(specs, BATCH)
 
     def next_batch() -> list[JobSpec] | None:
         return next(chunks, None)
@@ -61,12 +75,12 @@ async def ingest(
             found = await cur.fetchone()
             fresh = not (found and found[0])
             while (batch := await anyio.to_thread.run_sync(next_batch)) is not None:
-                rows = specrows.encode(batch, campaign, number)
+                rows = encode_rows(batch, campaign, number)
                 if not fresh:
                     rows, skipped = await _skip_known(conn, campaign, rows, number)
                     existing += skipped
                 await _copy(conn, campaign, rows)
-                added.update(r[specrows.QUOTA_KEY] for r in rows)
+                added.update(r[QUOTA_KEY] for r in rows)
         return added, existing
 
     # the input is read as the load goes: a load cut off by an outage is not repeated here
@@ -81,22 +95,20 @@ async def _skip_known(conn: Connection, campaign: str, rows: list[Row], number: 
     """``rows`` without the specs already journaled; raises on a repeat or a changed spec."""
     cur = await conn.execute(
         "SELECT id, digest, ingest, source FROM asyncjobs_jobs WHERE campaign = %s AND id = ANY(%s)",
-        (campaign, [r[specrows.ID] for r in rows]),
+        (campaign, [r[ID] for r in rows]),
     )
     known = {r[0]: r[1:] for r in await cur.fetchall()}
     kept = []
     for row in rows:
-        if row[specrows.ID] not in known:
+        if row[ID] not in known:
             kept.append(row)
             continue
-        digest, when, first = known[row[specrows.ID]]
-        source = row[specrows.SOURCE]
+        digest, when, first = known[row[ID]]
+        source = row[SOURCE]
         if when == number:
-            raise CampaignError(
-                f"duplicate id {row[specrows.ID]!r} (first at {first})", source=source, field="id"
-            )
-        if digest != row[specrows.DIGEST]:
-            raise SpecChanged(row[specrows.ID], source)
+            raise CampaignError(f"duplicate id {row[ID]!r} (first at {first})", source=source, field="id")
+        if digest != row[DIGEST]:
+            raise SpecChanged(row[ID], source)
     return kept, len(rows) - len(kept)
 
 
@@ -119,19 +131,19 @@ async def _raise_duplicate(conn: Connection, campaign: str, rows: list[Row]) -> 
     """Name the first repeated id or job name of ``rows`` (against the journal, then within)."""
     cur = await conn.execute(
         "SELECT id, source FROM asyncjobs_jobs WHERE campaign = %s AND id = ANY(%s)",
-        (campaign, [r[specrows.ID] for r in rows]),
+        (campaign, [r[ID] for r in rows]),
     )
     firsts = {r[0]: r[1] for r in await cur.fetchall()}
     for row in rows:
-        if row[specrows.ID] in firsts:
+        if row[ID] in firsts:
             raise CampaignError(
-                f"duplicate id {row[specrows.ID]!r} (first at {firsts[row[specrows.ID]]})",
-                source=row[specrows.SOURCE],
+                f"duplicate id {row[ID]!r} (first at {firsts[row[ID]]})",
+                source=row[SOURCE],
                 field="id",
             )
     names: dict[str, str] = {}
     for row in rows:
-        name, source = row[specrows.JOB_NAME], row[specrows.SOURCE]
+        name, source = row[JOB_NAME], row[SOURCE]
         if name in names:
             raise CampaignError(
                 f"duplicate jobName {name!r} (first at {names[name]})", source=source, field="request.jobName"

@@ -92,7 +92,8 @@ JOB_COLUMNS = (
     "remote_status, last_error, submitted_at, updated_at"
 )
 
-#: The columns an ingest copies in, in the order of :func:`asyncjobs.journal.specrows.encode`'s rows.
+#: The columns an ingest copies in: a row of :func:`asyncjobs.journal.ingest.encode_rows`,
+#: then the campaign, the state and the attempt.
 INGEST_COLUMNS = (
     "id, service, quota_key, request, digest, given_name, job_name, source, ingest, updated_at,"
     " campaign, state, attempt"
