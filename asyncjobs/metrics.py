@@ -33,6 +33,7 @@ from __future__ import annotations
 import enum
 import time
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -100,6 +101,11 @@ class Meter:
 
     def status_reads(self, service: str, operation: str, calls: int = 1) -> None:
         """``calls`` status reads of API ``operation`` were made for jobs of kind ``service``."""
+
+    def polled(self, service: str, operations: Mapping[str, int]) -> None:
+        """A status poll of jobs of kind ``service`` made these calls, by API operation."""
+        for operation, calls in operations.items():
+            self.status_reads(service, operation, calls)
 
     def job_duration(self, service: str, seconds: float) -> None:
         """A job was seen final after ``seconds`` by the service's own timestamps."""

@@ -8,9 +8,10 @@ others that something changed.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import anyio
 
@@ -103,6 +104,9 @@ class RunState:
         #: Jobs handed to the submit workers whose create call has not yet returned.
         self._unsent: dict[str, str] = {}  # job id -> quota key
         self._unsent_keys: Counter[str] = Counter()
+        #: Jobs the service has created whose ARN is being journaled: not yet tracked, but
+        #: they hold a slot of the service's quota all the same.
+        self._journaling: Counter[str] = Counter()
 
     def notify(self) -> None:
         """Something changed that may free a slot or end the run: wake who waits for that."""
@@ -150,7 +154,16 @@ class RunState:
 
     def created_in(self, key: str) -> int:
         """Our jobs of ``key`` that the service has created and not yet ended."""
-        return self.tracked.count(key)
+        return self.tracked.count(key) + self._journaling[key]
+
+    @contextlib.contextmanager
+    def journaling(self, job: Job) -> Iterator[None]:
+        """While ``job``'s ARN is being journaled, it counts as created (it is not tracked yet)."""
+        self._journaling[job.quota_key] += 1
+        try:
+            yield
+        finally:
+            self._journaling[job.quota_key] -= 1
 
     # ------------------------------------------- jobs whose create is due again
     def later(self, job: Job, at: float) -> None:

@@ -131,8 +131,7 @@ class Tracker(RunPart):
         finally:
             state.stats.reads += 1
         state.stats.reads += result.calls - 1
-        for operation, calls in result.operations.items():
-            self._reporter.metrics.status_reads(str(jobs[0].service), operation, calls)
+        self._reporter.metrics.polled(str(jobs[0].service), result.operations)
         seen = [
             (job, remote)
             for job in jobs
