@@ -1,5 +1,8 @@
 """``asyncjobs status``: counts per state and one row per job, read from the journal.
 
+``--watch`` redraws the counts until the campaign is complete (:mod:`.watch`); ``--job ID
+--events`` shows one job's history (:mod:`.history`).
+
 A journal that a run holds is read as a read-only snapshot (the run goes on undisturbed); while
 that run bulk-loads a new campaign, status says how far the load has got instead of the rows.
 """
@@ -18,9 +21,14 @@ from ..errors import JournalError, JournalLocked
 from ..journal import Loading, ReadOnlyJournal, SQLiteJournal, files, open_journal
 from ..model import Job, JobState
 from .errors import EXIT_OK, EXIT_USAGE, Failure, run_async
+from .history import history_document, history_renderable
 from .logs import setup
 from .options import global_options, journal_option
 from .output import emit, note
+from .watch import watch_status
+
+#: Seconds between redraws of ``status --watch`` without a value.
+WATCH_INTERVAL = 2.0
 
 
 @click.command("status")
@@ -32,15 +40,46 @@ from .output import emit, note
     metavar="STATE",
     help="Only jobs in this state; repeatable or comma-separated (" + ", ".join(JobState) + ").",
 )
+@click.option(
+    "--watch",
+    type=click.FloatRange(min=0.1),
+    is_flag=False,
+    flag_value=WATCH_INTERVAL,
+    default=None,
+    metavar="[SECONDS]",
+    help=f"Redraw the counts and quota keys every SECONDS (default {WATCH_INTERVAL:g}) until the campaign "
+    "is complete; with --output json, one JSON document per line.",
+)
+@click.option("--job", "job_id", metavar="ID", help="Only the job with this id.")
+@click.option(
+    "--events", is_flag=True, help="With --job: the job's history (every state change, retry, error)."
+)
 @global_options
 @click.pass_context
-def status_command(ctx: click.Context, journal: Path, states: tuple[str, ...]) -> int:
+def status_command(
+    ctx: click.Context,
+    journal: Path,
+    states: tuple[str, ...],
+    watch: float | None,
+    job_id: str | None,
+    events: bool,
+) -> int:
     """Counts per state, and one row per job: id, service, state, ARN, attempts, last error."""
     g = setup(ctx)
     wanted = _parse_states(states)
+    if events and job_id is None:
+        raise click.UsageError("--events needs --job ID")
+    if watch is not None and (job_id is not None or wanted):
+        raise click.UsageError("--watch shows the whole campaign: it takes no --job or --state")
 
     async def main() -> int:
-        doc = await status_document(journal, wanted)
+        if watch is not None:
+            return await watch_status(g, journal, watch)
+        if events:
+            assert job_id is not None
+            emit(g, await history_document(journal, job_id), history_renderable)
+            return EXIT_OK
+        doc = await status_document(journal, wanted, job_id)
         emit(g, doc, display.status_renderable)
         return EXIT_OK
 
@@ -60,15 +99,24 @@ def _parse_states(values: Iterable[str]) -> list[JobState]:
     return wanted
 
 
-async def status_document(path: Path, states: Sequence[JobState]) -> dict[str, Any]:
-    """``{"campaign", "journal", "total", "counts", "jobs"}`` for ``asyncjobs status``.
+async def status_document(
+    path: Path, states: Sequence[JobState], job_id: str | None = None
+) -> dict[str, Any]:
+    """``{"campaign", "journal", "total", "counts", "jobs"}`` for ``asyncjobs status`` (``jobs``:
+    only ``job_id``'s row, if given).
 
     While a run bulk-loads a new campaign, ``"loading": {"pid", "jobs", "stage"}`` says how far it has got.
     """
     try:
-        journal = await _open(path)
+        journal = await open_for_status(path)
         try:
-            rows = [_row(job) async for job in journal.jobs(states or None)]
+            if job_id is None:
+                rows = [job_row(job) async for job in journal.jobs(states or None)]
+            else:
+                job = await journal.get(job_id)
+                if job is None:
+                    raise Failure(f"{path}: no job with id {job_id!r}", EXIT_USAGE)
+                rows = [job_row(job)] if not states or job.state in states else []
         finally:
             await journal.aclose()
     except JournalError as exc:
@@ -87,7 +135,7 @@ async def status_document(path: Path, states: Sequence[JobState]) -> dict[str, A
     return doc
 
 
-async def _open(path: Path) -> SQLiteJournal | ReadOnlyJournal:
+async def open_for_status(path: Path) -> SQLiteJournal | ReadOnlyJournal:
     """The journal, or a read-only snapshot of it when a run holds it."""
     # the journal may have been planted or changed by another user: refuse it before reading it
     await anyio.to_thread.run_sync(files.check_all, path, "read")
@@ -98,7 +146,7 @@ async def _open(path: Path) -> SQLiteJournal | ReadOnlyJournal:
         return await open_journal(path, readonly=True)
 
 
-def _row(job: Job) -> dict[str, Any]:
+def job_row(job: Job) -> dict[str, Any]:
     """What status shows of a job, in its columns' order."""
     return {
         "id": job.id,

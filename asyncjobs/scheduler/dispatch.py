@@ -176,7 +176,8 @@ class Dispatcher(RunPart):
             try:
                 async with self._inflight:
                     sent = state.inquiries.sending()
-                    arn = await adapter.create(job)
+                    with self._reporter.metrics.create_timer(str(job.service)):
+                        arn = await adapter.create(job)
             except DECIDED_ERRORS as exc:
                 step = await self._after_failure(job, adapter, rate, exc, attempts)
                 if step is None:
@@ -215,6 +216,7 @@ class Dispatcher(RunPart):
         except ServiceError:
             return True  # nothing learned: do not blame the pace for what may be a full quota
         state.stats.reads += result.calls
+        self._reporter.metrics.polled(str(job.service), result.operations)
         state.notify()  # the tracker's next sweep frees what ended
         return any(remote.state.is_final for remote in result.found.values())
 
@@ -232,6 +234,7 @@ class Dispatcher(RunPart):
             error, attempts, transient_retries=self._state.settings.transient_retries, role=role
         )
         action, attempts = decision.action, decision.attempts
+        self._reporter.metrics.create_refused(str(job.service), decision.outcome)
         if action in (Action.THROTTLED, Action.RETRY, Action.PARK, Action.PROBE, Action.FOLLOW):
             job = await self._retrying(job, rate, error, decision)
             if action is Action.PARK:
