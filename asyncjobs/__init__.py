@@ -38,6 +38,7 @@ from .errors import (
 )
 from .journal import AddResult, EventRecord, Journal, SQLiteJournal, open_journal
 from .model import Job, JobSpec, JobState, Service, StateCounts
+from .records import RecordsOptions, ResultSummary, campaign_results
 from .scheduler import Campaign, CampaignEvent, KeyProgress, Progress, Settings, Summary
 
 try:
@@ -70,7 +71,9 @@ __all__ = [
     "LimitExceeded",
     "NotFound",
     "Progress",
+    "RecordsOptions",
     "Rejected",
+    "ResultSummary",
     "SQLiteJournal",
     "Service",
     "ServiceError",
@@ -81,6 +84,7 @@ __all__ = [
     "Throttled",
     "Transient",
     "__version__",
+    "campaign_results",
     "check_spec",
     "open_journal",
     "read_campaign",

@@ -10,11 +10,12 @@ import click
 from .. import display
 from ..errors import AsyncJobsError, InputError, ServiceError
 from ..model import UNSUCCESSFUL_STATES, JobState
+from ..records.expand import RecordsOptions
 from ..scheduler import Settings, Summary
 from .driver import RunOptions, campaign_factory, drive
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_UNSUCCESSFUL, Failure, Halted, run_async
 from .logs import setup
-from .options import Globals, global_options, journal_option
+from .options import Globals, global_options, journal_option, records_options
 from .output import emit, note, shell_command
 from .session import session_for, warn_if_unverified
 
@@ -54,6 +55,15 @@ from .session import session_for, warn_if_unverified
     metavar="N",
     help="Extra attempts for failed or expired jobs.",
 )
+@records_options
+@click.option(
+    "--retry-failed-records",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Rounds of resubmitting records that failed, in new shards.",
+)
 @click.option("--no-wait", is_flag=True, help="Exit once every job is submitted; resume later to track them.")
 @global_options
 @click.pass_context
@@ -66,6 +76,9 @@ def run_command(
     max_running: tuple[str, ...],
     poll_interval: float,
     resubmit_failed: int,
+    records_per_job: int,
+    min_records_per_job: int | None,
+    retry_failed_records: int,
     no_wait: bool,
 ) -> int:
     """Submit CAMPAIGN (JSON Lines, or - for stdin) and track every job to the end.
@@ -80,7 +93,9 @@ def run_command(
         poll_interval=poll_interval,
         min_poll_interval=min(Settings().min_poll_interval, poll_interval),
         resubmit_failed=resubmit_failed,
+        retry_failed_records=retry_failed_records,
     )
+    records = RecordsOptions(records_per_job=records_per_job, min_records_per_job=min_records_per_job)
     options = RunOptions(
         journal=journal,
         source=campaign_file,
@@ -94,7 +109,7 @@ def run_command(
     async def main() -> int:
         session = await session_for(g, campaign_file)
         try:
-            summary = await drive(options, campaign_factory(g, settings, session))
+            summary = await drive(options, campaign_factory(g, settings, session, records=records))
         except Halted as halted:
             report_halt(g, halted, options)
             raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -20,6 +21,9 @@ from ..limits import AdaptiveRate, Capacity, backoff, default_limit
 from ..model import Job, JobState, Service
 from ..polling import Durations
 from .reporting import Clock, Settings, Stats
+
+if TYPE_CHECKING:
+    from ..records.stage import RecordsStage
 
 
 class Signal:
@@ -103,6 +107,11 @@ class RunState:
         #: Jobs handed to the submit workers whose create call has not yet returned.
         self._unsent: dict[str, str] = {}  # job id -> quota key
         self._unsent_keys: Counter[str] = Counter()
+        #: The run's records shards: uploaded before their create, collected when they end.
+        self.records: RecordsStage | None = None
+        #: Shard jobs ended whose outputs are being collected: the run does not end meanwhile
+        #: (a collection may add the shards of a retry).
+        self.collecting = 0
 
     def notify(self) -> None:
         """Something changed that may free a slot or end the run: wake who waits for that."""
