@@ -9,8 +9,10 @@ The scheduler calls a :class:`RecordsStage` at three places, and knows nothing e
   again), then the journal marks it uploaded. A create is never sent for a shard not
   known to be in S3, and a resumed run uploads nothing twice: a shard marked uploaded is
   not even looked at, one uploaded but not yet marked (killed in between) is found by
-  its checksum. A records file changed since it was read rejects the job; S3 errors are
-  retried with the engine's backoff, then reject it.
+  its checksum. A records file changed since it was read rejects the job, and so does an
+  S3 error that says the request is wrong (``NoSuchBucket``, a 4xx); S3's 5xx, throttling
+  and broken connections are retried with the engine's backoff, then reject it; refused
+  credentials (``AccessDenied``, ``ExpiredToken``...) stop the run, as for a create.
 - **When a shard job ends** ``succeeded`` or ``partial`` (:meth:`RecordsStage.collect`):
   where its outputs are and its manifest (Bedrock's record and token counts) are journaled.
   A run killed in between collects them at its next start (:meth:`RecordsStage.start`).
@@ -36,7 +38,7 @@ from typing import Any, Protocol
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
-from asyncjobs.errors import CampaignError
+from asyncjobs.errors import CampaignError, Fatal
 from asyncjobs.journal.base import AddResult, ShardStore
 from asyncjobs.journal.shards import ShardRow
 from asyncjobs.model import Job, JobSpec, JobState, Service
@@ -51,6 +53,31 @@ _log = structlog.get_logger("asyncjobs.records")
 
 #: A job's final states whose outputs are collected.
 COLLECTED_STATES = (JobState.SUCCEEDED, JobState.PARTIAL)
+#: S3 error codes that say the credentials cannot do this: the run stops (resumable).
+FATAL_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccountProblem",
+        "ExpiredToken",
+        "InvalidAccessKeyId",
+        "InvalidToken",
+        "SignatureDoesNotMatch",
+        "TokenRefreshRequired",
+    }
+)
+#: S3 error codes worth another try (besides any 5xx).
+TRANSIENT_CODES = frozenset({"SlowDown", "RequestTimeout", "Throttling", "ThrottlingException"})
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a shard job's create is not sent: the job is rejected, or given back (a stop, or
+    ``fatal``, which stops the run)."""
+
+    reason: str
+    rejected: bool
+    fatal: Fatal | None = None
+
 
 #: Opens the S3 client on the given stack.
 OpenS3 = Callable[[contextlib.AsyncExitStack], Awaitable[Any]]
@@ -182,9 +209,8 @@ class RecordsStage:
     # ------------------------------------------------------------- uploads
     async def before_create(
         self, job: Job, pause: Pause, backoff: Callable[[int], float], retries: int
-    ) -> tuple[bool, str] | None:
-        """Make sure ``job``'s shard is in S3. None: go on with the create; else (rejected,
-        why): the job is rejected (True) or given back for later (False, the run stops)."""
+    ) -> Refusal | None:
+        """Make sure ``job``'s shard is in S3. None: go on with the create; else why not."""
         row = self._shards.get(job.id)
         if row is None or job.id in self._uploaded:
             return None
@@ -196,15 +222,19 @@ class RecordsStage:
                 result = await upload_shard(s3, shard, job.service, row.input_uri, on_progress=self._sent)
                 break
             except CampaignError as exc:
-                return True, str(exc)
+                return Refusal(str(exc), rejected=True)
             except (ClientError, BotoCoreError, OSError) as exc:
-                attempt += 1
                 why = f"upload of {row.input_uri} failed: {exc}"
-                if attempt > retries:
-                    return True, why
+                code, status = _error_code(exc)
+                if code in FATAL_CODES:
+                    return Refusal(why, rejected=False, fatal=Fatal(why, code=code, operation="PutObject"))
+                transient = code is None or code in TRANSIENT_CODES or status >= 500
+                attempt += 1
+                if not transient or attempt > retries:
+                    return Refusal(why, rejected=True)
                 self._emit("records.upload_retry", job, detail=why, level="warning", retry=attempt)
                 if await pause(backoff(attempt)):
-                    return False, "stopped before the shard was uploaded"
+                    return Refusal("stopped before the shard was uploaded", rejected=False)
         await self._journal.mark_uploaded(job.id)
         if job.id not in self._uploaded:
             self._uploaded.add(job.id)
@@ -267,7 +297,8 @@ class RecordsStage:
             return []
         service = template.service
         retry_file = self.work_dir / _line_folder(line_id) / f"retry{latest + 1}.jsonl"
-        retry_file.parent.mkdir(parents=True, exist_ok=True)
+        for folder in (self.work_dir, retry_file.parent):  # the records' prompts: private, as the journal
+            folder.mkdir(mode=0o700, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="asyncjobs-retry-") as scratch:
             # the same outputs give the same file: a run killed before it journaled the retry
             # shards writes it again, byte for byte, and the shards come out the same
@@ -292,6 +323,16 @@ class RecordsStage:
             shards=len(specs),
         )
         return [s.id for s in specs]
+
+
+def _error_code(exc: Exception) -> tuple[str | None, int]:
+    """S3's error code and HTTP status of ``exc``; (None, 0) for an error with no response
+    (a broken connection, a timeout)."""
+    if not isinstance(exc, ClientError):
+        return None, 0
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return error.get("Code"), int(status or 0)
 
 
 def _line_folder(line_id: str) -> str:

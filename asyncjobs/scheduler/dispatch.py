@@ -197,10 +197,12 @@ class Dispatcher(RunPart):
         )
         if refused is None:
             return True
-        rejected, why = refused
-        await self._outcomes.release(job, Event.REJECT if rejected else Event.DEFER, why)
-        if rejected:
-            self._reporter.emit("job.rejected", job, level="warning", detail=why)
+        event = Event.REJECT if refused.rejected else Event.DEFER
+        await self._outcomes.release(job, event, refused.reason, slot_freed=refused.fatal is None)
+        if refused.rejected:
+            self._reporter.emit("job.rejected", job, level="warning", detail=refused.reason)
+        if refused.fatal is not None:
+            self._control.halt(refused.fatal)
         return False
 
     async def _accepted(self, job: Job, arn: str, rate: AdaptiveRate) -> None:

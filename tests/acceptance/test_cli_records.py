@@ -203,3 +203,23 @@ async def test_personalize_records_uploaded_and_collected(
     lines = result_lines(tmp_path / "out" / "recs.jsonl")
     assert [r["input"] for r in lines] == users
     assert all(r["output"]["recommendedItems"] for r in lines)
+
+
+async def test_a_shard_s3_refuses_is_rejected_and_never_created(
+    cli: Cli, make_emulator: MakeEmulator, tmp_path: Path
+) -> None:
+    emu = await make_emulator()  # no buckets: S3 answers NoSuchBucket, a request error, not retried
+    write_jsonl(tmp_path / "prompts.jsonl", prompts(100))
+    campaign = write_campaign(tmp_path / "campaign.jsonl", [bedrock_line()])
+
+    result = await cli(
+        "run", str(campaign), "--journal", "j.db", "--endpoint-url", emu.url, "--output", "json", *FAST_POLL
+    )  # fmt: skip
+
+    assert result.code == 1, result
+    assert result.json()["counts"]["rejected"] == 1
+    assert emu.stats()["jobs_total"] == 0
+    status = await cli("status", "--journal", "j.db", "--output", "json")
+    [job] = status.json()["jobs"]
+    assert job["id"] == "summaries/00001"
+    assert "NoSuchBucket" in job["last_error"]
