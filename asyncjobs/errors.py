@@ -8,7 +8,9 @@
     │   ├── JournalSchemaError     written by a newer asyncjobs, or not a journal
     │   ├── SpecChanged            a spec id already journaled now asks for something else
     │   ├── JournalUnsafe          a link, another user's file, or one others can write: refused
+    │   ├── JournalConflict        another worker changed the job first (a shared journal)
     │   └── JournalUnwritable      a write failed (read-only file, disk full)
+    │       └── JournalUnavailable the journal's database stayed unreachable too long
     ├── IllegalTransition          a state change the lifecycle table does not allow
     └── ServiceError               a service call failed; raised by the adapters only
         ├── Throttled              request rate exceeded: slow down and retry
@@ -99,6 +101,18 @@ class JournalUnsafe(JournalError):
 
 class JournalUnwritable(JournalError):
     """A journal write failed (read-only file or disk full); the campaign stopped and can be resumed."""
+
+
+class JournalUnavailable(JournalUnwritable):
+    """The journal's database stayed unreachable longer than the outage it rides; resume when it is back."""
+
+
+class JournalConflict(JournalError):
+    """Another worker changed the job first (its lease was taken over): this change was not recorded."""
+
+    def __init__(self, job_id: str, message: str | None = None) -> None:
+        self.job_id = job_id
+        super().__init__(message or f"job {job_id!r} was changed by another worker; this change was dropped")
 
 
 class IllegalTransition(AsyncJobsError):

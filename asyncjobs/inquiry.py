@@ -8,11 +8,13 @@ many created, unfinished jobs of the quota key are ours when a create is refused
 - The first such refusal for a quota key opens an *inquiry*. The pace is cut as for a
   throttle (the commoner cause while a pace is still being learned), the key claims no
   more jobs, and the refused job is sent again after a silence: it is the probe.
-- A create of that key accepted meanwhile, the probe's included, closes the inquiry as
-  ``THROTTLED``: the quota had room at the same occupancy, so the pace was the cause. If one
-  of ours had finished by then (``held`` fell), the room may be that job's: ``UNCLEAR``; and
-  if the pace was not holding creates back when the refusal came (the slots were), the pace is
-  not suspected at all: no cut, and an accepted create is ``UNCLEAR`` too.
+- A create of that key sent after the refusal and accepted, the probe's included, closes the
+  inquiry as ``THROTTLED``: the quota had room at the same occupancy, so the pace was the
+  cause. (A create already on its way when the refusal came proves nothing: the service may
+  have taken it first.) If one of ours had finished by then (``held`` fell, or a read of the
+  key's jobs finds one ended that no sweep has seen yet), the room may be that job's:
+  ``UNCLEAR``; and if the pace was not holding creates back when the refusal came (the slots
+  were), the pace is not suspected at all: no cut, and an accepted create is ``UNCLEAR`` too.
 - The probe refused again closes it as ``QUOTA_FULL``: a create sent after a silence is still
   refused, so the quota is full. The cap drops to what runs and the job waits.
 - A refusal at an occupancy that was refused before, with no create of the key accepted above
@@ -76,6 +78,16 @@ class Inquiries:
         self._open: dict[str, Inquiry] = {}
         #: The lowest occupancy refused per key, until a create of the key is accepted above it.
         self._refused_at: dict[str, int] = {}
+        #: Creates sent so far, and how many had been sent when each key was last refused: a
+        #: create already on its way then may have reached the service before the refused one,
+        #: so its acceptance says nothing about the occupancy that was refused.
+        self._sends = 0
+        self._sends_at_refusal: dict[str, int] = {}
+
+    def sending(self) -> int:
+        """A create is about to be sent: its number, for :meth:`accepted`."""
+        self._sends += 1
+        return self._sends
 
     def is_open(self, key: str) -> bool:
         return key in self._open
@@ -87,6 +99,7 @@ class Inquiries:
     def refused(self, key: str, job_id: str, held: int) -> tuple[Role, Inquiry]:
         """A create of ``job_id`` (of quota key ``key``, ``held`` of ours running) was refused
         with the ambiguous error."""
+        self._sends_at_refusal[key] = self._sends
         inquiry = self._open.get(key)
         if inquiry is None:
             inquiry = Inquiry(key, job_id, held)
@@ -102,14 +115,29 @@ class Inquiries:
             return Role.DECIDED, inquiry
         return Role.WAIT, inquiry
 
-    def accepted(self, key: str, held: int) -> Inquiry | None:
-        """A create of ``key`` was accepted while ``held`` others of ours ran: an open inquiry
-        there was about the pace, unless one of ours has finished since it opened."""
-        if held >= self._refused_at.get(key, held + 1):
+    def would_blame_pace(self, key: str, held: int, sent: int | None = None) -> bool:
+        """Whether a create of ``key`` accepted now, ``held`` of ours running, would close an
+        inquiry as ``THROTTLED``: the moment to make sure none of ours ended unseen."""
+        if sent is not None and sent <= self._sends_at_refusal.get(key, 0):
+            return False
+        inquiry = self._open.get(key)
+        return inquiry is not None and inquiry.pace_suspected and held >= inquiry.held
+
+    def accepted(
+        self, key: str, held: int, *, sent: int | None = None, ended_unseen: bool = False
+    ) -> Inquiry | None:
+        """A create of ``key`` (number ``sent`` from :meth:`sending`) was accepted while
+        ``held`` others of ours ran: an open inquiry there was about the pace, unless one of
+        ours has finished since it opened (``held`` fell, or ``ended_unseen``: the service
+        shows one ended that no sweep has seen yet). A create sent before the key's last
+        refusal proves nothing either way."""
+        if sent is not None and sent <= self._sends_at_refusal.get(key, 0):
+            return None
+        if held >= self._refused_at.get(key, held + 1) and not ended_unseen:
             del self._refused_at[key]  # the quota has room above the level once refused
         inquiry = self._open.get(key)
         if inquiry is not None:
-            clear = inquiry.pace_suspected and held >= inquiry.held
+            clear = self.would_blame_pace(key, held) and not ended_unseen
             self._close(inquiry, Verdict.THROTTLED if clear else Verdict.UNCLEAR)
         return inquiry
 

@@ -9,6 +9,7 @@
 - ``bedrock_job(...)``, ``personalize_job(...)``, ``segment_job(...)``: valid create requests
   (from :mod:`tests.support.specs`, with the other spec builders).
 - The emulator as a subprocess: :func:`asyncjobs.emulator.process.emulator_process`.
+- ``postgres_server``, ``postgres_database``: a real PostgreSQL (see :mod:`tests.support.postgres`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from botocore.config import Config
 
 from asyncjobs.emulator import Emulator, EmulatorConfig
 from asyncjobs.emulator.process import emulator_process, emulator_process_sync
+from tests.support.postgres import postgres_database, postgres_server  # noqa: F401 (fixtures)
 from tests.support.specs import (
     ACCOUNT,
     MODEL,

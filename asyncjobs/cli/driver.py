@@ -104,8 +104,13 @@ async def drive(
             summary = await _run_with_progress(campaign, options.wait, stop, tg, options.structured)
         except BaseException as exc:
             error = innermost(exc)
-            if isinstance(error, AsyncJobsError) and not isinstance(error, InputError):
-                raise Halted(error, _summary_so_far(campaign)) from error
+            # Campaign.run() hands the summary of a run it ends on an error to the error itself
+            if (
+                isinstance(error, AsyncJobsError)
+                and error.summary is not None
+                and not isinstance(error, InputError)
+            ):
+                raise Halted(error, error.summary) from error
             raise
         finally:
             await journal.aclose()
@@ -196,22 +201,6 @@ def _interrupted_before_run(options: RunOptions, *, journaled: bool) -> Interrup
     if journaled:
         return Interrupted(f"{NOTHING_SENT}; resume with: {options.resume_hint}")
     return Interrupted(f"{NOTHING_SENT}; nothing was journaled: run the same command again to start")
-
-
-def _summary_so_far(campaign: Campaign) -> Summary:
-    """What a run that stopped on an error had done: the journal's counts and the API calls made."""
-    progress = campaign.progress()
-    return Summary(
-        campaign=campaign.journal.campaign,
-        journal=campaign.journal.path,
-        counts=progress.counts,
-        interrupted=False,
-        elapsed=progress.elapsed,
-        creates=progress.creates,
-        throttled=progress.throttled,
-        reads=progress.reads,
-        uploads=progress.uploads,
-    )
 
 
 async def _run_with_progress(

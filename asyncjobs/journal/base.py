@@ -1,9 +1,15 @@
 """The journal protocol: the domain operations the scheduler needs from storage.
 
-The scheduler only talks to a :class:`Journal`; SQLite implements it now
-(:mod:`asyncjobs.journal.sqlite`), and a PostgreSQL journal for several hosts can
-follow without touching the scheduler. ``tests/integration/test_journal_contract.py``
-runs the same contract over every implementation.
+The scheduler only talks to a :class:`Journal`. SQLite implements it for one process
+(:mod:`asyncjobs.journal.sqlite`), PostgreSQL for several workers on several hosts sharing
+one campaign (:mod:`asyncjobs.journal.postgres`). ``tests/integration/test_contract_journal.py``
+runs the same contract over both.
+
+Several workers: the last group of methods (``worker`` to ``refresh``) is what workers share
+through the journal: atomic claims under a quota cap, leases on claimed jobs that a heartbeat
+renews and another worker takes over when they expire, a create-rate bucket and a lease on each
+job kind's status sweep. With one process (SQLite) they reduce to the obvious: every lease is
+held, nothing ever expires, and the bucket lives in memory (:mod:`asyncjobs.journal.single`).
 
 Durability contract: when :meth:`Journal.transition` returns, the change is
 committed. Implementations group concurrent changes into one commit.
@@ -129,6 +135,49 @@ class Journal(Protocol):
 
     async def save_paces(self, paces: Mapping[str, float]) -> None:
         """Keep learned create paces for the next run (one commit)."""
+        ...
+
+    # ------------------------------------------------------- several workers
+    @property
+    def worker(self) -> str:
+        """This journal object's worker id (``host:pid:random``): the owner of its leases."""
+        ...
+
+    async def claim(self, quota_key: str, cap: int, limit: int, *, lease_seconds: float = 60.0) -> list[Job]:
+        """Claim pending jobs of ``quota_key`` for this worker, atomically under the key's cap.
+
+        In one commit: count the key's jobs in ``submitting``, ``submitted`` or ``running`` (every
+        worker's), and move at most ``min(limit, cap - that)`` of its pending jobs, oldest first,
+        to ``submitting`` (a ``claim`` event each) under a lease of this worker expiring in
+        ``lease_seconds``. Concurrent claims of one key never exceed ``cap`` together and never
+        return one job twice. Replaces ``pending()`` + ``transition(CLAIM)`` in the dispatcher.
+        """
+        ...
+
+    async def heartbeat(self, *, lease_seconds: float = 60.0) -> int:
+        """Renew the leases of this worker's ``submitting`` jobs to ``lease_seconds`` from now;
+        how many it holds."""
+        ...
+
+    async def take_over_expired(self, limit: int = 1000, *, lease_seconds: float = 60.0) -> list[Job]:
+        """Lease to this worker up to ``limit`` ``submitting`` jobs whose lease expired (their
+        worker died). The caller reconciles each by token and name, as a resume does; a change
+        the dead worker still sends for them raises :class:`~asyncjobs.errors.JournalConflict`."""
+        ...
+
+    async def take(self, key: str, rate: float, burst: float = 1.0) -> float:
+        """Reserve one call from the shared token bucket ``key`` (``rate`` tokens a second, at
+        most ``burst`` held): the seconds to wait before making it (0.0: at once). Every worker
+        reserving from one key shares one rate."""
+        ...
+
+    async def try_lease_sweep(self, kind: str, seconds: float) -> bool:
+        """Take or renew the lease on sweeping ``kind`` for ``seconds``: True if this worker
+        now holds it (it sweeps), False if another worker's lease is still good."""
+        ...
+
+    async def refresh(self) -> None:
+        """Bring :meth:`counts` up to date with every worker's changes (one process: a no-op)."""
         ...
 
     async def aclose(self) -> None: ...

@@ -37,6 +37,7 @@ from .commit import GroupCommit
 from .ingest import Ingest
 from .lock import JournalLock
 from .schema import JOB_COLUMNS, SCHEMA_VERSION, Durability
+from .single import SingleProcessWorker
 from .transaction import transaction
 
 __all__ = ["SCHEMA_VERSION", "Durability", "SQLiteJournal"]
@@ -47,7 +48,7 @@ _FIELDS = frozenset({"arn", "remote_status", "last_error", "submitted_at", "job_
 T = TypeVar("T")
 
 
-class SQLiteJournal:
+class SQLiteJournal(SingleProcessWorker):  # the several-worker primitives, for one process
     """A campaign journal in one SQLite file. Open it with :meth:`open`."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection, lock: JournalLock, campaign: str) -> None:

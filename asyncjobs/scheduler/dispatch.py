@@ -177,6 +177,7 @@ class Dispatcher(RunPart):
                 continue  # asked to stop while this job waited for its turn
             try:
                 async with self._inflight:
+                    sent = state.inquiries.sending()
                     arn = await adapter.create(job)
             except DECIDED_ERRORS as exc:
                 step = await self._after_failure(job, adapter, rate, exc, attempts)
@@ -184,7 +185,7 @@ class Dispatcher(RunPart):
                     return
                 job, attempts, probe = step
                 continue
-            await self._accepted(job, arn, rate)
+            await self._accepted(job, arn, rate, sent)
             return
 
     async def _staged(self, job: Job) -> bool:
@@ -205,17 +206,37 @@ class Dispatcher(RunPart):
             self._control.halt(refused.fatal)
         return False
 
-    async def _accepted(self, job: Job, arn: str, rate: AdaptiveRate) -> None:
+    async def _accepted(self, job: Job, arn: str, rate: AdaptiveRate, sent: int) -> None:
         state = self._state
         rate.on_success()
         state.stats.creates += 1
-        settled = state.inquiries.accepted(job.quota_key, state.created_in(job.quota_key))
+        held = state.created_in(job.quota_key)
+        state.sent(job)  # the pipeline refills while the ARN is being journaled
+        await self._outcomes.created(job, arn)
+        # the ARN is journaled before the read below, so a crash during it loses nothing
+        key = job.quota_key
+        ended_unseen = state.inquiries.would_blame_pace(key, held, sent) and await self._ended_unseen(job)
+        settled = state.inquiries.accepted(key, held, sent=sent, ended_unseen=ended_unseen)
         if settled is not None:
             self._inquiry_closed(job, settled)
             if settled.verdict is Verdict.THROTTLED:
                 self._limit_was_pace(settled, job.service)
-        state.sent(job)  # the pipeline refills while the ARN is being journaled
-        await self._outcomes.created(job, arn)
+
+    async def _ended_unseen(self, job: Job) -> bool:
+        """Whether a job of ``job``'s quota key has ended at the service though no sweep has
+        seen it: jobs shorter than a sweep interval free their slots unseen, and then the room
+        an accepted create found may be such a slot, not a sign that the pace was refused."""
+        state = self._state
+        jobs = [j for j in state.tracked.by_key.get(job.quota_key, {}).values() if j.arn]
+        if not jobs:
+            return False
+        try:
+            result = await self._adapters[job.service].poll(jobs)
+        except ServiceError:
+            return True  # nothing learned: do not blame the pace for what may be a full quota
+        state.stats.reads += result.calls
+        state.notify()  # the tracker's next sweep frees what ended
+        return any(remote.state.is_final for remote in result.found.values())
 
     async def _after_failure(
         self, job: Job, adapter: ServiceAdapter, rate: AdaptiveRate, error: ServiceError, attempts: Attempts

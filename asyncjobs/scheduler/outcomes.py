@@ -32,7 +32,8 @@ class Outcomes:
     # ----------------------------------------------------------- creates
     async def created(self, job: Job, arn: str) -> Job:
         """The service returned ``arn`` for ``job``: journal it before anything else happens."""
-        with anyio.CancelScope(shield=True):
+        # created though not yet tracked: it holds a slot of the service's quota meanwhile
+        with anyio.CancelScope(shield=True), self._state.journaling(job):
             job = await self._state.journal.transition(
                 job, Event.CREATED, arn=arn, submitted_at=self._state.clock(), last_error=None
             )

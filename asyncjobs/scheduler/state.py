@@ -8,9 +8,10 @@ others that something changed.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 import anyio
@@ -107,6 +108,9 @@ class RunState:
         #: Jobs handed to the submit workers whose create call has not yet returned.
         self._unsent: dict[str, str] = {}  # job id -> quota key
         self._unsent_keys: Counter[str] = Counter()
+        #: Jobs the service has created whose ARN is being journaled: not yet tracked, but
+        #: they hold a slot of the service's quota all the same.
+        self._journaling: Counter[str] = Counter()
         #: The run's records shards: uploaded before their create, collected when they end.
         self.records: RecordsStage | None = None
         #: Shard jobs ended whose outputs are being collected: the run does not end meanwhile
@@ -159,7 +163,16 @@ class RunState:
 
     def created_in(self, key: str) -> int:
         """Our jobs of ``key`` that the service has created and not yet ended."""
-        return self.tracked.count(key)
+        return self.tracked.count(key) + self._journaling[key]
+
+    @contextlib.contextmanager
+    def journaling(self, job: Job) -> Iterator[None]:
+        """While ``job``'s ARN is being journaled, it counts as created (it is not tracked yet)."""
+        self._journaling[job.quota_key] += 1
+        try:
+            yield
+        finally:
+            self._journaling[job.quota_key] -= 1
 
     # ------------------------------------------- jobs whose create is due again
     def later(self, job: Job, at: float) -> None:

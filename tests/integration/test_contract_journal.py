@@ -1,4 +1,9 @@
-"""The journal contract: every Journal implementation must pass this suite (SQLite today)."""
+"""The journal contract: every Journal implementation passes this suite (SQLite and PostgreSQL).
+
+``opener`` opens a journal by name on the backend under test: a file in the test's directory, or a
+fresh database on the session's PostgreSQL server (one database per name). Tests of what only a
+file has (modes, locks) run on SQLite only, and say why.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +17,12 @@ import anyio
 import pytest
 
 from asyncjobs.errors import CampaignError, IllegalTransition, JournalLocked, JournalSchemaError, SpecChanged
-from asyncjobs.journal import Change, SQLiteJournal, open_journal
+from asyncjobs.journal import Change, Journal, open_journal
 from asyncjobs.lifecycle import Event
 from asyncjobs.model import JobSpec, JobState, Service
 
-Opener = Callable[..., Awaitable[SQLiteJournal]]
+Opener = Callable[..., Awaitable[Journal]]
+sqlite_only = pytest.mark.parametrize("opener", ["sqlite"], indirect=True)
 
 
 def spec(i: int, model: str = "m1", **extra: object) -> JobSpec:
@@ -25,12 +31,21 @@ def spec(i: int, model: str = "m1", **extra: object) -> JobSpec:
     )
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
-    opened: list[SQLiteJournal] = []
+    opened: list[Journal] = []
+    backend = request.param
+    make_database = request.getfixturevalue("postgres_database") if backend == "postgres" else None
+    seen: set[str] = set()
 
-    async def open_(name: str = "j.db", **kw: object) -> SQLiteJournal:
-        journal = await open_journal(tmp_path / name, **kw)  # type: ignore[arg-type]
+    async def open_(name: str = "j.db", **kw: object) -> Journal:
+        if make_database is None:
+            journal: Journal = await open_journal(tmp_path / name, **kw)  # type: ignore[arg-type]
+        else:
+            if name not in seen:  # as a new file is named after its stem, unless told otherwise
+                kw.setdefault("campaign", Path(name).stem)
+            journal = await open_journal(make_database(name), **kw)  # type: ignore[arg-type]
+        seen.add(name)
         opened.append(journal)
         return journal
 
@@ -162,6 +177,7 @@ async def test_jobs_iterates_everything_in_order(opener: Opener) -> None:
     assert [j async for j in journal.jobs([JobState.FAILED])] == []
 
 
+@sqlite_only  # file modes and the lock file are a SQLite file's; a database has its own access control
 async def test_file_is_private_locked_and_versioned(opener: Opener, tmp_path: Path) -> None:
     await opener("p.db")
     assert stat.S_IMODE(os.stat(tmp_path / "p.db").st_mode) == 0o600
@@ -192,3 +208,56 @@ async def test_duplicates_across_ingest_batches_are_named(opener: Opener, resume
     with pytest.raises(CampaignError, match=r"c\.jsonl:6002: request\.jobName: duplicate jobName 'n3'"):
         await journal.add_specs(named)
     assert journal.counts().total == (1 if resumed else 0)
+
+
+# ------------------------------------------------------------------ several workers: one worker's view
+async def _finish(journal: Journal, job_id: str) -> None:
+    job = await journal.get(job_id)
+    assert job is not None
+    job = await journal.transition(job, Event.CREATED, arn=f"arn:{job_id}")
+    await journal.transition(job, Event.OBSERVE_SUCCEEDED)
+
+
+async def test_claim_takes_pending_jobs_oldest_first_within_the_cap(opener: Opener) -> None:
+    journal = await opener()
+    await journal.add_specs([spec(i, model="m1" if i < 10 else "m2") for i in range(12)])
+    first = await journal.claim("bedrock:m1", cap=3, limit=10)
+    assert [j.id for j in first] == ["s0", "s1", "s2"]
+    assert all(j.state is JobState.SUBMITTING for j in first)
+    assert await journal.claim("bedrock:m1", cap=3, limit=10) == []  # the cap is full
+    await _finish(journal, "s1")  # a slot frees
+    assert [j.id for j in await journal.claim("bedrock:m1", cap=3, limit=10)] == ["s3"]
+    assert [j.id for j in await journal.claim("bedrock:m1", cap=100, limit=2)] == ["s4", "s5"]
+    assert [j.id for j in await journal.claim("bedrock:m2", cap=5, limit=5)] == ["s10", "s11"]
+    assert await journal.claim("bedrock:m2", cap=5, limit=5) == []  # nothing left pending
+    by_key = journal.counts_by_key()
+    assert (by_key["bedrock:m1"][JobState.SUBMITTING], by_key["bedrock:m1"][JobState.PENDING]) == (5, 4)
+    stored = await journal.get("s0")
+    assert stored is not None and stored.state is JobState.SUBMITTING
+    assert [(e.event, e.from_state, e.to_state) for e in await journal.events("s0")] == [
+        ("claim", "pending", "submitting")
+    ]
+
+
+async def test_a_lone_worker_holds_every_lease(opener: Opener) -> None:
+    journal = await opener()
+    await journal.add_specs([spec(i) for i in range(3)])
+    await journal.claim("bedrock:m1", cap=5, limit=2)
+    assert await journal.heartbeat(lease_seconds=30) == 2
+    assert await journal.take_over_expired() == []  # its own leases are live
+    assert await journal.try_lease_sweep("bedrock", 10)
+    assert await journal.try_lease_sweep("bedrock", 10)  # renewed
+    assert journal.worker  # an id, for logs and leases
+    await journal.refresh()
+    assert journal.counts()[JobState.SUBMITTING] == 2
+
+
+async def test_take_reserves_from_a_bucket_per_key(opener: Opener) -> None:
+    """One call every 100 s, a burst of 2: the first two go at once, then each waits 100 s more
+    than the one before (the waits are reservations, so no test time passes)."""
+    journal = await opener()
+    waits = [await journal.take("bedrock:us-east-1", rate=0.01, burst=2) for _ in range(4)]
+    assert waits[:2] == [0.0, 0.0]
+    assert 99 < waits[2] <= 100
+    assert 199 < waits[3] <= 200
+    assert await journal.take("personalize:us-east-1", rate=0.01, burst=1) == 0.0  # another key

@@ -1,3 +1,3 @@
 """What several test folders share: spec builders (:mod:`.specs`), the command as a subprocess
-(:mod:`.cli`) and settings presets (:mod:`.presets`). The emulator as a subprocess is
-:mod:`asyncjobs.emulator.process`, shared with the benchmarks."""
+(:mod:`.cli`), settings presets (:mod:`.presets`) and a real PostgreSQL server (:mod:`.postgres`).
+The emulator as a subprocess is :mod:`asyncjobs.emulator.process`, shared with the benchmarks."""

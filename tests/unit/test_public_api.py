@@ -11,7 +11,7 @@ EXPECTED = {
     "AddResult", "AlreadyExists", "AsyncJobsError", "Campaign", "CampaignError", "CampaignEvent",
     "CapacityExceeded", "EventRecord", "Fatal", "IllegalTransition", "InputError", "Job", "JobSpec",
     "JobState", "Journal", "JournalError", "JournalLocked", "JournalSchemaError", "JournalUnsafe",
-    "JournalUnwritable",
+    "JournalUnwritable", "JournalConflict", "JournalUnavailable",
     "KeyProgress", "LimitExceeded",
     "NotFound", "Progress", "Rejected", "SQLiteJournal", "Service", "ServiceError", "Settings", "SpecChanged",
     "StateCounts", "Summary", "Throttled", "Transient", "__version__", "check_spec", "open_journal",
