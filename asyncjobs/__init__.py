@@ -40,6 +40,7 @@ from .errors import (
 )
 from .journal import AddResult, EventRecord, Journal, SQLiteJournal, open_journal
 from .model import Job, JobSpec, JobState, Service, StateCounts
+from .records import RecordsOptions, ResultSummary, campaign_results
 from .scheduler import Campaign, CampaignEvent, KeyProgress, Progress, Settings, Summary
 
 try:
@@ -74,7 +75,9 @@ __all__ = [
     "LimitExceeded",
     "NotFound",
     "Progress",
+    "RecordsOptions",
     "Rejected",
+    "ResultSummary",
     "SQLiteJournal",
     "Service",
     "ServiceError",
@@ -85,6 +88,7 @@ __all__ = [
     "Throttled",
     "Transient",
     "__version__",
+    "campaign_results",
     "check_spec",
     "open_journal",
     "read_campaign",

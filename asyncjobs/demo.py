@@ -1,9 +1,13 @@
 """``asyncjobs demo``: a sample campaign against an in-process emulator.
 
-The demo folder (``.asyncjobs-demo/`` by default) holds three files:
+The demo folder (``.asyncjobs-demo/`` by default) holds:
 
 - ``campaign.jsonl``: the sample campaign (Bedrock over two models, Personalize
-  batch inference and batch segment jobs);
+  batch inference and batch segment jobs, and a records line);
+- ``prompts.jsonl``: the records line's prompts (:data:`PROMPTS` Bedrock records), cut
+  into shards of :data:`RECORDS_PER_JOB`, uploaded to the emulator's S3 (bucket
+  :data:`RECORDS_BUCKET`), one job per shard; their results are joined back into
+  ``results/prompts.jsonl``, one line per prompt, in input order;
 - ``journal.db``: the campaign's journal;
 - ``emulator-state.json``: the emulated services' jobs (``Emulator.save_state``),
   saved while the demo runs and when it stops, so that a resumed demo meets the
@@ -48,6 +52,13 @@ BEDROCK_MODELS = ("anthropic.claude-3-haiku-20240307-v1:0", "amazon.nova-micro-v
 SAVE_EVERY = 0.5
 
 CAMPAIGN_FILE = "campaign.jsonl"
+PROMPTS_FILE = "prompts.jsonl"
+RESULTS_DIR = "results"
+#: The records example: prompts, cut into shards of this many (one Bedrock job each).
+PROMPTS = 300
+RECORDS_PER_JOB = 100
+#: The emulator's S3 bucket the shards go to and their outputs come from (created by the demo).
+RECORDS_BUCKET = "demo-records"
 JOURNAL_FILE = "journal.db"
 STATE_FILE = "emulator-state.json"
 #: Where demos before the JSON state kept it; removed when a demo starts over.
@@ -67,6 +78,7 @@ def emulator_config(seed: int = 7) -> EmulatorConfig:
         fail_rate=0.03,
         partial_rate=0.01,
         error_rate=0.01,
+        record_error_rate=0.02,  # a few prompts of the records example end with an error
     )
 
 
@@ -134,9 +146,43 @@ def sample_specs(jobs: int = 300) -> Iterator[dict[str, Any]]:
         }
 
 
+def records_line() -> dict[str, Any]:
+    """The records example: a prompts file in, one result per prompt out."""
+    return {
+        "id": "prompts",
+        "service": "bedrock",
+        "records": PROMPTS_FILE,
+        "request": {
+            "roleArn": f"arn:aws:iam::{ACCOUNT}:role/BedrockBatchInference",
+            "modelId": BEDROCK_MODELS[0],
+            "inputDataConfig": {"s3InputDataConfig": {"s3Uri": f"s3://{RECORDS_BUCKET}/staging/"}},
+            "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": f"s3://{RECORDS_BUCKET}/results/"}},
+        },
+    }
+
+
+def write_prompts(path: Path, records: int = PROMPTS) -> None:
+    """Bedrock records (Anthropic's messages body); every tenth without a recordId, which
+    asyncjobs assigns."""
+    lines = []
+    for i in range(records):
+        body = {
+            "anthropic_version": "bedrock-2023-05-31",
+            "max_tokens": 200,
+            "messages": [{"role": "user", "content": f"Summarise support ticket #{1000 + i} in one line."}],
+        }
+        record: dict[str, Any] = {"modelInput": body}
+        if i % 10:
+            record = {"recordId": f"TICKET{1000 + i}", **record}
+        lines.append(json.dumps(record, separators=(",", ":")) + "\n")
+    write_private(path, "".join(lines).encode())
+
+
 def write_campaign(path: Path, jobs: int = 300) -> None:
-    text = "".join(json.dumps(spec, separators=(",", ":")) + "\n" for spec in sample_specs(jobs))
+    specs = [*sample_specs(jobs), records_line()]
+    text = "".join(json.dumps(spec, separators=(",", ":")) + "\n" for spec in specs)
     write_private(path, text.encode())
+    write_prompts(path.parent / PROMPTS_FILE)
 
 
 # ------------------------------------------------------------------ emulator state
@@ -220,7 +266,7 @@ def reset_folder(directory: Path, jobs: int) -> None:
         *(
             p.name
             for p in directory.glob(".*.tmp")
-            if p.name.startswith((f".{STATE_FILE}.", f".{CAMPAIGN_FILE}."))
+            if p.name.startswith((f".{STATE_FILE}.", f".{CAMPAIGN_FILE}.", f".{PROMPTS_FILE}."))
         ),
     ]
     for name in stale:

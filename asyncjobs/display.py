@@ -154,7 +154,18 @@ def render_progress(progress: Progress, achieved: float | None = None) -> Render
         keys.add_row(
             plain(key.key), f"{key.running} / {key.cap}", _bar(key.running, key.cap), str(key.pending)
         )
-    return Group(line1, line2, Text(""), states, Text(""), keys)
+    lines: list[RenderableType] = [line1, line2]
+    if progress.uploads:
+        lines.append(Text(uploads_text(progress.uploads)))
+    return Group(*lines, Text(""), states, Text(""), keys)
+
+
+def uploads_text(uploads: Mapping[str, int]) -> str:
+    """Records shards in S3, and what this run sent: ``shards uploaded 3/4, sent 1,500 records (2.1 MB)``."""
+    return (
+        f"shards uploaded {uploads.get('shards_uploaded', 0)}/{uploads.get('shards', 0)}, "
+        f"sent {uploads.get('records_sent', 0):,} records ({uploads.get('bytes_sent', 0) / 1e6:.1f} MB)"
+    )
 
 
 def _bar(used: int, cap: int, width: int = 20) -> Text:
@@ -175,6 +186,8 @@ def progress_line(progress: Progress) -> str:
         f"elapsed {duration(progress.elapsed)}",
         f"eta {duration(progress.eta)}",
     ]
+    if progress.uploads:
+        parts.append(uploads_text(progress.uploads))
     return "progress: " + ", ".join(parts)
 
 
@@ -216,6 +229,7 @@ def progress_fields(progress: Progress) -> dict[str, Any]:
         "eta_seconds": None
         if progress.eta is None or not math.isfinite(progress.eta)
         else round(progress.eta),
+        **({"uploads": dict(progress.uploads)} if progress.uploads else {}),
     }
 
 
@@ -256,6 +270,8 @@ def summary_renderable(doc: Mapping[str, Any]) -> RenderableType:
         f"elapsed {duration(doc.get('elapsed_seconds'))}   creates {api.get('creates', 0)}   "
         f"throttled {api.get('throttled', 0)}   reads {api.get('reads', 0)}",
     )
+    if doc.get("uploads"):
+        lines.append("\n" + uploads_text(doc["uploads"]))
     return Group(lines, counts_table(doc["counts"]))
 
 
@@ -343,3 +359,22 @@ def _cell(value: Any) -> str:
     if isinstance(value, (Mapping, list)):
         return json.dumps(value, separators=(",", ":"))
     return str(value)
+
+
+def results_renderable(doc: Mapping[str, Any]) -> RenderableType:
+    """The table form of a ``results`` document: records succeeded and failed, and tokens, per id."""
+    table = Table(header_style="bold")
+    for title in ("id", "records", "succeeded", "failed", "input tokens", "output tokens", "file"):
+        table.add_column(title, justify="left" if title in ("id", "file") else "right")
+    for line in doc.get("lines", []):
+        tokens = line.get("tokens") or {}
+        table.add_row(
+            plain(line["id"]),
+            str(line["records"]),
+            str(line["succeeded"]),
+            str(line["failed"]),
+            str(tokens.get("inputTokenCount", "")),
+            str(tokens.get("outputTokenCount", "")),
+            plain(line["path"]),
+        )
+    return table

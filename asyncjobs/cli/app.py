@@ -15,6 +15,7 @@ from .demo import demo_command
 from .errors import EXIT_INTERRUPTED, EXIT_OK
 from .options import global_options
 from .output import PROG
+from .results import results_command
 from .run import run_command
 from .signals import Interrupts
 from .status import status_command
@@ -49,7 +50,7 @@ def cli() -> None:
     """
 
 
-for _command in (run_command, check_command, status_command, cancel_command, demo_command):
+for _command in (run_command, check_command, status_command, cancel_command, results_command, demo_command):
     cli.add_command(_command)
 
 

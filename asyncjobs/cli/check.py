@@ -8,17 +8,21 @@ import click
 
 from .. import display
 from ..errors import CampaignError
+from ..records.expand import RecordsOptions
 from .errors import EXIT_OK, EXIT_USAGE, report_error
 from .logs import setup
-from .options import global_options
+from .options import global_options, records_options
 from .output import emit
 
 
 @click.command("check")
 @click.argument("campaign_file", metavar="CAMPAIGN")
+@records_options
 @global_options
 @click.pass_context
-def check_command(ctx: click.Context, campaign_file: str) -> int:
+def check_command(
+    ctx: click.Context, campaign_file: str, records_per_job: int, min_records_per_job: int | None
+) -> int:
     """Validate CAMPAIGN (JSON Lines, or - for stdin) as `run` would, and send nothing.
 
     Every bad line is reported on stderr as FILE:LINE: FIELD: REASON (duplicate ids
@@ -32,7 +36,8 @@ def check_command(ctx: click.Context, campaign_file: str) -> int:
         bad = 0
         services: Counter[str] = Counter()
         keys: Counter[str] = Counter()
-        for item in check_campaign(campaign_file):
+        records = RecordsOptions(records_per_job=records_per_job, min_records_per_job=min_records_per_job)
+        for item in check_campaign(campaign_file, records=records):
             if isinstance(item, CampaignError):
                 bad += 1
                 click.echo(display.safe_text(str(item)), err=True)

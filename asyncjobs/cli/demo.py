@@ -10,6 +10,8 @@ import anyio
 import click
 
 from ..errors import JournalError, JournalLocked
+from ..records.collected import campaign_results
+from ..records.expand import RecordsOptions
 from .driver import RunOptions, campaign_factory, drive
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Failure, Halted, run_async
 from .logs import setup
@@ -78,20 +80,36 @@ async def run_demo(g: Globals, directory: Path, *, fresh: bool, jobs: int) -> in
     )
     session = make_session(g, credentials=demo.CREDENTIALS, region=demo.REGION)
     demo_g = Globals(**{**vars(g), "endpoint_url": None, "profile": None, "region": demo.REGION})
-    async with emulator, anyio.create_task_group() as tg:
-        tg.start_soon(demo.autosave, emulator, state_file)
-        try:
-            summary = await drive(
-                options,
-                campaign_factory(demo_g, settings, session, endpoint_url=emulator.url),
-                Interrupts(before_exit=lambda: emulator.save_state(state_file)),
-            )
-        except Halted as halted:
-            report_halt(g, halted, options)
-            raise
-        finally:
-            tg.cancel_scope.cancel()
+    records = RecordsOptions(records_per_job=demo.RECORDS_PER_JOB)
+    async with emulator:
+        await _records_bucket(session, emulator.url)  # before the state is saved: then the run starts
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(demo.autosave, emulator, state_file)
+            try:
+                summary = await drive(
+                    options,
+                    campaign_factory(demo_g, settings, session, endpoint_url=emulator.url, records=records),
+                    Interrupts(before_exit=lambda: emulator.save_state(state_file)),
+                )
+            except Halted as halted:
+                report_halt(g, halted, options)
+                raise
+            finally:
+                tg.cancel_scope.cancel()
+        results = []
+        if not summary.interrupted:
+            folder = directory / demo.RESULTS_DIR
+            demo.private_folder(folder)  # as private as the rest of the demo's files
+            results = await campaign_results(journal, folder, session=session, endpoint_url=emulator.url)
+            for line in results:
+                line.path.chmod(0o600)
     code = report_run(g, summary, options)
+    for line in results:
+        tokens = ", ".join(f"{k} {v}" for k, v in line.tokens.items())
+        note(
+            f"results of {line.id!r}: {line.path} ({line.records} records: {line.succeeded} succeeded,"
+            f" {line.failed} failed{'; ' + tokens if tokens else ''})"
+        )
     stats = emulator.stats()
     note(f"emulator: {_emulator_line(stats)}")
     if code == EXIT_INTERRUPTED:
@@ -120,6 +138,23 @@ async def _prepared(directory: Path, *, fresh: bool, jobs: int) -> tuple[Emulato
     if why:
         note(why)
     return emulator, resuming
+
+
+async def _records_bucket(session: Any, url: str) -> None:
+    """The bucket of the records example, in the emulator's S3 (which starts empty each time)."""
+    from botocore.exceptions import ClientError
+
+    from .. import demo
+
+    async with session.client("s3", endpoint_url=url, region_name=demo.REGION) as s3:
+        try:
+            await s3.create_bucket(Bucket=demo.RECORDS_BUCKET)
+        except ClientError as exc:  # already there
+            if exc.response.get("Error", {}).get("Code") not in (
+                "BucketAlreadyOwnedByYou",
+                "BucketAlreadyExists",
+            ):
+                raise
 
 
 def _emulator_line(stats: Mapping[str, Any]) -> str:

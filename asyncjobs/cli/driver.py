@@ -22,6 +22,7 @@ from .. import display
 from ..errors import AsyncJobsError, InputError, JournalError
 from ..journal import SQLiteJournal, files, open_journal
 from ..model import JobSpec
+from ..records.expand import RecordsOptions
 from ..scheduler import Campaign, Progress, Settings, Summary
 from .errors import EXIT_USAGE, NOTHING_SENT, Failure, Halted, Interrupted, innermost
 from .options import Globals
@@ -49,7 +50,12 @@ class RunOptions:
 
 
 def campaign_factory(
-    g: Globals, settings: Settings, session: Any, endpoint_url: str | None = None, metrics: Any = None
+    g: Globals,
+    settings: Settings,
+    session: Any,
+    endpoint_url: str | None = None,
+    records: RecordsOptions | None = None,
+    metrics: Any = None,
 ) -> Callable[[SQLiteJournal], Campaign]:
     """How to make the campaign on a journal once it is open, with the session and options given."""
 
@@ -62,6 +68,7 @@ def campaign_factory(
             verify=g.verify,
             settings=settings,
             metrics=metrics,  # a prometheus_client.CollectorRegistry (run --metrics-port)
+            records=records,
         )
 
     return make
@@ -165,8 +172,11 @@ async def ingest(campaign: Campaign, source: str, interrupts: Interrupts | None 
     the load rolls back.
     """
     from ..campaign import read_campaign
+    from ..journal.base import ShardStore
 
-    specs: Iterable[JobSpec] = read_campaign(source)
+    # records lines are run only where the journal keeps their shards (to upload and collect them)
+    records = campaign.records_options if isinstance(campaign.journal, ShardStore) else None
+    specs: Iterable[JobSpec] = read_campaign(source, records=records)
     if interrupts is not None:
         specs = _until_interrupted(specs, interrupts)
     result = await campaign.add(specs)

@@ -126,3 +126,22 @@ def journal_option(func: F) -> F:
         metavar="PATH",
         help="The campaign's journal (SQLite file).",
     )(func)
+
+
+def records_options(func: F) -> F:
+    """``--records-per-job`` and ``--min-records-per-job``: how records lines are cut into shards."""
+    func = click.option(
+        "--min-records-per-job",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
+        help="Fewest records in a shard (default: 100 for Bedrock, 1 for Personalize).",
+    )(func)
+    return click.option(
+        "--records-per-job",
+        type=click.IntRange(min=1),
+        default=50_000,
+        show_default=True,
+        metavar="N",
+        help="Most records in a shard of a records line.",
+    )(func)

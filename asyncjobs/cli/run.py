@@ -10,11 +10,12 @@ import click
 from .. import display
 from ..errors import AsyncJobsError, InputError, ServiceError
 from ..model import UNSUCCESSFUL_STATES, JobState
+from ..records.expand import RecordsOptions
 from ..scheduler import Settings, Summary
 from .driver import RunOptions, campaign_factory, drive
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_UNSUCCESSFUL, Failure, Halted, run_async
 from .logs import setup
-from .options import Globals, global_options, journal_option
+from .options import Globals, global_options, journal_option, records_options
 from .output import emit, note, shell_command
 from .serve_metrics import DEFAULT_HOST, linger, metrics_server
 from .session import session_for, warn_if_unverified
@@ -55,6 +56,15 @@ from .session import session_for, warn_if_unverified
     metavar="N",
     help="Extra attempts for failed or expired jobs.",
 )
+@records_options
+@click.option(
+    "--retry-failed-records",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Rounds of resubmitting records that failed, in new shards.",
+)
 @click.option("--no-wait", is_flag=True, help="Exit once every job is submitted; resume later to track them.")
 @click.option(
     "--metrics-port",
@@ -88,6 +98,9 @@ def run_command(
     max_running: tuple[str, ...],
     poll_interval: float,
     resubmit_failed: int,
+    records_per_job: int,
+    min_records_per_job: int | None,
+    retry_failed_records: int,
     no_wait: bool,
     metrics_port: int | None,
     metrics_host: str,
@@ -105,7 +118,9 @@ def run_command(
         poll_interval=poll_interval,
         min_poll_interval=min(Settings().min_poll_interval, poll_interval),
         resubmit_failed=resubmit_failed,
+        retry_failed_records=retry_failed_records,
     )
+    records = RecordsOptions(records_per_job=records_per_job, min_records_per_job=min_records_per_job)
     options = RunOptions(
         journal=journal,
         source=campaign_file,
@@ -120,7 +135,9 @@ def run_command(
         session = await session_for(g, campaign_file)
         with metrics_server(metrics_host, metrics_port) as registry:
             try:
-                summary = await drive(options, campaign_factory(g, settings, session, metrics=registry))
+                summary = await drive(
+                    options, campaign_factory(g, settings, session, metrics=registry, records=records)
+                )
             except Halted as halted:
                 report_halt(g, halted, options)
                 raise

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..lifecycle import Event
 from ..model import Job, JobSpec, JobState, StateCounts
+
+if TYPE_CHECKING:
+    from .shards import ShardRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,3 +181,27 @@ class Journal(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class ShardStore(Protocol):
+    """A journal that also keeps records shards (:mod:`asyncjobs.journal.shards`): its
+    ``add_specs`` writes a row per shard spec in the same transaction as the job rows."""
+
+    async def shard(self, job_id: str) -> ShardRow | None:
+        """The shard of the shard job ``job_id`` (None for any other job)."""
+        ...
+
+    async def shards(self, line_id: str | None = None) -> list[ShardRow]:
+        """Every shard (of one records line), by line, retry round and shard id."""
+        ...
+
+    async def mark_uploaded(self, job_id: str) -> None:
+        """The shard's input object is in S3 (committed on return)."""
+        ...
+
+    async def record_output(
+        self, job_id: str, output_uri: str, manifest_uri: str | None, manifest: Any
+    ) -> None:
+        """Where the shard job's outputs are, and its manifest (committed on return)."""
+        ...

@@ -31,6 +31,7 @@ from ..naming import job_name
 from . import files
 from .base import AddResult
 from .schema import INSERT_JOB, JOB_INDEXES, JOB_VALUES
+from .shards import insert_shards
 from .transaction import transaction
 
 log = structlog.get_logger("asyncjobs.journal")
@@ -121,6 +122,7 @@ class Ingest:
                     else:
                         rows, skipped = self._store(rows, ingest, fresh)
                         existing += skipped
+                    insert_shards(conn, batch)  # a shard job's shard, in the same transaction
                     added.update(r[2] for r in rows)
                     if bulk:
                         self._note_loading(added.total(), "inserting")

@@ -21,6 +21,7 @@ import orjson
 from ..errors import JournalError, JournalSchemaError, JournalUnwritable
 from ..model import Job, JobState, Service
 from ..naming import idempotency_token
+from .shards import create_table as create_shards_table
 from .transaction import is_unwritable, rollback
 
 SCHEMA_VERSION = 1
@@ -151,6 +152,7 @@ def prepare(conn: sqlite3.Connection, path: Path, campaign: str, durability: Dur
         conn.execute("PRAGMA cache_size = -32768")  # 32 MiB: keeps index pages hot during ingest
         if not tables:
             _create(conn, campaign)
+        create_shards_table(conn)  # records shards: added to journals made before it (shards.py)
     except sqlite3.Error as exc:
         if is_unwritable(exc):
             raise JournalUnwritable(f"{path}: the journal is not writable: {exc}") from exc

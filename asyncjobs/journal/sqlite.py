@@ -31,7 +31,7 @@ from .. import lifecycle
 from ..errors import JournalError, JournalUnwritable
 from ..lifecycle import Event
 from ..model import Job, JobSpec, JobState, StateCounts, evolve
-from . import files, schema
+from . import files, schema, shards
 from .base import AddResult, Change, EventRecord
 from .commit import GroupCommit
 from .ingest import Ingest
@@ -264,6 +264,37 @@ class SQLiteJournal(SingleProcessWorker):  # the several-worker primitives, for 
             return {key.removeprefix("pace:"): float(value) for key, value in rows}
 
         return await self._run(read)
+
+    # ---------------------------------------------------------- records shards
+    async def shard(self, job_id: str) -> shards.ShardRow | None:
+        """The shard of the shard job ``job_id`` (None for any other job)."""
+        return await self._run(lambda: shards.get_shard(self._conn, job_id))
+
+    async def shards(self, line_id: str | None = None) -> list[shards.ShardRow]:
+        """Every shard (of the records line ``line_id``), by line, retry round and shard."""
+        return await self._run(lambda: shards.all_shards(self._conn, line_id))
+
+    async def mark_uploaded(self, job_id: str) -> None:
+        """The shard's input object is in S3 (committed on return)."""
+
+        def write() -> None:
+            with transaction(self._conn, self._path) as conn:
+                shards.mark_uploaded(conn, job_id)
+
+        with anyio.CancelScope(shield=True):
+            await self._run(write)
+
+    async def record_output(
+        self, job_id: str, output_uri: str, manifest_uri: str | None, manifest: Any
+    ) -> None:
+        """Where the shard job's outputs are, and its manifest (committed on return)."""
+
+        def write() -> None:
+            with transaction(self._conn, self._path) as conn:
+                shards.record_output(conn, job_id, output_uri, manifest_uri, manifest)
+
+        with anyio.CancelScope(shield=True):
+            await self._run(write)
 
     # ---------------------------------------------------------------- writes
     async def save_paces(self, paces: Mapping[str, float]) -> None:

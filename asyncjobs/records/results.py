@@ -64,6 +64,7 @@ class ShardOutput:
     id: str
     service: Service
     shard: Shard
+    #: Empty when the job gave no output: every record of the shard is then missing.
     output_uri: str
     manifest_uri: str | None = None
     #: A retry shard: its records are some of the line's, not more of them.
@@ -120,7 +121,7 @@ async def write_results(
             for output in outputs:
                 await _index_output(s3, output, index)
                 if output.manifest_uri:
-                    manifest = await _fetch_json(s3, output.manifest_uri)
+                    manifest = await fetch_json(s3, output.manifest_uri)
                     for name in TOKEN_FIELDS:
                         if isinstance(manifest, dict) and isinstance(manifest.get(name), int):
                             tokens[name] = tokens.get(name, 0) + manifest[name]
@@ -170,6 +171,8 @@ class _Index:
 
 
 async def _index_output(s3: Any, output: ShardOutput, index: _Index) -> None:
+    if not output.output_uri:
+        return  # the shard's job gave no output (it failed, or never ran): its records are missing
     bucket, key = split_s3_uri(output.output_uri)
     try:
         response = await s3.get_object(Bucket=bucket, Key=key)
@@ -265,7 +268,8 @@ def _maybe_open(path: str | os.PathLike[str] | None) -> Any:
     return contextlib.nullcontext() if path is None else open(path, "wb")
 
 
-async def _fetch_json(s3: Any, uri: str) -> Any:
+async def fetch_json(s3: Any, uri: str) -> Any:
+    """The JSON object at ``uri`` (a manifest); None if it is not there or not JSON."""
     bucket, key = split_s3_uri(uri)
     try:
         response = await s3.get_object(Bucket=bucket, Key=key)

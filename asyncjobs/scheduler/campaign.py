@@ -27,6 +27,7 @@ that still never loses a journaled ARN.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -35,10 +36,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..errors import AsyncJobsError
-from ..journal.base import AddResult, Change, Journal
+from ..journal.base import AddResult, Change, Journal, ShardStore
 from ..lifecycle import Event
 from ..metrics import campaign_metrics
 from ..model import Job, JobSpec, JobState, Service
+from ..records.expand import RecordsOptions
+from ..records.s3 import open_s3
+from ..records.stage import RecordsStage
 from ..services.base import ServiceAdapter
 from ..services.clients import by_service, open_clients
 from .control import Control
@@ -80,6 +84,7 @@ class Campaign:
         rng: random.Random | None = None,
         on_event: Callable[[CampaignEvent], None] | None = None,
         metrics: CollectorRegistry | None = None,
+        records: RecordsOptions | None = None,
     ) -> None:
         self.journal = journal
         self.settings = settings or Settings()
@@ -93,8 +98,16 @@ class Campaign:
         self._state = RunState(journal, self.settings, clock, rng or random.Random(), region)
         self._reporter = Reporter(on_event, campaign_metrics(metrics, journal.campaign))
         self._outcomes = Outcomes(self._state, self._reporter)
+        #: How records lines and retries of failed records are cut into shards.
+        self._records_options = dataclasses.replace(records or RecordsOptions(), campaign=journal.campaign)
 
     # ------------------------------------------------------------ public API
+    @property
+    def records_options(self) -> RecordsOptions:
+        """How records lines are cut into shards (pass to ``read_campaign(..., records=)``),
+        with the journal's campaign name in the shards' keys."""
+        return self._records_options
+
     async def add(self, specs: Iterable[JobSpec]) -> AddResult:
         """Journal ``specs`` (all or nothing) before anything is sent."""
         return await self.journal.add_specs(specs)
@@ -122,6 +135,7 @@ class Campaign:
             elapsed=self._clock() - self._started,
             eta=state.stats.eta(counts),
             create_rates=rates,
+            uploads=state.records.counts.as_dict() if state.records and state.records.counts.shards else {},
         )
 
     async def run(self, *, wait: bool = True, stop: anyio.Event | None = None) -> Summary:
@@ -151,6 +165,7 @@ class Campaign:
     async def _run(self, control: Control, wait: bool) -> None:
         async with contextlib.AsyncExitStack() as stack:
             adapters = await self._open(stack)
+            await self._stage_records(stack)
             await self._state.restore()
             if self.settings.resubmit_failed:
                 await self._outcomes.resubmit_earlier_failures()
@@ -216,6 +231,23 @@ class Campaign:
         self._state.pace_region = clients.region
         return clients.adapters
 
+    async def _stage_records(self, stack: contextlib.AsyncExitStack) -> None:
+        """Records shards, if the journal keeps them: what a killed run left uncollected is
+        collected now, and their uploads and collections join this run."""
+        if not isinstance(self.journal, ShardStore):
+            return
+        stage = RecordsStage(
+            self.journal,
+            lambda s: open_s3(
+                s, self._session, region=self._region, endpoint_url=self._endpoint_url, verify=self._verify
+            ),
+            options=self._records_options,
+            retry_failed_records=self.settings.retry_failed_records,
+            emit=self._reporter.emit,
+        )
+        await stage.start(stack)
+        self._state.records = stage
+
     async def _stop_remote(self, job: Job, adapter: ServiceAdapter) -> bool:
         """Ask the service to stop ``job``; False if it cannot be stopped (Personalize)."""
         if await adapter.stop(job):
@@ -258,4 +290,9 @@ class Campaign:
             throttled=stats.throttled,
             reads=stats.reads,
             unstoppable=unstoppable,
+            uploads=self._uploads(),
         )
+
+    def _uploads(self) -> dict[str, int]:
+        stage = self._state.records
+        return stage.counts.as_dict() if stage is not None and stage.counts.shards else {}

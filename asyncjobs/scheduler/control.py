@@ -97,7 +97,7 @@ class Control:
             if stop is not None and stop.is_set():
                 self._reporter.emit("campaign.stopping", reason="stop requested")
                 break
-            if counts.done and not state.any_due_later():
+            if counts.done and not state.any_due_later() and not state.collecting:
                 break
             if not wait and counts[JobState.PENDING] == 0 and counts[JobState.SUBMITTING] == 0:
                 break

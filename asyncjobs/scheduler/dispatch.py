@@ -154,6 +154,8 @@ class Dispatcher(RunPart):
         rate = state.rate(job.service)
         attempts = Attempts(maybe_created=maybe_created)
         probe = False  # this job's next create decides an inquiry: the only one sent meanwhile
+        if state.records is not None and not await self._staged(job):
+            return
         while True:
             if control.stop_asked():
                 if not attempts.maybe_created:
@@ -186,6 +188,24 @@ class Dispatcher(RunPart):
                 continue
             await self._accepted(job, arn, rate, sent)
             return
+
+    async def _staged(self, job: Job) -> bool:
+        """A records shard job's input is in S3 (uploaded now if need be); False: the job was
+        given back (rejected, or deferred by a stop) and no create is sent."""
+        state = self._state
+        assert state.records is not None
+        refused = await state.records.before_create(
+            job, self._control.pause, state.backoff, state.settings.transient_retries
+        )
+        if refused is None:
+            return True
+        event = Event.REJECT if refused.rejected else Event.DEFER
+        await self._outcomes.release(job, event, refused.reason, slot_freed=refused.fatal is None)
+        if refused.rejected:
+            self._reporter.emit("job.rejected", job, level="warning", detail=refused.reason)
+        if refused.fatal is not None:
+            self._control.halt(refused.fatal)
+        return False
 
     async def _accepted(self, job: Job, arn: str, rate: AdaptiveRate, sent: int) -> None:
         state = self._state

@@ -16,6 +16,7 @@ from ..journal.base import Change
 from ..lifecycle import OBSERVE, Event
 from ..model import Job, JobState
 from ..naming import idempotency_token, job_name
+from ..records.stage import COLLECTED_STATES
 from ..services.base import Remote, ServiceAdapter
 from .reporting import Reporter
 from .state import RunState
@@ -119,9 +120,24 @@ class Outcomes:
             changes.append(Change(job, OBSERVE[remote.state], fields, remote.status))
             if self._earns_resubmission(remote.state, job.attempt):
                 changes.append(self._resubmission(job, remote.state))
-        with anyio.CancelScope(shield=True):
-            recorded = await self._state.journal.transition_many(changes)
-            renamed_jobs = await self._state.journal.update_remote(renamed)
+        records = self._state.records
+        # shard jobs ending well: the run must not end before their outputs are collected
+        ending = [
+            job.id
+            for job, remote in seen
+            if records is not None
+            and records.is_shard(job.id)
+            and remote.state in COLLECTED_STATES
+            and remote.state is not job.state
+        ]
+        self._state.collecting += len(ending)
+        try:
+            with anyio.CancelScope(shield=True):
+                recorded = await self._state.journal.transition_many(changes)
+                renamed_jobs = await self._state.journal.update_remote(renamed)
+        except BaseException:
+            self._state.collecting -= len(ending)
+            raise
         # the job each change left, by id: the first (what was observed) and the last (now)
         observed: dict[str, Job] = {}
         changed: dict[str, Job] = {}
@@ -135,7 +151,22 @@ class Outcomes:
             result.append(new)
             if new is not job:
                 self._settle_observed(job, remote, observed.get(job.id, new), new)
+        if ending:
+            await self._collect([observed[i] for i in ending if i in observed], len(ending))
         return result
+
+    async def _collect(self, ended: list[Job], held: int) -> None:
+        """Collect the outputs of shard jobs that ended well (the run waits for it), and
+        journal any retry shards that brings."""
+        records = self._state.records
+        assert records is not None
+        try:
+            for job in ended:
+                if await records.collect(job):
+                    self._state.notify()
+        finally:
+            self._state.collecting -= held
+            self._state.notify()
 
     def _settle_observed(self, old: Job, remote: Remote, ended: Job, new: Job) -> None:
         """Bring the run's state in line with a recorded observation: ``ended`` is the job as

@@ -54,6 +54,8 @@ class Settings:
     backoff_cap: float = 20.0
     #: Seconds a lowered running-jobs cap waits before it probes one slot higher.
     capacity_probe_after: float = 60.0
+    #: Rounds of resubmitting a records line's failed records in new shards (``asyncjobs.records.stage``).
+    retry_failed_records: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,8 @@ class Progress:
     eta: float | None
     #: The create-rate limit per service (``bedrock``, ``personalize``); None: unpaced.
     create_rates: Mapping[str, float | None] = field(default_factory=dict)
+    #: Records shards and their uploads (``UploadCounts.as_dict``); empty without records lines.
+    uploads: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,8 @@ class Summary:
     throttled: int
     reads: int
     unstoppable: int = 0
+    #: Records shards and their uploads (``UploadCounts.as_dict``); empty without records lines.
+    uploads: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -141,6 +147,7 @@ class Summary:
             "elapsed_seconds": round(self.elapsed, 3),
             "api": {"creates": self.creates, "throttled": self.throttled, "reads": self.reads},
             "unstoppable": self.unstoppable,
+            **({"uploads": dict(self.uploads)} if self.uploads else {}),
         }
 
 

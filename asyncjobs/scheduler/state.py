@@ -12,6 +12,7 @@ import contextlib
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -21,6 +22,9 @@ from ..limits import AdaptiveRate, Capacity, backoff, default_limit
 from ..model import Job, JobState, Service
 from ..polling import Durations
 from .reporting import Clock, Settings, Stats
+
+if TYPE_CHECKING:
+    from ..records.stage import RecordsStage
 
 
 class Signal:
@@ -107,6 +111,11 @@ class RunState:
         #: Jobs the service has created whose ARN is being journaled: not yet tracked, but
         #: they hold a slot of the service's quota all the same.
         self._journaling: Counter[str] = Counter()
+        #: The run's records shards: uploaded before their create, collected when they end.
+        self.records: RecordsStage | None = None
+        #: Shard jobs ended whose outputs are being collected: the run does not end meanwhile
+        #: (a collection may add the shards of a retry).
+        self.collecting = 0
 
     def notify(self) -> None:
         """Something changed that may free a slot or end the run: wake who waits for that."""

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from asyncjobs import demo
 from tests.support.cli import Cli, Result, finish_async
+
+#: The records example's shard jobs, beside the --jobs of the sample campaign.
+SHARDS = demo.PROMPTS // demo.RECORDS_PER_JOB
 
 
 async def test_demo_runs_and_starts_over(tmp_path: Path) -> None:
@@ -20,12 +24,16 @@ async def test_demo_runs_and_starts_over(tmp_path: Path) -> None:
 
     assert result.code == 0, result
     doc = result.json()
-    assert doc["total"] == 20
-    assert sum(doc["counts"][s] for s in ("succeeded", "partial", "failed")) == 20
+    assert doc["total"] == 20 + SHARDS
+    assert sum(doc["counts"][s] for s in ("succeeded", "partial", "failed")) == 20 + SHARDS
     assert "duplicate jobs 0" in result.stderr
     assert "asyncjobs status --journal d/journal.db" in result.stderr
     files = {p.name for p in (tmp_path / "d").iterdir()}
-    assert files >= {"campaign.jsonl", "journal.db", "emulator-state.json"}
+    assert files >= {"campaign.jsonl", "prompts.jsonl", "journal.db", "emulator-state.json"}
+    assert doc["uploads"]["shards_uploaded"] == SHARDS
+    results = (tmp_path / "d" / "results" / "prompts.jsonl").read_text().splitlines()
+    assert len(results) == demo.PROMPTS  # one result per prompt
+    assert "results of 'prompts'" in result.stderr
 
     again = await cli("demo", "--dir", "d", "--jobs", "20", "--output", "json")
     assert again.code == 0, again
@@ -49,7 +57,7 @@ async def test_demo_interrupted_then_resumed(tmp_path: Path) -> None:
 
     assert second.code == 0, second
     assert "resuming the demo campaign" in second.stderr
-    assert second.json()["total"] == 60
+    assert second.json()["total"] == 60 + SHARDS
     assert second.json()["counts"]["pending"] == 0
     assert "duplicate jobs 0" in second.stderr
 
@@ -70,7 +78,7 @@ async def test_demo_with_an_unreadable_emulator_state_starts_over(tmp_path: Path
 
     assert again.code == 0, again
     assert "the emulator's saved state could not be read; starting a new demo" in again.stderr
-    assert again.json()["total"] == 20
+    assert again.json()["total"] == 20 + SHARDS
     assert again.json()["counts"]["pending"] == 0
     assert "duplicate jobs 0" in again.stderr
 
@@ -96,7 +104,10 @@ async def test_demo_folder_and_files_are_private_under_umask_0(tmp_path: Path) -
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     modes = {p.name: stat.S_IMODE(p.lstat().st_mode) for p in folder.iterdir()}
     assert set(modes) >= {"campaign.jsonl", "journal.db", "journal.db.lock", "emulator-state.json"}, modes
+    assert modes.pop("results") == 0o700
     assert modes == dict.fromkeys(modes, 0o600), modes
+    results = {p.name: stat.S_IMODE(p.lstat().st_mode) for p in (folder / "results").iterdir()}
+    assert results == {"prompts.jsonl": 0o600}
 
 
 async def test_demo_does_not_write_through_planted_links(tmp_path: Path) -> None:
@@ -115,8 +126,8 @@ async def test_demo_does_not_write_through_planted_links(tmp_path: Path) -> None
     assert result.code == 0, result
     assert {v.read_text() for v in victims.values()} == {"precious\n"}
     assert [p.name for p in folder.iterdir() if p.is_symlink()] == []  # replaced or removed
-    assert (folder / "campaign.jsonl").read_text().count("\n") == 4
-    assert result.json()["total"] == 4
+    assert (folder / "campaign.jsonl").read_text().count("\n") == 4 + 1  # and the records line
+    assert result.json()["total"] == 4 + SHARDS
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another user (chown) needs root")

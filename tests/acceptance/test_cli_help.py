@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 GOLDEN = Path(__file__).parent / "help"
-COMMANDS = ["run", "check", "status", "cancel", "demo", "emulator"]
+COMMANDS = ["run", "check", "status", "cancel", "results", "demo", "emulator"]
 WIDTH = "100"
 
 

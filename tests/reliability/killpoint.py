@@ -19,6 +19,10 @@ Two more moments:
   worker thread, halfway through the all-or-nothing load;
 - ``before:startup`` / ``after:startup``: as ``Campaign.run`` starts, once its AWS clients
   are open, before or after it reads the journal's unfinished jobs.
+- ``before:upload:N`` / ``after:upload:N``: the N-th records shard is in S3, and the journal
+  has not yet marked it uploaded (before) or has (after);
+- ``before:collect:N`` / ``after:collect:N``: the N-th shard job that ended well has its outputs
+  found, not yet journaled (before) or journaled (after).
 
 With ``--signal NAME`` (``TERM``, ``INT``) the process sends itself that signal at the
 moment instead, and carries on, as if ``kill -TERM`` had come from outside right then.
@@ -105,6 +109,20 @@ def arm(when: str, what: str, nth: int = 1, fire: Callable[[], None] = _die) -> 
             return result
 
         SQLiteJournal.add_specs = patched_add  # type: ignore[method-assign]
+        return
+
+    if what in ("upload", "collect"):
+        method = "mark_uploaded" if what == "upload" else "record_output"
+        original = getattr(SQLiteJournal, method)
+
+        async def patched_shard_write(self: SQLiteJournal, *args: Any) -> None:
+            if when == "before" and hit(1):
+                fire()
+            await original(self, *args)
+            if when == "after" and hit(1):
+                fire()
+
+        setattr(SQLiteJournal, method, patched_shard_write)
         return
 
     if what == "startup":

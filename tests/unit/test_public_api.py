@@ -16,6 +16,8 @@ EXPECTED = {
     "NotFound", "Progress", "Rejected", "SQLiteJournal", "Service", "ServiceError", "Settings", "SpecChanged",
     "StateCounts", "Summary", "Throttled", "Transient", "__version__", "check_spec", "open_journal",
     "read_campaign",
+    # records in, results out (issue #14)
+    "RecordsOptions", "ResultSummary", "campaign_results",
 }  # fmt: skip
 
 

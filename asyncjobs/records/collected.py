@@ -1,0 +1,66 @@
+"""A campaign's results, from its journal: one ``DIR/<id>.jsonl`` per records line.
+
+The journal knows every records line's shards, retry shards included, and where the
+outputs of those whose job ended well are (:mod:`asyncjobs.records.stage` collected them).
+:func:`write_journal_results` joins them back with :func:`write_results`, a line at a
+time; :func:`campaign_results` does the same from a journal's path, opening the journal
+and the S3 client itself (the Python form of ``asyncjobs results``).
+
+A shard whose job did not end well (failed, stopped, or not yet ended) contributes its
+records as failed (``missing from the job's output``): a results file always holds one
+line per input record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from asyncjobs.journal.base import ShardStore
+from asyncjobs.records.results import ResultSummary, write_results
+from asyncjobs.records.s3 import open_s3
+from asyncjobs.records.stage import shard_outputs
+
+
+async def write_journal_results(
+    journal: ShardStore,
+    s3: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    ids: Iterable[str] | None = None,
+) -> list[ResultSummary]:
+    """Write ``DIR/<id>.jsonl`` for each records line of ``journal`` (or those in ``ids``);
+    ``s3`` is an aioboto3 S3 client. Raises ``KeyError`` naming an id that is no records line."""
+    rows = await journal.shards()
+    lines: dict[str, list[Any]] = {}
+    for row in rows:
+        lines.setdefault(row.line_id, []).append(row)
+    wanted = list(lines) if ids is None else list(dict.fromkeys(ids))
+    for line_id in wanted:
+        if line_id not in lines:
+            raise KeyError(line_id)
+    return [await write_results(s3, line_id, shard_outputs(lines[line_id]), out_dir) for line_id in wanted]
+
+
+async def campaign_results(
+    journal_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    ids: Iterable[str] | None = None,
+    session: Any = None,
+    region: str | None = None,
+    endpoint_url: str | None = None,
+    verify: bool | str | None = None,
+) -> list[ResultSummary]:
+    """:func:`write_journal_results` for the journal at ``journal_path`` (which must exist;
+    a run holding it must end first), with an S3 client from ``session`` (an
+    ``aioboto3.Session``; the default credential chain if None)."""
+    from asyncjobs.journal import SQLiteJournal
+
+    async with contextlib.AsyncExitStack() as stack:
+        journal = await SQLiteJournal.open(journal_path, create=False)
+        stack.push_async_callback(journal.aclose)
+        s3 = await open_s3(stack, session, region=region, endpoint_url=endpoint_url, verify=verify)
+        return await write_journal_results(journal, s3, out_dir, ids=ids)
