@@ -9,6 +9,8 @@ on when a lease expires. PostgreSQL 13 or later (``pg_xact_status`` on ``xid8``)
 
 from __future__ import annotations
 
+from . import schema
+
 SCHEMA_VERSION = 1
 
 #: The database's clock, in seconds since the epoch: the start of the statement (not of its
@@ -87,10 +89,8 @@ STATEMENTS = (
     )""",
 )
 
-JOB_COLUMNS = (
-    "id, seq, service, quota_key, state, attempt, job_name, request, digest, arn, "
-    "remote_status, last_error, submitted_at, updated_at"
-)
+#: The columns of a job row: the same as SQLite's, so one codec reads both.
+JOB_COLUMNS = schema.JOB_COLUMNS
 
 #: The columns an ingest copies in: a row of :func:`asyncjobs.journal.ingest.encode_rows`,
 #: then the campaign, the state and the attempt.

@@ -37,19 +37,18 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import anyio
-import orjson
 import psycopg
 import structlog
 
 from .. import lifecycle
 from ..errors import JournalConflict, JournalError, JournalSchemaError, JournalUnavailable
 from ..lifecycle import Event
-from ..model import Job, JobSpec, JobState, Service, StateCounts, evolve
-from ..naming import idempotency_token
+from ..model import Job, JobSpec, JobState, StateCounts, evolve
 from . import location, pg_ingest
 from .base import AddResult, Change, EventRecord
 from .pg_schema import JOB_COLUMNS, NOW, SCHEMA_LOCK, SCHEMA_VERSION, STATEMENTS
 from .pg_session import Connection, Session, connect, one_line
+from .schema import row_to_job
 from .single import new_worker_id
 
 log = structlog.get_logger("asyncjobs.journal")
@@ -84,27 +83,6 @@ class _Conflict(Exception):
 
     def __init__(self, seqs: set[int]) -> None:
         self.seqs = seqs
-
-
-def _to_job(row: Sequence[Any], campaign: str) -> Job:
-    (id_, seq, service, quota_key, state, attempt, name, request, digest, arn, remote, error, sub, upd) = row
-    return Job(
-        id=id_,
-        seq=seq,
-        service=Service(service),
-        quota_key=quota_key,
-        state=JobState(state),
-        attempt=attempt,
-        job_name=name,
-        token=idempotency_token(campaign, id_, attempt, digest),  # derived, never stored
-        request=orjson.loads(request),
-        digest=digest,
-        arn=arn,
-        remote_status=remote,
-        last_error=error,
-        submitted_at=sub,
-        updated_at=upd,
-    )
 
 
 class PostgresJournal:
@@ -290,7 +268,7 @@ class PostgresJournal:
                 log.warning("asyncjobs.journal.recount_failed", journal=self._shown, error=exc.message)
 
     def _to_job(self, row: Sequence[Any]) -> Job:
-        return _to_job(row, self._campaign)
+        return row_to_job(tuple(row), self._campaign)
 
     # ---------------------------------------------------------------- ingest
     async def add_specs(self, specs: Iterable[JobSpec]) -> AddResult:
