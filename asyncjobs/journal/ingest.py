@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -239,34 +239,13 @@ class Ingest:
     def _raise_duplicate(self, rows: list[Row]) -> None:
         """Raise CampaignError naming the id or job name of ``rows`` that is already taken."""
         marks = ",".join("?" * len(rows))
-        firsts = dict(
-            self._conn.execute(
-                f"SELECT id, source FROM jobs WHERE id IN ({marks})", [r[_ID] for r in rows]
-            ).fetchall()
-        )
-        for row in rows:
-            if row[_ID] in firsts:
-                raise CampaignError(
-                    f"duplicate id {row[_ID]!r} (first at {firsts[row[_ID]]})",
-                    source=row[_SOURCE],
-                    field="id",
-                )
-        names: dict[str, str] = {}
-        for row in rows:
-            name, source = row[_JOB_NAME], row[_SOURCE] or "<specs>"
-            if name in names:
-                raise CampaignError(
-                    f"duplicate jobName {name!r} (first at {names[name]})",
-                    source=source,
-                    field="request.jobName",
-                )
-            names[name] = source
+        ids = [r[_ID] for r in rows]
+        taken = dict(self._conn.execute(f"SELECT id, source FROM jobs WHERE id IN ({marks})", ids))
+        names = check_new_rows(rows, taken)
         for name, first in self._conn.execute(
             f"SELECT job_name, source FROM jobs WHERE job_name IN ({marks})", [r[_JOB_NAME] for r in rows]
         ):
-            raise CampaignError(
-                f"duplicate jobName {name!r} (first at {first})", source=names[name], field="request.jobName"
-            )
+            raise name_taken(name, first, names)
 
 
 def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -278,3 +257,29 @@ def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
             batch = []
     if batch:
         yield batch
+
+
+def check_new_rows(rows: list[Row], ids_taken: Mapping[str, str]) -> dict[str, str]:
+    """Raise CampaignError for the first of ``rows`` whose id is taken (``ids_taken``: id ->
+    where it first stands) or whose job name repeats within ``rows``; else each job name of
+    ``rows`` with where it stands, to name a job name already in the journal by
+    :func:`name_taken`. Both journals check a batch that would not go in with these."""
+    for row in rows:
+        if row[_ID] in ids_taken:
+            raise CampaignError(
+                f"duplicate id {row[_ID]!r} (first at {ids_taken[row[_ID]]})", source=row[_SOURCE], field="id"
+            )
+    names: dict[str, str] = {}
+    for row in rows:
+        name, source = row[_JOB_NAME], row[_SOURCE] or "<specs>"
+        if name in names:
+            raise name_taken(name, names[name], {name: source})
+        names[name] = source
+    return names
+
+
+def name_taken(name: str, first: str, names: Mapping[str, str]) -> CampaignError:
+    """The error for job name ``name``, first at ``first``, given again where ``names`` says."""
+    return CampaignError(
+        f"duplicate jobName {name!r} (first at {first})", source=names[name], field="request.jobName"
+    )

@@ -18,7 +18,7 @@ from psycopg import errors as pgerrors
 
 from ..errors import CampaignError, JournalError, SpecChanged
 from ..model import JobSpec
-from .ingest import encode_rows
+from .ingest import check_new_rows, encode_rows, name_taken
 from .pg_schema import INGEST_COLUMNS
 from .pg_session import Attempt, Connection, Session
 
@@ -133,27 +133,10 @@ async def _raise_duplicate(conn: Connection, campaign: str, rows: list[Row]) -> 
         "SELECT id, source FROM asyncjobs_jobs WHERE campaign = %s AND id = ANY(%s)",
         (campaign, [r[ID] for r in rows]),
     )
-    firsts = {r[0]: r[1] for r in await cur.fetchall()}
-    for row in rows:
-        if row[ID] in firsts:
-            raise CampaignError(
-                f"duplicate id {row[ID]!r} (first at {firsts[row[ID]]})",
-                source=row[SOURCE],
-                field="id",
-            )
-    names: dict[str, str] = {}
-    for row in rows:
-        name, source = row[JOB_NAME], row[SOURCE]
-        if name in names:
-            raise CampaignError(
-                f"duplicate jobName {name!r} (first at {names[name]})", source=source, field="request.jobName"
-            )
-        names[name] = source
+    names = check_new_rows(rows, {r[0]: r[1] for r in await cur.fetchall()})
     cur = await conn.execute(
         "SELECT job_name, source FROM asyncjobs_jobs WHERE campaign = %s AND job_name = ANY(%s)",
         (campaign, list(names)),
     )
     for name, first in await cur.fetchall():
-        raise CampaignError(
-            f"duplicate jobName {name!r} (first at {first})", source=names[name], field="request.jobName"
-        )
+        raise name_taken(name, first, names)
