@@ -2,8 +2,8 @@
 
 Prints a markdown table and writes a JSON file of the results (``benchmarks/results.json``
 for a full run, ``benchmarks/results-quick.json`` with ``--quick``). ``--only`` takes a
-scenario (``quota_bound``, ``discovered``, ``overhead``, ``metrics``, ``scale``, ``journal``) or a quota_bound
-contender (``asyncjobs_given``, ``asyncjobs_discovered``, ``asyncjobs_frugal``,
+scenario (``quota_bound``, ``discovered``, ``overhead``, ``metrics``, ``scale``, ``journal``,
+``records``) or a quota_bound contender (``asyncjobs_given``, ``asyncjobs_discovered``, ``asyncjobs_frugal``,
 ``baseline_standard``, ``baseline_adaptive``, ``baseline_standard_given``,
 ``baseline_adaptive_given``). The quota_bound contenders and the discovered campaigns run 3
 times each and report medians (``--quick``: once; ``--runs`` sets the number); ``metrics``
@@ -25,10 +25,10 @@ from typing import Any
 
 import structlog
 
-from . import discovered, journal_bench, metrics_overhead, overhead, quota_bound, report, scale
+from . import discovered, journal_bench, metrics_overhead, overhead, quota_bound, records_bench, report, scale
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = ("quota_bound", "discovered", "overhead", "metrics", "scale", "journal")
+SCENARIOS = ("quota_bound", "discovered", "overhead", "metrics", "scale", "journal", "records")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,9 @@ async def run_all(sizes: Sizes, only: str | None, *, quick: bool) -> list[dict[s
         results += await _timed("scale", scale.run(sizes.scale_specs, sizes.scale_run_seconds))
     if scenario in (None, "journal"):
         results += await _timed("journal", journal_bench.run(sizes.journal_jobs))
+    if scenario in (None, "records"):
+        # a records file as large as the scale campaign: a million prompts in a full run
+        results += await _timed("records", records_bench.scenario(sizes.scale_specs, sizes.runs))
     return results
 
 

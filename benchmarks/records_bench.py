@@ -169,6 +169,20 @@ def run(records: int, repeat: int, per_job: int) -> dict[str, Any]:
     }
 
 
+#: A records file of a million prompts is read as a stream: memory must not grow with it.
+TARGET = {"peak_rss_mb": ("<=", 250.0)}
+
+
+async def scenario(records: int, repeat: int) -> list[dict[str, Any]]:
+    """The ``records`` scenario of ``python -m benchmarks``: one entry, the figures flattened."""
+    from .report import entry
+
+    figures = await asyncio.to_thread(run, records, repeat, 50_000)
+    rss = figures.pop("peak_rss_mb")
+    figures.update(peak_rss_mb=rss["records"], bare_peak_rss_mb=rss["bare"])
+    return [entry("records", "shard_and_upload", figures, TARGET)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--records", type=int, default=1_000_000)

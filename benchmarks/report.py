@@ -140,6 +140,17 @@ _SHOWN: dict[str, Sequence[str]] = {
     "metrics": ("throughput_ratio", "creates_per_s", "runs", "jobs"),
     "scale": ("ingest_specs_per_s", "ingest_file_specs_per_s", "peak_rss_mb", "resume_startup_s", "specs"),
     "journal": ("changes_per_s", "changes", "seconds", "concurrency"),
+    "records": (
+        "ratio_to_bare",
+        "records_per_s",
+        "bare_records_per_s",
+        "peak_rss_mb",
+        "bare_peak_rss_mb",
+        "records",
+        "file_mb",
+        "shards",
+        "repeat",
+    ),
 }
 
 
