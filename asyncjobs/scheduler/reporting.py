@@ -53,6 +53,9 @@ class Settings:
     backoff_cap: float = 20.0
     #: Seconds a lowered running-jobs cap waits before it probes one slot higher.
     capacity_probe_after: float = 60.0
+    #: A shared journal: seconds a worker's claim on a job lasts unless its heartbeat renews it;
+    #: a dead worker's claimed jobs are taken over by another once it expires.
+    lease_seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
