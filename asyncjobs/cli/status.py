@@ -7,7 +7,6 @@ that run bulk-loads a new campaign, status says how far the load has got instead
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,16 +14,17 @@ import click
 
 from .. import display
 from ..errors import JournalError, JournalLocked
-from ..journal import Loading, ReadOnlyJournal, SQLiteJournal, files, open_journal
+from ..journal import Journal, Loading, ReadOnlyJournal, files, open_journal
 from ..model import Job, JobState
 from .errors import EXIT_OK, EXIT_USAGE, Failure, run_async
 from .logs import setup
-from .options import global_options, journal_option
+from .options import JournalLocation, campaign_name_option, global_options, journal_option, shown
 from .output import emit, note
 
 
 @click.command("status")
 @journal_option
+@campaign_name_option
 @click.option(
     "--state",
     "states",
@@ -34,13 +34,15 @@ from .output import emit, note
 )
 @global_options
 @click.pass_context
-def status_command(ctx: click.Context, journal: Path, states: tuple[str, ...]) -> int:
+def status_command(
+    ctx: click.Context, journal: JournalLocation, campaign_name: str | None, states: tuple[str, ...]
+) -> int:
     """Counts per state, and one row per job: id, service, state, ARN, attempts, last error."""
     g = setup(ctx)
     wanted = _parse_states(states)
 
     async def main() -> int:
-        doc = await status_document(journal, wanted)
+        doc = await status_document(journal, wanted, campaign_name)
         emit(g, doc, display.status_renderable)
         return EXIT_OK
 
@@ -60,13 +62,15 @@ def _parse_states(values: Iterable[str]) -> list[JobState]:
     return wanted
 
 
-async def status_document(path: Path, states: Sequence[JobState]) -> dict[str, Any]:
+async def status_document(
+    path: JournalLocation, states: Sequence[JobState], campaign_name: str | None = None
+) -> dict[str, Any]:
     """``{"campaign", "journal", "total", "counts", "jobs"}`` for ``asyncjobs status``.
 
     While a run bulk-loads a new campaign, ``"loading": {"pid", "jobs", "stage"}`` says how far it has got.
     """
     try:
-        journal = await _open(path)
+        journal = await _open(path, campaign_name)
         try:
             rows = [_row(job) async for job in journal.jobs(states or None)]
         finally:
@@ -75,7 +79,7 @@ async def status_document(path: Path, states: Sequence[JobState]) -> dict[str, A
         raise Failure(exc.message, EXIT_USAGE) from exc
     doc: dict[str, Any] = {
         "campaign": journal.campaign,
-        "journal": str(path),
+        "journal": shown(path),
         "total": journal.counts().total,
         "counts": journal.counts().as_dict(),
         "jobs": rows,
@@ -87,8 +91,13 @@ async def status_document(path: Path, states: Sequence[JobState]) -> dict[str, A
     return doc
 
 
-async def _open(path: Path) -> SQLiteJournal | ReadOnlyJournal:
-    """The journal, or a read-only snapshot of it when a run holds it."""
+async def _open(path: JournalLocation, campaign_name: str | None) -> Journal | ReadOnlyJournal:
+    """The journal, or a read-only snapshot of it when a run holds it.
+
+    A PostgreSQL journal needs no lock to be read while workers run: it is opened as one more
+    worker that claims nothing, takes no lease and writes nothing but its recount."""
+    if isinstance(path, str):
+        return await open_journal(path, campaign=campaign_name, create=False)
     # the journal may have been planted or changed by another user: refuse it before reading it
     await anyio.to_thread.run_sync(files.check_all, path, "read")
     try:

@@ -34,7 +34,7 @@ from typing import Any
 
 import anyio
 
-from ..errors import AsyncJobsError
+from ..errors import AsyncJobsError, JournalConflict
 from ..journal.base import AddResult, Change, Journal
 from ..lifecycle import Event
 from ..model import Job, JobSpec, JobState, Service
@@ -172,7 +172,13 @@ class Campaign:
             for job in await self.journal.active():
                 adapter = adapters[job.service]
                 if job.state is JobState.SUBMITTING:
-                    job = await self._outcomes.reconcile(job, adapter, if_missing="not created")
+                    try:
+                        job = await self._outcomes.reconcile(job, adapter, if_missing="not created")
+                    except JournalConflict:  # a worker of a shared journal holds it: its create is under way
+                        self._reporter.emit(
+                            "job.unsettled", job, level="warning", hint="a worker is creating it"
+                        )
+                        continue
                     if job.state is JobState.SUBMITTING:  # could not look it up now
                         self._reporter.emit("job.unsettled", job, level="warning", hint="run cancel again")
                         continue
@@ -184,7 +190,9 @@ class Campaign:
                     unstoppable += 1
             for key in list(self.journal.counts_by_key()):
                 while batch := await self.journal.pending(key, 1000):
-                    await self.journal.transition_many([Change(j, Event.CANCEL, {}) for j in batch])
+                    # jobs a worker claimed meanwhile are its own; the rest of the batch is cancelled
+                    with contextlib.suppress(JournalConflict):
+                        await self.journal.transition_many([Change(j, Event.CANCEL, {}) for j in batch])
         return self._summary(interrupted=False, unstoppable=unstoppable)
 
     # --------------------------------------------------------------- internals
