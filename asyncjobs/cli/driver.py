@@ -88,7 +88,7 @@ async def drive(
         raise Failure(f"no journal at {path}: give a CAMPAIGN file to start one", EXIT_USAGE)
     interrupts = interrupts or Interrupts()
     async with watching(interrupts) as tg:
-        journal = await _open_for_run(path, options.campaign_name)
+        journal = await _open_for_run(path, options.campaign_name, options.settings.lease_seconds)
         campaign = await _ingested(journal, make_campaign, options, interrupts, created=created)
         try:
             # set at once if the signal comes (or came) before or while the run starts: the
@@ -113,11 +113,22 @@ async def drive(
     return summary
 
 
-async def _open_for_run(path: JournalLocation, campaign_name: str | None) -> Journal:
+async def _open_for_run(path: JournalLocation, campaign_name: str | None, lease_seconds: float) -> Journal:
     try:
         if isinstance(path, Path):
             return await open_journal(path, campaign=campaign_name, create=True)
-        return await open_journal(path, campaign=campaign_name, create=True)
+        try:
+            from ..journal.postgres import PostgresJournal
+        except ImportError as exc:
+            raise Failure(
+                f"a PostgreSQL journal needs the psycopg driver ({exc.name} is missing): "
+                "pip install 'asyncjobs[postgres]'",
+                EXIT_USAGE,
+            ) from None
+        # the lease a job takes when it is sent again (a retry) is the run's, as a claim's is
+        return await PostgresJournal.open(
+            path, campaign=campaign_name, create=True, lease_seconds=lease_seconds
+        )
     except JournalError as exc:
         raise Failure(exc.message, EXIT_USAGE) from exc
 
@@ -138,6 +149,7 @@ async def _ingested(
             interrupts.on_first(ingesting.cancel, "stopping before anything is submitted")
             if options.source is not None:
                 await ingest(campaign, options.source, interrupts)
+            await journal.refresh()  # a shared journal: the specs another worker ingested count too
             if journal.counts().total == 0:
                 raise InputError(f"{options.source or journal.path}: the campaign has no jobs")
         # the ingest may have ended in its thread after the signal, uncancelled: look again

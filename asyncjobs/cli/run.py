@@ -58,6 +58,14 @@ from .session import session_for, warn_if_unverified
     metavar="N",
     help="Extra attempts for failed or expired jobs.",
 )
+@click.option(
+    "--lease-seconds",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="PostgreSQL journal: how long a dead worker's claimed jobs wait before another takes them over.",
+)
 @click.option("--no-wait", is_flag=True, help="Exit once every job is submitted; resume later to track them.")
 @global_options
 @click.pass_context
@@ -70,6 +78,7 @@ def run_command(
     max_running: tuple[str, ...],
     poll_interval: float,
     resubmit_failed: int,
+    lease_seconds: float,
     no_wait: bool,
 ) -> int:
     """Submit CAMPAIGN (JSON Lines, or - for stdin) and track every job to the end.
@@ -85,6 +94,7 @@ def run_command(
         poll_interval=poll_interval,
         min_poll_interval=min(Settings().min_poll_interval, poll_interval),
         resubmit_failed=resubmit_failed,
+        lease_seconds=lease_seconds,
     )
     options = RunOptions(
         journal=journal,

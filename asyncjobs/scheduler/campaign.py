@@ -46,6 +46,7 @@ from .outcomes import Outcomes
 from .reporting import CampaignEvent, Clock, KeyProgress, Progress, Reporter, Settings, Summary
 from .state import RunState
 from .tracker import Tracker
+from .workers import Workers
 
 #: Seconds between journal writes of a changed create pace.
 PACE_SAVE_INTERVAL = 2.0
@@ -145,7 +146,11 @@ class Campaign:
                 await self._outcomes.resubmit_earlier_failures()
             dispatcher = Dispatcher(self._state, control, self._outcomes, self._reporter, adapters)
             tracker = Tracker(self._state, control, self._outcomes, self._reporter, adapters)
+            workers = Workers(self._state, control, self._outcomes, self._reporter, adapters)
+            if self._state.shared:
+                await workers.mirror()  # every worker's jobs, before the first claim
             async with anyio.create_task_group() as tg:
+                tg.start_soon(workers.run)
                 tg.start_soon(dispatcher.run, tg)
                 tg.start_soon(tracker.run, wait)
                 tg.start_soon(self._keep_paces, control)

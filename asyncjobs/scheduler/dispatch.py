@@ -15,7 +15,7 @@ from collections import deque
 import anyio
 from anyio.abc import TaskGroup
 
-from ..errors import Fatal, LimitExceeded, ServiceError
+from ..errors import Fatal, JournalConflict, LimitExceeded, ServiceError
 from ..inquiry import Inquiry, Verdict
 from ..lifecycle import Event
 from ..limits import AdaptiveRate
@@ -128,6 +128,9 @@ class Dispatcher(RunPart):
                 job, maybe_created = self._ready.popleft()
                 try:
                     await self._submit(job, maybe_created)
+                except JournalConflict:  # a shared journal: another worker took the job over
+                    self._reporter.emit("job.taken_by_another", job, detail="another worker holds it")
+                    state.forget(job)
                 except Fatal as exc:  # a reconciliation's look-up could not be made
                     self._control.halt(exc)
                     state.notify()
@@ -156,7 +159,7 @@ class Dispatcher(RunPart):
                 if not attempts.maybe_created:
                     await self._outcomes.release(job, Event.DEFER, "stopped before the create was sent")
                 return  # else it stays submitting; reconciled on resume
-            if not await control.interruptible(functools.partial(rate.acquire, through_hold=probe)):
+            if not await control.interruptible(functools.partial(self._turn, job, rate, probe)):
                 continue
             probe = False
             inquiry = state.inquiries.get(job.quota_key)
@@ -182,6 +185,18 @@ class Dispatcher(RunPart):
                 continue
             await self._accepted(job, arn, rate, sent)
             return
+
+    async def _turn(self, job: Job, rate: AdaptiveRate, probe: bool) -> None:
+        """Wait for this create's turn: at this worker's pace and, when workers share the
+        journal, at the campaign's (one bucket in the journal for every worker, at the pace
+        learned from throttles)."""
+        await rate.acquire(through_hold=probe)
+        state = self._state
+        if state.shared:
+            wait = await state.journal.take(state.bucket_key(job.service), rate.rate)
+            if wait > 0:
+                rate.held_back()
+                await anyio.sleep(wait)
 
     async def _accepted(self, job: Job, arn: str, rate: AdaptiveRate, sent: int) -> None:
         state = self._state
