@@ -12,18 +12,16 @@ alone on the same campaign.
 from __future__ import annotations
 
 import random
-import signal
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import pytest
 
-from asyncjobs.journal import open_journal
 from tests.reliability.conftest import StartEmulator
-from tests.reliability.harness import JournalView, audit
-from tests.support.cli import Result, cli_env, finish, start_cli
+from tests.reliability.harness import audit
+from tests.reliability.workers import load_view, run_workers
+from tests.support.cli import cli_env, finish, start_cli
 from tests.support.specs import distinct_specs, write_campaign
 
 #: Jobs long enough that kills land while jobs are claimed, created and running.
@@ -38,49 +36,6 @@ RUN_ARGS = (
 SPECS = 50
 WORKERS = 3
 KILLS = 4
-
-
-async def load_view(uri: str, campaign: str) -> JournalView:
-    journal = await open_journal(uri, campaign=campaign, create=False)
-    try:
-        jobs = {
-            job.id: {
-                "id": job.id,
-                "service": str(job.service),
-                "state": str(job.state),
-                "attempt": job.attempt,
-                "arn": job.arn,
-                "job_name": job.job_name,
-                "request": dict(job.request),
-                "last_error": job.last_error,
-            }
-            async for job in journal.jobs()
-        }
-        return JournalView(journal.campaign, jobs, await journal.events())
-    finally:
-        await journal.aclose()
-
-
-def run_workers(
-    args: Sequence[str], workdir: Path, *, workers: int, kills: int, rng: random.Random
-) -> tuple[list[Result], int]:
-    """Start ``workers`` runs of ``asyncjobs ARGS``; SIGKILL a random one ``kills`` times (every
-    1 to 3 s), each replaced at once; then wait for all. The results of those not killed, and
-    the kills that landed (a worker that had already finished is not killed)."""
-    env = cli_env(workdir)
-    running = [start_cli(*args, cwd=workdir, env=env) for _ in range(workers)]
-    landed = 0
-    for _ in range(kills):
-        time.sleep(rng.uniform(1.0, 3.0))
-        victim = rng.choice(running)
-        if victim.poll() is not None:
-            continue
-        victim.send_signal(signal.SIGKILL)
-        victim.communicate()
-        landed += 1
-        running.remove(victim)
-        running.append(start_cli(*args, cwd=workdir, env=env))
-    return [finish(process, timeout=120) for process in running], landed
 
 
 @pytest.mark.slow
