@@ -11,7 +11,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,emulator,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,emulator,postgres,metrics]'
 	touch $(STAMP)
 
 demo: venv

@@ -11,9 +11,8 @@ many created, unfinished jobs of the quota key are ours when a create is refused
 - A create of that key sent after the refusal and accepted, the probe's included, closes the
   inquiry as ``THROTTLED``: the quota had room at the same occupancy, so the pace was the
   cause. (A create already on its way when the refusal came proves nothing: the service may
-  have taken it first.) If one of ours had finished by then (``held`` fell, or a read of the
-  key's jobs finds one ended that no sweep has seen yet), the room may be that job's:
-  ``UNCLEAR``; and if the pace was not holding creates back when the refusal came (the slots
+  have taken it first.) If one of ours had finished by then (``held`` fell), the room may be
+  that job's: ``UNCLEAR``; and if the pace was not holding creates back when the refusal came (the slots
   were), the pace is not suspected at all: no cut, and an accepted create is ``UNCLEAR`` too.
 - The probe refused again closes it as ``QUOTA_FULL``: a create sent after a silence is still
   refused, so the quota is full. The cap drops to what runs and the job waits.
@@ -115,29 +114,18 @@ class Inquiries:
             return Role.DECIDED, inquiry
         return Role.WAIT, inquiry
 
-    def would_blame_pace(self, key: str, held: int, sent: int | None = None) -> bool:
-        """Whether a create of ``key`` accepted now, ``held`` of ours running, would close an
-        inquiry as ``THROTTLED``: the moment to make sure none of ours ended unseen."""
-        if sent is not None and sent <= self._sends_at_refusal.get(key, 0):
-            return False
-        inquiry = self._open.get(key)
-        return inquiry is not None and inquiry.pace_suspected and held >= inquiry.held
-
-    def accepted(
-        self, key: str, held: int, *, sent: int | None = None, ended_unseen: bool = False
-    ) -> Inquiry | None:
+    def accepted(self, key: str, held: int, *, sent: int | None = None) -> Inquiry | None:
         """A create of ``key`` (number ``sent`` from :meth:`sending`) was accepted while
         ``held`` others of ours ran: an open inquiry there was about the pace, unless one of
-        ours has finished since it opened (``held`` fell, or ``ended_unseen``: the service
-        shows one ended that no sweep has seen yet). A create sent before the key's last
+        ours has finished since it opened (``held`` fell). A create sent before the key's last
         refusal proves nothing either way."""
         if sent is not None and sent <= self._sends_at_refusal.get(key, 0):
             return None
-        if held >= self._refused_at.get(key, held + 1) and not ended_unseen:
+        if held >= self._refused_at.get(key, held + 1):
             del self._refused_at[key]  # the quota has room above the level once refused
         inquiry = self._open.get(key)
         if inquiry is not None:
-            clear = self.would_blame_pace(key, held) and not ended_unseen
+            clear = inquiry.pace_suspected and held >= inquiry.held
             self._close(inquiry, Verdict.THROTTLED if clear else Verdict.UNCLEAR)
         return inquiry
 

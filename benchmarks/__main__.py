@@ -2,11 +2,12 @@
 
 Prints a markdown table and writes a JSON file of the results (``benchmarks/results.json``
 for a full run, ``benchmarks/results-quick.json`` with ``--quick``). ``--only`` takes a
-scenario (``quota_bound``, ``discovered``, ``overhead``, ``scale``, ``journal``) or a quota_bound
+scenario (``quota_bound``, ``discovered``, ``overhead``, ``metrics``, ``scale``, ``journal``) or a quota_bound
 contender (``asyncjobs_given``, ``asyncjobs_discovered``, ``asyncjobs_frugal``,
 ``baseline_standard``, ``baseline_adaptive``, ``baseline_standard_given``,
 ``baseline_adaptive_given``). The quota_bound contenders and the discovered campaigns run 3
-times each and report medians (``--quick``: once; ``--runs`` sets the number).
+times each and report medians (``--quick``: once; ``--runs`` sets the number); ``metrics``
+alternates at least 5 runs with metrics off and on.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from typing import Any
 
 import structlog
 
-from . import discovered, journal_bench, overhead, quota_bound, report, scale
+from . import discovered, journal_bench, metrics_overhead, overhead, quota_bound, report, scale
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = ("quota_bound", "discovered", "overhead", "scale", "journal")
+SCENARIOS = ("quota_bound", "discovered", "overhead", "metrics", "scale", "journal")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,8 @@ async def run_all(sizes: Sizes, only: str | None, *, quick: bool) -> list[dict[s
         results += await _timed("discovered", discovered.run(sizes.runs))
     if scenario in (None, "overhead"):
         results += await _timed("overhead", overhead.run(sizes.overhead_jobs, sizes.overhead_rounds))
+    if scenario in (None, "metrics"):
+        results += await _timed("metrics", metrics_overhead.run(sizes.overhead_jobs, sizes.runs))
     if scenario in (None, "scale"):
         results += await _timed("scale", scale.run(sizes.scale_specs, sizes.scale_run_seconds))
     if scenario in (None, "journal"):

@@ -137,6 +137,7 @@ _SHOWN: dict[str, Sequence[str]] = {
         "failed",
     ),
     "overhead": ("throughput_ratio", "creates_per_s", "seconds", "jobs"),
+    "metrics": ("throughput_ratio", "creates_per_s", "runs", "jobs"),
     "scale": ("ingest_specs_per_s", "ingest_file_specs_per_s", "peak_rss_mb", "resume_startup_s", "specs"),
     "journal": ("changes_per_s", "changes", "seconds", "concurrency"),
 }

@@ -138,7 +138,7 @@ class FakeService:
     async def poll(self, jobs: Sequence[Job]) -> PollResult:
         self.calls["poll"] += 1
         found = {j.arn: self._remote(self.jobs[j.arn]) for j in jobs if j.arn in self.jobs}
-        return PollResult(found=found, calls=1)
+        return PollResult(found=found, calls=1, operations={"ListFakeJobs": 1})
 
     async def stop(self, job: Job) -> bool:
         self.calls["stop"] += 1

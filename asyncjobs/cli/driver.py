@@ -50,7 +50,7 @@ class RunOptions:
 
 
 def campaign_factory(
-    g: Globals, settings: Settings, session: Any, endpoint_url: str | None = None
+    g: Globals, settings: Settings, session: Any, endpoint_url: str | None = None, metrics: Any = None
 ) -> Callable[[Journal], Campaign]:
     """How to make the campaign on a journal once it is open, with the session and options given."""
 
@@ -62,6 +62,7 @@ def campaign_factory(
             endpoint_url=endpoint_url or g.endpoint_url,
             verify=g.verify,
             settings=settings,
+            metrics=metrics,  # a prometheus_client.CollectorRegistry (run --metrics-port)
         )
 
     return make

@@ -15,6 +15,7 @@ from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_UNSUCCESSFUL, Failure, Halte
 from .logs import setup
 from .options import Globals, JournalLocation, global_options, journal_option, shown
 from .output import emit, note, shell_command
+from .serve_metrics import DEFAULT_HOST, linger, metrics_server
 from .session import session_for, warn_if_unverified
 
 
@@ -67,6 +68,27 @@ from .session import session_for, warn_if_unverified
     help="PostgreSQL journal: how long a dead worker's claimed jobs wait before another takes them over.",
 )
 @click.option("--no-wait", is_flag=True, help="Exit once every job is submitted; resume later to track them.")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    metavar="PORT",
+    help="Serve Prometheus metrics on http://HOST:PORT/metrics while the run works (0: a free port).",
+)
+@click.option(
+    "--metrics-host",
+    default=DEFAULT_HOST,
+    show_default=True,
+    metavar="HOST",
+    help="Address for --metrics-port (no authentication: keep it on loopback).",
+)
+@click.option(
+    "--metrics-linger",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="After the run, keep serving its final metrics this long (a signal ends it sooner).",
+)
 @global_options
 @click.pass_context
 def run_command(
@@ -80,6 +102,9 @@ def run_command(
     resubmit_failed: int,
     lease_seconds: float,
     no_wait: bool,
+    metrics_port: int | None,
+    metrics_host: str,
+    metrics_linger: float,
 ) -> int:
     """Submit CAMPAIGN (JSON Lines, or - for stdin) and track every job to the end.
 
@@ -108,18 +133,24 @@ def run_command(
 
     async def main() -> int:
         session = await session_for(g, campaign_file)
-        try:
-            summary = await drive(options, campaign_factory(g, settings, session))
-        except Halted as halted:
-            report_halt(g, halted, options)
-            raise
-        except AsyncJobsError as exc:
-            if isinstance(exc, InputError):
+        with metrics_server(metrics_host, metrics_port) as registry:
+            try:
+                summary = await drive(options, campaign_factory(g, settings, session, metrics=registry))
+            except Halted as halted:
+                report_halt(g, halted, options)
                 raise
-            # the run had started and every change is journaled: say how to resume, then the cause
-            note(f"the campaign stopped on an error; once it is fixed, resume with: {options.resume_hint}")
-            raise Failure(exc.describe() if isinstance(exc, ServiceError) else exc.message) from exc
-        return report_run(g, summary, options)
+            except AsyncJobsError as exc:
+                if isinstance(exc, InputError):
+                    raise
+                # the run had started and every change is journaled: say how to resume, then the cause
+                note(
+                    f"the campaign stopped on an error; once it is fixed, resume with: {options.resume_hint}"
+                )
+                raise Failure(exc.describe() if isinstance(exc, ServiceError) else exc.message) from exc
+            code = report_run(g, summary, options)
+            if registry is not None and metrics_linger > 0:
+                await linger(metrics_linger)
+        return code
 
     return run_async(g, main)
 

@@ -1,5 +1,8 @@
 """``asyncjobs status``: counts per state and one row per job, read from the journal.
 
+``--watch`` redraws the counts until the campaign is complete (:mod:`.watch`); ``--job ID
+--events`` shows one job's history (:mod:`.history`).
+
 A journal that a run holds is read as a read-only snapshot (the run goes on undisturbed); while
 that run bulk-loads a new campaign, status says how far the load has got instead of the rows.
 """
@@ -7,6 +10,7 @@ that run bulk-loads a new campaign, status says how far the load has got instead
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -17,9 +21,14 @@ from ..errors import JournalError, JournalLocked
 from ..journal import Journal, Loading, ReadOnlyJournal, files, open_journal
 from ..model import Job, JobState
 from .errors import EXIT_OK, EXIT_USAGE, Failure, run_async
+from .history import history_document, history_renderable
 from .logs import setup
 from .options import JournalLocation, campaign_name_option, global_options, journal_option, shown
 from .output import emit, note
+from .watch import watch_status
+
+#: Seconds between redraws of ``status --watch`` without a value.
+WATCH_INTERVAL = 2.0
 
 
 @click.command("status")
@@ -32,17 +41,49 @@ from .output import emit, note
     metavar="STATE",
     help="Only jobs in this state; repeatable or comma-separated (" + ", ".join(JobState) + ").",
 )
+@click.option(
+    "--watch",
+    type=click.FloatRange(min=0.1),
+    is_flag=False,
+    flag_value=WATCH_INTERVAL,
+    default=None,
+    metavar="[SECONDS]",
+    help=f"Redraw the counts and quota keys every SECONDS (default {WATCH_INTERVAL:g}) until the campaign "
+    "is complete; with --output json, one JSON document per line.",
+)
+@click.option("--job", "job_id", metavar="ID", help="Only the job with this id.")
+@click.option(
+    "--events", is_flag=True, help="With --job: the job's history (every state change, retry, error)."
+)
 @global_options
 @click.pass_context
 def status_command(
-    ctx: click.Context, journal: JournalLocation, campaign_name: str | None, states: tuple[str, ...]
+    ctx: click.Context,
+    journal: JournalLocation,
+    campaign_name: str | None,
+    states: tuple[str, ...],
+    watch: float | None,
+    job_id: str | None,
+    events: bool,
 ) -> int:
     """Counts per state, and one row per job: id, service, state, ARN, attempts, last error."""
     g = setup(ctx)
     wanted = _parse_states(states)
+    if events and job_id is None:
+        raise click.UsageError("--events needs --job ID")
+    if watch is not None and (job_id is not None or wanted):
+        raise click.UsageError("--watch shows the whole campaign: it takes no --job or --state")
 
     async def main() -> int:
-        doc = await status_document(journal, wanted, campaign_name)
+        if watch is not None or events:
+            if not isinstance(journal, Path):  # they read a SQLite snapshot
+                raise Failure("--watch and --events read a SQLite journal only, for now", EXIT_USAGE)
+            if watch is not None:
+                return await watch_status(g, journal, watch)
+            assert job_id is not None
+            emit(g, await history_document(journal, job_id), history_renderable)
+            return EXIT_OK
+        doc = await status_document(journal, wanted, job_id, campaign_name)
         emit(g, doc, display.status_renderable)
         return EXIT_OK
 
@@ -63,16 +104,26 @@ def _parse_states(values: Iterable[str]) -> list[JobState]:
 
 
 async def status_document(
-    path: JournalLocation, states: Sequence[JobState], campaign_name: str | None = None
+    path: JournalLocation,
+    states: Sequence[JobState],
+    job_id: str | None = None,
+    campaign_name: str | None = None,
 ) -> dict[str, Any]:
-    """``{"campaign", "journal", "total", "counts", "jobs"}`` for ``asyncjobs status``.
+    """``{"campaign", "journal", "total", "counts", "jobs"}`` for ``asyncjobs status`` (``jobs``:
+    only ``job_id``'s row, if given).
 
     While a run bulk-loads a new campaign, ``"loading": {"pid", "jobs", "stage"}`` says how far it has got.
     """
     try:
-        journal = await _open(path, campaign_name)
+        journal = await open_for_status(path, campaign_name)
         try:
-            rows = [_row(job) async for job in journal.jobs(states or None)]
+            if job_id is None:
+                rows = [job_row(job) async for job in journal.jobs(states or None)]
+            else:
+                job = await journal.get(job_id)
+                if job is None:
+                    raise Failure(f"{shown(path)}: no job with id {job_id!r}", EXIT_USAGE)
+                rows = [job_row(job)] if not states or job.state in states else []
         finally:
             await journal.aclose()
     except JournalError as exc:
@@ -91,7 +142,9 @@ async def status_document(
     return doc
 
 
-async def _open(path: JournalLocation, campaign_name: str | None) -> Journal | ReadOnlyJournal:
+async def open_for_status(
+    path: JournalLocation, campaign_name: str | None = None
+) -> Journal | ReadOnlyJournal:
     """The journal, or a read-only snapshot of it when a run holds it.
 
     A PostgreSQL journal needs no lock to be read while workers run: it is opened as one more
@@ -107,7 +160,7 @@ async def _open(path: JournalLocation, campaign_name: str | None) -> Journal | R
         return await open_journal(path, readonly=True)
 
 
-def _row(job: Job) -> dict[str, Any]:
+def job_row(job: Job) -> dict[str, Any]:
     """What status shows of a job, in its columns' order."""
     return {
         "id": job.id,

@@ -23,10 +23,10 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import anyio
@@ -34,12 +34,14 @@ import anyio
 from ..errors import JournalError, JournalSchemaError
 from ..model import Job, JobState, StateCounts
 from . import files
+from .base import EventRecord
 from .schema import JOB_COLUMNS, SCHEMA_VERSION, row_to_job
 
 #: How long a snapshot waits for a writer's lock (a commit, a journal-mode switch) before it
 #: reports what it can: a bulk load holds the lock for as long as it takes.
 SNAPSHOT_WAIT = 2.0
 _PAGE = 1000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,41 @@ class ReadOnlyJournal:
             if len(page) < _PAGE:
                 return
             after = page[-1].seq
+
+    async def get(self, job_id: str) -> Job | None:
+        """The job ``job_id``, as the snapshot has it (None if there is no such job)."""
+
+        def read(conn: sqlite3.Connection, campaign: str) -> Job | None:
+            row = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            return None if row is None else row_to_job(row, campaign)
+
+        return await self._read(read, None)
+
+    async def events(self, job_id: str) -> list[EventRecord]:
+        """Every change of ``job_id``'s state the journal recorded, oldest first (the event log)."""
+
+        def read(conn: sqlite3.Connection, campaign: str) -> list[EventRecord]:
+            sql = (
+                "SELECT seq, job_id, ts, event, from_state, to_state, attempt, arn, detail"
+                " FROM events WHERE job_id = ? ORDER BY seq"
+            )
+            return [EventRecord(*row) for row in conn.execute(sql, (job_id,))]
+
+        return await self._read(read, [])
+
+    async def _read(self, read: Callable[[sqlite3.Connection, str], T], empty: T) -> T:
+        """``read(connection, campaign)`` in a worker thread; ``empty`` while a load hides the rows."""
+        if self._conn is None or self._campaign is None:
+            return empty
+        conn, campaign = self._conn, self._campaign
+
+        def guarded() -> T:
+            try:
+                return read(conn, campaign)
+            except sqlite3.Error as exc:
+                raise _unreadable(self._path, exc) from exc
+
+        return await anyio.to_thread.run_sync(guarded, limiter=self._db)
 
     async def aclose(self) -> None:
         """End the snapshot (SQLite may then checkpoint past it)."""

@@ -30,13 +30,14 @@ import contextlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from ..errors import AsyncJobsError, JournalConflict
 from ..journal.base import AddResult, Change, Journal
 from ..lifecycle import Event
+from ..metrics import campaign_metrics
 from ..model import Job, JobSpec, JobState, Service
 from ..services.base import ServiceAdapter
 from ..services.clients import by_service, open_clients
@@ -48,15 +49,22 @@ from .state import RunState
 from .tracker import Tracker
 from .workers import Workers
 
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
 #: Seconds between journal writes of a changed create pace.
 PACE_SAVE_INTERVAL = 2.0
+#: Seconds between refreshes of the metrics' gauges (jobs per state, quota keys, paces).
+METRICS_INTERVAL = 1.0
 
 
 class Campaign:
     """A campaign of batch jobs, journaled in ``journal``, driven against AWS.
 
     ``session`` is an ``aioboto3.Session`` (one is created if omitted); ``adapters``
-    replaces the AWS clients entirely (tests use it at the seam they own).
+    replaces the AWS clients entirely (tests use it at the seam they own). ``metrics``, a
+    ``prometheus_client.CollectorRegistry``, receives the campaign's series (see
+    :mod:`asyncjobs.metrics`; needs the ``asyncjobs[metrics]`` extra).
     """
 
     def __init__(
@@ -72,6 +80,7 @@ class Campaign:
         clock: Clock = time.time,
         rng: random.Random | None = None,
         on_event: Callable[[CampaignEvent], None] | None = None,
+        metrics: CollectorRegistry | None = None,
     ) -> None:
         self.journal = journal
         self.settings = settings or Settings()
@@ -83,7 +92,7 @@ class Campaign:
         self._clock = clock
         self._started = clock()
         self._state = RunState(journal, self.settings, clock, rng or random.Random(), region)
-        self._reporter = Reporter(on_event)
+        self._reporter = Reporter(on_event, campaign_metrics(metrics, journal.campaign))
         self._outcomes = Outcomes(self._state, self._reporter)
 
     # ------------------------------------------------------------ public API
@@ -131,6 +140,8 @@ class Campaign:
         except BaseException as exc:
             self._tell_summary(exc)
             raise
+        finally:
+            self._measure()
         self._reporter.close()
         if control.fatal is not None:
             control.fatal.summary = self._summary(interrupted=False)
@@ -154,6 +165,8 @@ class Campaign:
                 tg.start_soon(dispatcher.run, tg)
                 tg.start_soon(tracker.run, wait)
                 tg.start_soon(self._keep_paces, control)
+                if self._reporter.metrics.active:
+                    tg.start_soon(self._keep_measuring, control)
                 tg.start_soon(control.watch, wait, tg)
 
     def _tell_summary(self, exc: BaseException) -> None:
@@ -234,6 +247,17 @@ class Campaign:
             if control.stopping:
                 return
             await control.pause(PACE_SAVE_INTERVAL)
+
+    async def _keep_measuring(self, control: Control) -> None:
+        """Set the metrics' gauges from :meth:`progress` about once a second (in the loop's
+        thread: a scrape reads only the gauges, never the engine's structures)."""
+        while not control.stopping:
+            self._measure()
+            await control.pause(METRICS_INTERVAL)
+
+    def _measure(self) -> None:
+        if self._reporter.metrics.active:
+            self._reporter.metrics.snapshot(self.progress())
 
     def _summary(self, *, interrupted: bool, unstoppable: int = 0) -> Summary:
         stats = self._state.stats

@@ -43,6 +43,7 @@ from ..errors import (
     Transient,
 )
 from ..inquiry import Role
+from ..metrics import CreateOutcome
 
 #: The errors of a create call that :func:`decide` has a rule for.
 DECIDED_ERRORS: tuple[type[ServiceError], ...] = (
@@ -91,6 +92,27 @@ class Decision:
     quota_full: bool = False
     #: The job was the probe of a Personalize inquiry, now decided: let held creates go.
     closes_inquiry: bool = False
+
+    @property
+    def outcome(self) -> CreateOutcome:
+        """The failed create as ``asyncjobs_create_calls_total`` counts it. A Personalize
+        ``LimitExceeded`` not yet found to mean a full quota (PROBE, FOLLOW) counts as
+        throttled: the engine holds the pace and sends it again, as after a throttle."""
+        return _OUTCOMES[self.action]
+
+
+_OUTCOMES = {
+    Action.THROTTLED: CreateOutcome.THROTTLED,
+    Action.PROBE: CreateOutcome.THROTTLED,
+    Action.FOLLOW: CreateOutcome.THROTTLED,
+    Action.DEFER: CreateOutcome.QUOTA,
+    Action.RECONCILE: CreateOutcome.QUOTA,
+    Action.RETRY: CreateOutcome.TRANSIENT,
+    Action.PARK: CreateOutcome.TRANSIENT,
+    Action.ADOPT: CreateOutcome.EXISTS,
+    Action.HALT: CreateOutcome.REJECTED,
+    Action.REJECT: CreateOutcome.REJECTED,
+}
 
 
 def decide(

@@ -176,7 +176,8 @@ class Dispatcher(RunPart):
             try:
                 async with self._inflight:
                     sent = state.inquiries.sending()
-                    arn = await adapter.create(job)
+                    with self._reporter.metrics.create_timer(str(job.service)):
+                        arn = await adapter.create(job)
             except DECIDED_ERRORS as exc:
                 step = await self._after_failure(job, adapter, rate, exc, attempts)
                 if step is None:
@@ -202,33 +203,13 @@ class Dispatcher(RunPart):
         state = self._state
         rate.on_success()
         state.stats.creates += 1
-        held = state.created_in(job.quota_key)
-        state.sent(job)  # the pipeline refills while the ARN is being journaled
-        await self._outcomes.created(job, arn)
-        # the ARN is journaled before the read below, so a crash during it loses nothing
-        key = job.quota_key
-        ended_unseen = state.inquiries.would_blame_pace(key, held, sent) and await self._ended_unseen(job)
-        settled = state.inquiries.accepted(key, held, sent=sent, ended_unseen=ended_unseen)
+        settled = state.inquiries.accepted(job.quota_key, state.created_in(job.quota_key), sent=sent)
         if settled is not None:
             self._inquiry_closed(job, settled)
             if settled.verdict is Verdict.THROTTLED:
                 self._limit_was_pace(settled, job.service)
-
-    async def _ended_unseen(self, job: Job) -> bool:
-        """Whether a job of ``job``'s quota key has ended at the service though no sweep has
-        seen it: jobs shorter than a sweep interval free their slots unseen, and then the room
-        an accepted create found may be such a slot, not a sign that the pace was refused."""
-        state = self._state
-        jobs = [j for j in state.tracked.by_key.get(job.quota_key, {}).values() if j.arn]
-        if not jobs:
-            return False
-        try:
-            result = await self._adapters[job.service].poll(jobs)
-        except ServiceError:
-            return True  # nothing learned: do not blame the pace for what may be a full quota
-        state.stats.reads += result.calls
-        state.notify()  # the tracker's next sweep frees what ended
-        return any(remote.state.is_final for remote in result.found.values())
+        state.sent(job)  # the pipeline refills while the ARN is being journaled
+        await self._outcomes.created(job, arn)
 
     async def _after_failure(
         self, job: Job, adapter: ServiceAdapter, rate: AdaptiveRate, error: ServiceError, attempts: Attempts
@@ -244,6 +225,7 @@ class Dispatcher(RunPart):
             error, attempts, transient_retries=self._state.settings.transient_retries, role=role
         )
         action, attempts = decision.action, decision.attempts
+        self._reporter.metrics.create_refused(str(job.service), decision.outcome)
         if action in (Action.THROTTLED, Action.RETRY, Action.PARK, Action.PROBE, Action.FOLLOW):
             job = await self._retrying(job, rate, error, decision)
             if action is Action.PARK:

@@ -148,6 +148,7 @@ class Outcomes:
             return
         if remote.submitted is not None and remote.ended is not None:
             state.durations[str(new.service)].add(remote.ended - remote.submitted)
+            self._reporter.metrics.job_duration(str(new.service), remote.ended - remote.submitted)
         state.untrack(new)
         state.free_slot(new, released=True)
         self._finished(ended)

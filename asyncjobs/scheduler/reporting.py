@@ -19,6 +19,7 @@ import anyio
 import structlog
 from anyio.streams.memory import MemoryObjectSendStream
 
+from ..metrics import Meter
 from ..model import UNSUCCESSFUL_STATES, Job, JobState, StateCounts
 
 Clock = Callable[[], float]
@@ -168,9 +169,13 @@ class Stats:
 
 
 class Reporter:
-    """Hands events to embedders: ``on_event`` hooks and :meth:`subscribe` streams."""
+    """Hands events to embedders: ``on_event`` hooks and :meth:`subscribe` streams; and the
+    campaign's figures to its :attr:`metrics` (a :class:`~asyncjobs.metrics.Meter`)."""
 
-    def __init__(self, on_event: Callable[[CampaignEvent], None] | None) -> None:
+    def __init__(
+        self, on_event: Callable[[CampaignEvent], None] | None, metrics: Meter | None = None
+    ) -> None:
+        self.metrics = metrics or Meter()
         self._hooks: list[Callable[[CampaignEvent], None]] = [on_event] if on_event else []
         self._streams: list[MemoryObjectSendStream[CampaignEvent]] = []
 

@@ -133,15 +133,17 @@ class Tracker(RunPart):
                 result = await adapter.poll(jobs)
             if reading.cancelled_caught:
                 return False
-        except Fatal as exc:
-            self._control.halt(exc)
-            return False
         except ServiceError as exc:
+            self._reporter.metrics.status_reads(str(jobs[0].service), exc.operation or "unknown")
+            if isinstance(exc, Fatal):
+                self._control.halt(exc)
+                return False
             self._reporter.emit("poll.failed", level="warning", detail=exc.describe(), aws_service=name)
             return False
         finally:
             state.stats.reads += 1
         state.stats.reads += result.calls - 1
+        self._reporter.metrics.polled(str(jobs[0].service), result.operations)
         seen = [
             (job, remote)
             for job in jobs

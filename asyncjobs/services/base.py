@@ -8,8 +8,8 @@ Everything a service does differently lives in its adapter (``bedrock.py``,
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from botocore.exceptions import (
@@ -101,6 +101,8 @@ class PollResult:
 
     found: dict[str, Remote]
     calls: int
+    #: The same calls by API operation (``ListModelInvocationJobs``: 2, ...), for metrics.
+    operations: Mapping[str, int] = field(default_factory=dict)
 
 
 class ListLag:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -121,7 +122,7 @@ class BedrockAdapter:
     async def poll(self, jobs: Sequence[Job]) -> PollResult:
         wanted = {j.arn: j for j in jobs if j.arn}
         found: dict[str, Remote] = {}
-        calls = 0
+        calls: Counter[str] = Counter()
         times = [j.submitted_at for j in wanted.values() if j.submitted_at is not None]
         params: dict[str, Any] = {"maxResults": PAGE, "sortBy": "CreationTime", "sortOrder": "Descending"}
         earliest = min(times) - SKEW if times else None
@@ -134,7 +135,7 @@ class BedrockAdapter:
             try:
                 page = await self._call("ListModelInvocationJobs", **params)
             finally:
-                calls += 1
+                calls["ListModelInvocationJobs"] += 1
             for item in page.get("invocationJobSummaries", []):
                 if item.get("jobArn") in wanted:
                     found[item["jobArn"]] = to_remote(item)
@@ -146,7 +147,7 @@ class BedrockAdapter:
         for arn in list(wanted.keys() - found.keys()):
             if self._lag.too_young(wanted[arn], now):
                 continue  # the list may not show it yet
-            calls += 1
+            calls["GetModelInvocationJob"] += 1
             try:
                 found[arn] = await self.describe(arn)
             except ServiceError as exc:
@@ -155,7 +156,7 @@ class BedrockAdapter:
                 )
             else:
                 self._lag.found_by_get(wanted[arn], now)
-        return PollResult(found=found, calls=calls)
+        return PollResult(found=found, calls=calls.total(), operations=calls)
 
     async def stop(self, job: Job) -> bool:
         if not job.arn:

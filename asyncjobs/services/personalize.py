@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +60,11 @@ KINDS: Mapping[Service, _Kind] = {
         resource="batch-segment-job",
     ),
 }
+
+
+def operation_name(method: str) -> str:
+    """The API operation of a client method: ``list_batch_inference_jobs`` -> ``ListBatchInferenceJobs``."""
+    return "".join(part.title() for part in method.split("_"))
 
 
 def normalise(status: str) -> JobState:
@@ -115,8 +120,7 @@ class PersonalizeAdapter:
         try:
             return await getattr(self._client, method)(**params)
         except Exception as exc:
-            operation = "".join(p.title() for p in method.split("_"))
-            raise classify(exc, operation=operation) from exc
+            raise classify(exc, operation=operation_name(method)) from exc
 
     async def create(self, job: Job) -> str:
         kind = KINDS[job.service]
@@ -165,7 +169,7 @@ class PersonalizeAdapter:
             if job.arn:
                 groups[(job.service, str(job.request.get("solutionVersionArn", "")))].append(job)
         found: dict[str, Remote] = {}
-        calls = 0
+        calls: Counter[str] = Counter()
         for (service, version), group in groups.items():
             kind = KINDS[service]
             wanted = {j.arn: j for j in group if j.arn}
@@ -179,7 +183,7 @@ class PersonalizeAdapter:
                     try:
                         page = await self._call(kind.list, **params)
                     finally:
-                        calls += 1
+                        calls[operation_name(kind.list)] += 1
                     pages += 1
                     for item in page.get(kind.list_key, []):
                         if item.get(kind.arn_key) in wanted:
@@ -193,7 +197,7 @@ class PersonalizeAdapter:
             for arn, job in wanted.items():
                 if arn in found or (listed and self._lag.too_young(job, now)):
                     continue  # seen, or too new for the list to show yet
-                calls += 1
+                calls[operation_name(kind.describe)] += 1
                 try:
                     found[arn] = (await self.describe(job, arn))[0]
                 except ServiceError as exc:
@@ -203,7 +207,7 @@ class PersonalizeAdapter:
                 else:
                     if listed:
                         self._lag.found_by_get(job, now)
-        return PollResult(found=found, calls=calls)
+        return PollResult(found=found, calls=calls.total(), operations=calls)
 
     async def stop(self, job: Job) -> bool:
         return False
