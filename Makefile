@@ -35,6 +35,7 @@ unit: venv
 
 chaos: venv
 	$(BIN)/python -m tests.chaos --kills 50 --jobs 200
+	$(BIN)/python -m tests.chaos_workers --kills 30 --jobs 150
 
 bench: venv
 	$(BIN)/python -m benchmarks

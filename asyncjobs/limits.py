@@ -82,6 +82,13 @@ class AdaptiveRate:
         the next run); None while nothing has."""
         return None if self._throttled_pace is None else self.rate
 
+    def adopt(self, pace: float) -> None:
+        """Another worker sharing this pace learned ``pace``: take it, as careful near it as a pace
+        learned by an earlier run."""
+        self.slow_start = False
+        self._last_throttle, self._throttled_pace = self._clock(), pace / SETTLE
+        self._set(pace)
+
     def _bounded(self, rate: float) -> float:
         return max(FLOOR, rate if self.ceiling is None else min(rate, self.ceiling))
 

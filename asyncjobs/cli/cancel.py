@@ -8,21 +8,23 @@ import click
 
 from .. import display
 from ..errors import JournalError
-from ..journal import open_journal
+from ..journal import Journal, open_journal
 from ..scheduler import Settings
 from .driver import campaign_factory
 from .errors import EXIT_OK, EXIT_USAGE, Failure, run_async
 from .logs import setup
-from .options import global_options, journal_option
+from .options import JournalLocation, campaign_name_option, global_options, journal_option
 from .output import emit, note, shell_command
+from .run import journal_argv
 from .session import make_session, require_credentials, warn_if_unverified
 
 
 @click.command("cancel")
 @journal_option
+@campaign_name_option
 @global_options
 @click.pass_context
-def cancel_command(ctx: click.Context, journal: Path) -> int:
+def cancel_command(ctx: click.Context, journal: JournalLocation, campaign_name: str | None) -> int:
     """Cancel a campaign: stop its Bedrock jobs and cancel every job not yet submitted.
 
     Personalize batch jobs cannot be stopped: they run to the end, and a later
@@ -35,7 +37,10 @@ def cancel_command(ctx: click.Context, journal: Path) -> int:
         session = make_session(g)
         await require_credentials(session)
         try:
-            opened = await open_journal(journal, create=False)
+            if isinstance(journal, Path):
+                opened: Journal = await open_journal(journal, create=False)
+            else:
+                opened = await open_journal(journal, campaign=campaign_name, create=False)
         except JournalError as exc:
             raise Failure(exc.message, EXIT_USAGE) from exc
         try:
@@ -44,7 +49,7 @@ def cancel_command(ctx: click.Context, journal: Path) -> int:
             await opened.aclose()
         emit(g, summary.to_dict(), display.summary_renderable)
         if summary.unstoppable:
-            track = shell_command(*g.connection_argv(), "run", "--journal", str(journal))
+            track = shell_command(*g.connection_argv(), "run", *journal_argv(journal, campaign_name))
             note(
                 f"{summary.unstoppable} Personalize job(s) cannot be stopped and keep running; "
                 f"track them with: {track}"

@@ -20,12 +20,12 @@ import structlog
 
 from .. import display
 from ..errors import AsyncJobsError, InputError, JournalError
-from ..journal import SQLiteJournal, files, open_journal
+from ..journal import Journal, files, open_journal
 from ..model import JobSpec
 from ..records.expand import RecordsOptions
 from ..scheduler import Campaign, Progress, Settings, Summary
 from .errors import EXIT_USAGE, NOTHING_SENT, Failure, Halted, Interrupted, innermost
-from .options import Globals
+from .options import Globals, JournalLocation
 from .output import interactive, note, stderr_console
 from .signals import Interrupts, watching
 
@@ -39,7 +39,8 @@ log = structlog.get_logger("asyncjobs.cli")
 class RunOptions:
     """What ``asyncjobs run`` (and the demo) was asked to do."""
 
-    journal: Path
+    #: A SQLite file, or a PostgreSQL URI (shown only through :func:`.options.shown`).
+    journal: JournalLocation
     source: str | None
     campaign_name: str | None
     settings: Settings
@@ -56,10 +57,10 @@ def campaign_factory(
     endpoint_url: str | None = None,
     records: RecordsOptions | None = None,
     metrics: Any = None,
-) -> Callable[[SQLiteJournal], Campaign]:
+) -> Callable[[Journal], Campaign]:
     """How to make the campaign on a journal once it is open, with the session and options given."""
 
-    def make(journal: SQLiteJournal) -> Campaign:
+    def make(journal: Journal) -> Campaign:
         return Campaign(
             journal,
             session=session,
@@ -76,7 +77,7 @@ def campaign_factory(
 
 async def drive(
     options: RunOptions,
-    make_campaign: Callable[[SQLiteJournal], Campaign],
+    make_campaign: Callable[[Journal], Campaign],
     interrupts: Interrupts | None = None,
 ) -> Summary:
     """Open the journal, ingest, run with progress and signal handling.
@@ -89,12 +90,13 @@ async def drive(
     start if the signal came while the run was starting, so it sends nothing.
     """
     path = options.journal
-    created = not path.exists()
+    # a shared database is never removed: other workers may be joining the same campaign
+    created = isinstance(path, Path) and not path.exists()
     if options.source is None and created:
         raise Failure(f"no journal at {path}: give a CAMPAIGN file to start one", EXIT_USAGE)
     interrupts = interrupts or Interrupts()
     async with watching(interrupts) as tg:
-        journal = await _open_for_run(path, options.campaign_name)
+        journal = await _open_for_run(path, options.campaign_name, options.settings.lease_seconds)
         campaign = await _ingested(journal, make_campaign, options, interrupts, created=created)
         try:
             # set at once if the signal comes (or came) before or while the run starts: the
@@ -119,16 +121,29 @@ async def drive(
     return summary
 
 
-async def _open_for_run(path: Path, campaign_name: str | None) -> SQLiteJournal:
+async def _open_for_run(path: JournalLocation, campaign_name: str | None, lease_seconds: float) -> Journal:
     try:
-        return await open_journal(path, campaign=campaign_name, create=True)
+        if isinstance(path, Path):
+            return await open_journal(path, campaign=campaign_name, create=True)
+        try:
+            from ..journal.postgres import PostgresJournal
+        except ImportError as exc:
+            raise Failure(
+                f"a PostgreSQL journal needs the psycopg driver ({exc.name} is missing): "
+                "pip install 'asyncjobs[postgres]'",
+                EXIT_USAGE,
+            ) from None
+        # the lease a job takes when it is sent again (a retry) is the run's, as a claim's is
+        return await PostgresJournal.open(
+            path, campaign=campaign_name, create=True, lease_seconds=lease_seconds
+        )
     except JournalError as exc:
         raise Failure(exc.message, EXIT_USAGE) from exc
 
 
 async def _ingested(
-    journal: SQLiteJournal,
-    make_campaign: Callable[[SQLiteJournal], Campaign],
+    journal: Journal,
+    make_campaign: Callable[[Journal], Campaign],
     options: RunOptions,
     interrupts: Interrupts,
     *,
@@ -142,8 +157,9 @@ async def _ingested(
             interrupts.on_first(ingesting.cancel, "stopping before anything is submitted")
             if options.source is not None:
                 await ingest(campaign, options.source, interrupts)
+            await journal.refresh()  # a shared journal: the specs another worker ingested count too
             if journal.counts().total == 0:
-                raise InputError(f"{options.source or options.journal}: the campaign has no jobs")
+                raise InputError(f"{options.source or journal.path}: the campaign has no jobs")
         # the ingest may have ended in its thread after the signal, uncancelled: look again
         interrupts.check()
         if not created and options.campaign_name not in (None, journal.campaign):
@@ -153,7 +169,7 @@ async def _ingested(
         await journal.aclose()
         interrupted = isinstance(innermost(exc), Interrupted)
         journaled = journal.counts().total > 0
-        if created and not (interrupted and journaled):
+        if created and isinstance(options.journal, Path) and not (interrupted and journaled):
             # rejected input, or an ingest the signal rolled back: there is nothing to resume
             remove_journal(options.journal)
         if interrupted:  # an ingest that committed before the signal was seen is kept: it resumes

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 import click
 import jmespath
 
+from ..journal.location import is_postgres, passwords, redact, scrub
+
 #: Where option values given at any level of the command line are collected.
 _GLOBALS_KEY = "asyncjobs.globals"
 
@@ -117,14 +119,30 @@ def globals_of(ctx: click.Context) -> Globals:
     return Globals(**ctx.meta.get(_GLOBALS_KEY, {}))
 
 
+#: Where a campaign's journal is: a SQLite file, or a PostgreSQL URI (which may hold a password).
+JournalLocation = Path | str
+
+
+def _journal_location(ctx: click.Context, param: click.Parameter, value: str) -> JournalLocation:
+    if not is_postgres(value):
+        return Path(value)
+    hide_from_process_title(value)
+    return value
+
+
 def journal_option(func: F) -> F:
-    """``--journal PATH``, required by every command that works on a campaign's journal."""
+    """``--journal PATH|URI`` (or ``$ASYNCJOBS_JOURNAL``), required by every command that works on
+    a campaign's journal: a path is a SQLite file, a ``postgresql://`` URI a shared database."""
     return click.option(
         "--journal",
-        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="ASYNCJOBS_JOURNAL",
         required=True,
-        metavar="PATH",
-        help="The campaign's journal (SQLite file).",
+        metavar="PATH|URI",
+        callback=_journal_location,
+        help=(
+            "The campaign's journal: a SQLite file, or a postgresql:// URI of a database that "
+            "several workers share (or $ASYNCJOBS_JOURNAL)."
+        ),
     )(func)
 
 
@@ -145,3 +163,31 @@ def records_options(func: F) -> F:
         metavar="N",
         help="Most records in a shard of a records line.",
     )(func)
+
+
+def campaign_name_option(func: F) -> F:
+    """``--campaign-name NAME`` for commands that read a campaign of a shared journal."""
+    return click.option(
+        "--campaign-name",
+        metavar="NAME",
+        help="The campaign, in a PostgreSQL journal that holds several (ignored for a SQLite file).",
+    )(func)
+
+
+def shown(journal: JournalLocation) -> str:
+    """How ``journal`` appears in messages and commands: a URI's password as ``***``."""
+    return redact(journal) if isinstance(journal, str) else str(journal)
+
+
+def hide_from_process_title(uri: str) -> None:
+    """Rewrite the process title (what ``ps`` shows) without the password of ``uri``.
+
+    The title is the command line, where ``--journal`` may have carried the URI;
+    ``setproctitle`` (installed with the ``postgres`` extra) is what can rewrite it."""
+    if not passwords(uri):
+        return
+    try:
+        import setproctitle
+    except ImportError:  # pragma: no cover - installed with the postgres extra
+        return
+    setproctitle.setproctitle(scrub(" ".join(sys.orig_argv), uri))

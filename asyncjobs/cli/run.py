@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 
 import click
 
@@ -15,7 +14,7 @@ from ..scheduler import Settings, Summary
 from .driver import RunOptions, campaign_factory, drive
 from .errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_UNSUCCESSFUL, Failure, Halted, run_async
 from .logs import setup
-from .options import Globals, global_options, journal_option, records_options
+from .options import Globals, JournalLocation, global_options, journal_option, records_options, shown
 from .output import emit, note, shell_command
 from .serve_metrics import DEFAULT_HOST, linger, metrics_server
 from .session import session_for, warn_if_unverified
@@ -25,7 +24,12 @@ from .session import session_for, warn_if_unverified
 @click.argument("campaign_file", metavar="[CAMPAIGN]", required=False)
 @journal_option
 @click.option(
-    "--campaign-name", metavar="NAME", help="Name of a new campaign (default: the journal's file name)."
+    "--campaign-name",
+    metavar="NAME",
+    help=(
+        "Name of a new campaign (default: the journal's file name); in a PostgreSQL journal, the "
+        "campaign to run or join (may be left out when the database holds one)."
+    ),
 )
 @click.option(
     "--create-rate",
@@ -65,6 +69,14 @@ from .session import session_for, warn_if_unverified
     metavar="N",
     help="Rounds of resubmitting records that failed, in new shards.",
 )
+@click.option(
+    "--lease-seconds",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="PostgreSQL journal: how long a dead worker's claimed jobs wait before another takes them over.",
+)
 @click.option("--no-wait", is_flag=True, help="Exit once every job is submitted; resume later to track them.")
 @click.option(
     "--metrics-port",
@@ -92,7 +104,7 @@ from .session import session_for, warn_if_unverified
 def run_command(
     ctx: click.Context,
     campaign_file: str | None,
-    journal: Path,
+    journal: JournalLocation,
     campaign_name: str | None,
     create_rate: float | None,
     max_running: tuple[str, ...],
@@ -101,6 +113,7 @@ def run_command(
     records_per_job: int,
     min_records_per_job: int | None,
     retry_failed_records: int,
+    lease_seconds: float,
     no_wait: bool,
     metrics_port: int | None,
     metrics_host: str,
@@ -108,7 +121,8 @@ def run_command(
 ) -> int:
     """Submit CAMPAIGN (JSON Lines, or - for stdin) and track every job to the end.
 
-    Re-running with the same --journal resumes; CAMPAIGN may then be left out.
+    Re-running with the same --journal resumes; CAMPAIGN may then be left out. Several
+    workers may run one campaign together on a shared PostgreSQL journal.
     """
     g = setup(ctx)
     warn_if_unverified(g)
@@ -119,6 +133,7 @@ def run_command(
         min_poll_interval=min(Settings().min_poll_interval, poll_interval),
         resubmit_failed=resubmit_failed,
         retry_failed_records=retry_failed_records,
+        lease_seconds=lease_seconds,
     )
     records = RecordsOptions(records_per_job=records_per_job, min_records_per_job=min_records_per_job)
     options = RunOptions(
@@ -127,7 +142,7 @@ def run_command(
         campaign_name=campaign_name,
         settings=settings,
         wait=not no_wait,
-        resume_hint=shell_command(*g.connection_argv(), "run", "--journal", str(journal)),
+        resume_hint=shell_command(*g.connection_argv(), "run", *journal_argv(journal, campaign_name)),
         structured=g.log_format == "json",
     )
 
@@ -155,6 +170,14 @@ def run_command(
         return code
 
     return run_async(g, main)
+
+
+def journal_argv(journal: JournalLocation, campaign_name: str | None) -> list[str]:
+    """``--journal`` (a URI's password as ``***``) and, for a shared journal, ``--campaign-name``."""
+    argv = ["--journal", shown(journal)]
+    if isinstance(journal, str) and campaign_name is not None:
+        argv += ["--campaign-name", campaign_name]
+    return argv
 
 
 def parse_max_running(values: Iterable[str]) -> dict[str, int]:
@@ -200,7 +223,9 @@ def report_run(g: Globals, summary: Summary, options: RunOptions) -> int:
     if bad:
         details = ", ".join(f"{n} {s}" for s, n in bad.items())
         states = ",".join(bad)
-        see = shell_command("status", "--journal", str(options.journal), "--state", states)
+        see = shell_command(
+            "status", *journal_argv(options.journal, options.campaign_name), "--state", states
+        )
         note(f"finished with {details}; see: {see}")
     if counts[JobState.PARTIAL]:
         note(f"{counts[JobState.PARTIAL]} job(s) only partially completed (counted as succeeded)")

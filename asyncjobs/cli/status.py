@@ -18,12 +18,12 @@ import click
 
 from .. import display
 from ..errors import JournalError, JournalLocked
-from ..journal import Loading, ReadOnlyJournal, SQLiteJournal, files, open_journal
+from ..journal import Journal, Loading, ReadOnlyJournal, files, open_journal
 from ..model import Job, JobState
 from .errors import EXIT_OK, EXIT_USAGE, Failure, run_async
 from .history import history_document, history_renderable
 from .logs import setup
-from .options import global_options, journal_option
+from .options import JournalLocation, campaign_name_option, global_options, journal_option, shown
 from .output import emit, note
 from .watch import watch_status
 
@@ -33,6 +33,7 @@ WATCH_INTERVAL = 2.0
 
 @click.command("status")
 @journal_option
+@campaign_name_option
 @click.option(
     "--state",
     "states",
@@ -58,7 +59,8 @@ WATCH_INTERVAL = 2.0
 @click.pass_context
 def status_command(
     ctx: click.Context,
-    journal: Path,
+    journal: JournalLocation,
+    campaign_name: str | None,
     states: tuple[str, ...],
     watch: float | None,
     job_id: str | None,
@@ -73,13 +75,15 @@ def status_command(
         raise click.UsageError("--watch shows the whole campaign: it takes no --job or --state")
 
     async def main() -> int:
-        if watch is not None:
-            return await watch_status(g, journal, watch)
-        if events:
+        if watch is not None or events:
+            if not isinstance(journal, Path):  # they read a SQLite snapshot
+                raise Failure("--watch and --events read a SQLite journal only, for now", EXIT_USAGE)
+            if watch is not None:
+                return await watch_status(g, journal, watch)
             assert job_id is not None
             emit(g, await history_document(journal, job_id), history_renderable)
             return EXIT_OK
-        doc = await status_document(journal, wanted, job_id)
+        doc = await status_document(journal, wanted, job_id, campaign_name)
         emit(g, doc, display.status_renderable)
         return EXIT_OK
 
@@ -100,7 +104,10 @@ def _parse_states(values: Iterable[str]) -> list[JobState]:
 
 
 async def status_document(
-    path: Path, states: Sequence[JobState], job_id: str | None = None
+    path: JournalLocation,
+    states: Sequence[JobState],
+    job_id: str | None = None,
+    campaign_name: str | None = None,
 ) -> dict[str, Any]:
     """``{"campaign", "journal", "total", "counts", "jobs"}`` for ``asyncjobs status`` (``jobs``:
     only ``job_id``'s row, if given).
@@ -108,14 +115,14 @@ async def status_document(
     While a run bulk-loads a new campaign, ``"loading": {"pid", "jobs", "stage"}`` says how far it has got.
     """
     try:
-        journal = await open_for_status(path)
+        journal = await open_for_status(path, campaign_name)
         try:
             if job_id is None:
                 rows = [job_row(job) async for job in journal.jobs(states or None)]
             else:
                 job = await journal.get(job_id)
                 if job is None:
-                    raise Failure(f"{path}: no job with id {job_id!r}", EXIT_USAGE)
+                    raise Failure(f"{shown(path)}: no job with id {job_id!r}", EXIT_USAGE)
                 rows = [job_row(job)] if not states or job.state in states else []
         finally:
             await journal.aclose()
@@ -123,7 +130,7 @@ async def status_document(
         raise Failure(exc.message, EXIT_USAGE) from exc
     doc: dict[str, Any] = {
         "campaign": journal.campaign,
-        "journal": str(path),
+        "journal": shown(path),
         "total": journal.counts().total,
         "counts": journal.counts().as_dict(),
         "jobs": rows,
@@ -135,8 +142,15 @@ async def status_document(
     return doc
 
 
-async def open_for_status(path: Path) -> SQLiteJournal | ReadOnlyJournal:
-    """The journal, or a read-only snapshot of it when a run holds it."""
+async def open_for_status(
+    path: JournalLocation, campaign_name: str | None = None
+) -> Journal | ReadOnlyJournal:
+    """The journal, or a read-only snapshot of it when a run holds it.
+
+    A PostgreSQL journal needs no lock to be read while workers run: it is opened as one more
+    worker that claims nothing, takes no lease and writes nothing but its recount."""
+    if isinstance(path, str):
+        return await open_journal(path, campaign=campaign_name, create=False)
     # the journal may have been planted or changed by another user: refuse it before reading it
     await anyio.to_thread.run_sync(files.check_all, path, "read")
     try:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..errors import AsyncJobsError
+from ..errors import AsyncJobsError, JournalConflict
 from ..journal.base import AddResult, Change, Journal, ShardStore
 from ..lifecycle import Event
 from ..metrics import campaign_metrics
@@ -51,6 +51,7 @@ from .outcomes import Outcomes
 from .reporting import CampaignEvent, Clock, KeyProgress, Progress, Reporter, Settings, Summary
 from .state import RunState
 from .tracker import Tracker
+from .workers import Workers
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -171,7 +172,11 @@ class Campaign:
                 await self._outcomes.resubmit_earlier_failures()
             dispatcher = Dispatcher(self._state, control, self._outcomes, self._reporter, adapters)
             tracker = Tracker(self._state, control, self._outcomes, self._reporter, adapters)
+            workers = Workers(self._state, control, self._outcomes, self._reporter, adapters)
+            if self._state.shared:
+                await workers.mirror()  # every worker's jobs, before the first claim
             async with anyio.create_task_group() as tg:
+                tg.start_soon(workers.run)
                 tg.start_soon(dispatcher.run, tg)
                 tg.start_soon(tracker.run, wait)
                 tg.start_soon(self._keep_paces, control)
@@ -200,7 +205,13 @@ class Campaign:
             for job in await self.journal.active():
                 adapter = adapters[job.service]
                 if job.state is JobState.SUBMITTING:
-                    job = await self._outcomes.reconcile(job, adapter, if_missing="not created")
+                    try:
+                        job = await self._outcomes.reconcile(job, adapter, if_missing="not created")
+                    except JournalConflict:  # a worker of a shared journal holds it: its create is under way
+                        self._reporter.emit(
+                            "job.unsettled", job, level="warning", hint="a worker is creating it"
+                        )
+                        continue
                     if job.state is JobState.SUBMITTING:  # could not look it up now
                         self._reporter.emit("job.unsettled", job, level="warning", hint="run cancel again")
                         continue
@@ -212,7 +223,9 @@ class Campaign:
                     unstoppable += 1
             for key in list(self.journal.counts_by_key()):
                 while batch := await self.journal.pending(key, 1000):
-                    await self.journal.transition_many([Change(j, Event.CANCEL, {}) for j in batch])
+                    # jobs a worker claimed meanwhile are its own; the rest of the batch is cancelled
+                    with contextlib.suppress(JournalConflict):
+                        await self.journal.transition_many([Change(j, Event.CANCEL, {}) for j in batch])
         return self._summary(interrupted=False, unstoppable=unstoppable)
 
     # --------------------------------------------------------------- internals

@@ -15,9 +15,8 @@ from collections import deque
 import anyio
 from anyio.abc import TaskGroup
 
-from ..errors import Fatal, LimitExceeded, ServiceError
+from ..errors import Fatal, JournalConflict, LimitExceeded, ServiceError
 from ..inquiry import Inquiry, Verdict
-from ..journal.base import Change
 from ..lifecycle import Event
 from ..limits import AdaptiveRate
 from ..model import Job, JobState, Service
@@ -65,8 +64,9 @@ class Dispatcher(RunPart):
             await state.wake_dispatch.wait(wake_at - state.clock())
 
     async def _take_slots(self, now: float, wake_at: float) -> tuple[list[list[Job]], frozenset[str], float]:
-        """Pending jobs of each key with free slots, the slots taken; the keys that are full;
-        and when a held-back key may claim again."""
+        """Jobs claimed for each key with free slots (the intent to create, committed before any
+        create call), the slots taken; the keys that are full; and when a held-back key may
+        claim again."""
         state, settings = self._state, self._state.settings
         room = 8 * settings.max_inflight_creates
         full: set[str] = set()
@@ -90,7 +90,8 @@ class Dispatcher(RunPart):
             take = min(free, room - planned)
             if take <= 0 or (take < free and take < room // 4):
                 continue
-            batch = await state.journal.pending(key, take)
+            # counted and claimed in one commit, under the key's cap across every worker
+            batch = await state.journal.claim(key, cap.cap, take, lease_seconds=settings.lease_seconds)
             if batch:
                 state.take_slots(key, batch)
                 batches.append(batch)
@@ -98,12 +99,8 @@ class Dispatcher(RunPart):
         return batches, frozenset(full), wake_at
 
     async def _claim(self, tg: TaskGroup, batches: list[list[Job]]) -> None:
-        # the intent to create, durable before any create call: one commit for all keys
-        changes = [Change(j, Event.CLAIM, {}) for b in batches for j in b]
-        claimed = iter(await self._state.journal.transition_many(changes))
         # keys take turns, so one key's batch does not queue for every create token first
-        per_key = [[next(claimed) for _ in batch] for batch in batches]
-        for turn in itertools.zip_longest(*per_key):
+        for turn in itertools.zip_longest(*batches):
             for job in turn:
                 if job is not None:
                     self._start_submit(tg, job, maybe_created=False)
@@ -131,6 +128,9 @@ class Dispatcher(RunPart):
                 job, maybe_created = self._ready.popleft()
                 try:
                     await self._submit(job, maybe_created)
+                except JournalConflict:  # a shared journal: another worker took the job over
+                    self._reporter.emit("job.taken_by_another", job, detail="another worker holds it")
+                    state.forget(job)
                 except Fatal as exc:  # a reconciliation's look-up could not be made
                     self._control.halt(exc)
                     state.notify()
@@ -161,7 +161,7 @@ class Dispatcher(RunPart):
                 if not attempts.maybe_created:
                     await self._outcomes.release(job, Event.DEFER, "stopped before the create was sent")
                 return  # else it stays submitting; reconciled on resume
-            if not await control.interruptible(functools.partial(rate.acquire, through_hold=probe)):
+            if not await control.interruptible(functools.partial(self._turn, job, rate, probe)):
                 continue
             probe = False
             inquiry = state.inquiries.get(job.quota_key)
@@ -206,6 +206,18 @@ class Dispatcher(RunPart):
         if refused.fatal is not None:
             self._control.halt(refused.fatal)
         return False
+
+    async def _turn(self, job: Job, rate: AdaptiveRate, probe: bool) -> None:
+        """Wait for this create's turn: at this worker's pace and, when workers share the
+        journal, at the campaign's (one bucket in the journal for every worker, at the pace
+        learned from throttles)."""
+        await rate.acquire(through_hold=probe)
+        state = self._state
+        if state.shared:
+            wait = await state.journal.take(state.bucket_key(job.service), rate.rate)
+            if wait > 0:
+                rate.held_back()
+                await anyio.sleep(wait)
 
     async def _accepted(self, job: Job, arn: str, rate: AdaptiveRate, sent: int) -> None:
         state = self._state

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import anyio
 
-from ..errors import AlreadyExists, NotFound, Throttled, Transient
+from ..errors import AlreadyExists, JournalConflict, NotFound, Throttled, Transient
 from ..journal.base import Change
 from ..lifecycle import OBSERVE, Event
 from ..model import Job, JobState
@@ -196,7 +196,11 @@ class Outcomes:
             async for job in journal.jobs([JobState.FAILED, JobState.EXPIRED])
             if self._earns_resubmission(job.state, job.attempt)
         ]
-        for job in await journal.transition_many(again):
+        try:
+            resubmitted = await journal.transition_many(again)
+        except JournalConflict:  # a shared journal: another worker starting too resubmitted them
+            return
+        for job in resubmitted:
             self._resubmitted(job)
 
     def _earns_resubmission(self, state: JobState, attempt: int) -> bool:

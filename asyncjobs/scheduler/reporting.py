@@ -56,6 +56,9 @@ class Settings:
     capacity_probe_after: float = 60.0
     #: Rounds of resubmitting a records line's failed records in new shards (``asyncjobs.records.stage``).
     retry_failed_records: int = 0
+    #: A shared journal: seconds a worker's claim on a job lasts unless its heartbeat renews it;
+    #: a dead worker's claimed jobs are taken over by another once it expires.
+    lease_seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ import anyio
 
 from ..inquiry import Inquiries
 from ..journal.base import Journal
+from ..journal.single import SingleProcessWorker
 from ..limits import AdaptiveRate, Capacity, backoff, default_limit
 from ..model import Job, JobState, Service
 from ..polling import Durations
@@ -83,6 +84,10 @@ class RunState:
         self, journal: Journal, settings: Settings, clock: Clock, rng: random.Random, region: str | None
     ) -> None:
         self.journal = journal
+        #: Whether other workers share the journal (PostgreSQL): then every worker's active jobs
+        #: hold slots here, mirrored from the journal (:mod:`.workers`), and leases decide who
+        #: reconciles a job whose create may have landed.
+        self.shared = not isinstance(journal, SingleProcessWorker)
         self.settings = settings
         self.clock = clock
         self.rng = rng
@@ -105,6 +110,8 @@ class RunState:
         self._rates: dict[str, AdaptiveRate] = {}
         #: Create paces learned by this run or an earlier one, by ``<service>:<region>``.
         self._learned: dict[str, float] = {}
+        #: The paces last read from a shared journal (another worker's, once they change).
+        self._seen_paces: dict[str, float] = {}
         #: Jobs handed to the submit workers whose create call has not yet returned.
         self._unsent: dict[str, str] = {}  # job id -> quota key
         self._unsent_keys: Counter[str] = Counter()
@@ -136,9 +143,62 @@ class RunState:
         for job in await self.journal.active():
             self._slots[job.quota_key].add(job.id)
             if job.state is JobState.SUBMITTING:
-                self._later[job.id] = (job, now)  # reconcile by repeating the same create
+                if not self.shared:  # shared: another worker's, or taken over once its lease expires
+                    self._later[job.id] = (job, now)  # reconcile by repeating the same create
             else:
                 self.tracked.put(job)
+
+    # ------------------------------------------------------ several workers
+    def taken_over(self, job: Job) -> None:
+        """``job`` (submitting) was another worker's, whose lease expired: reconcile it now by
+        repeating the same create, as a resume does."""
+        self._slots[job.quota_key].add(job.id)
+        self._later[job.id] = (job, self.clock())
+        self.notify()
+
+    def forget(self, job: Job) -> None:
+        """Another worker owns ``job`` now (its change to it came first): it is no longer ours."""
+        self._slots[job.quota_key].discard(job.id)
+        self._later.pop(job.id, None)
+        self.tracked.drop(job.id)
+        self.notify()
+
+    def mirror(self, active: Iterable[Job]) -> None:
+        """A shared journal: every worker's active jobs hold slots, and every created one is
+        tracked (one worker sweeps each kind for all). Jobs this worker is sending keep theirs."""
+        slots: dict[str, set[str]] = defaultdict(set)
+        created: set[str] = set()
+        for job in active:
+            slots[job.quota_key].add(job.id)
+            if job.state in (JobState.SUBMITTED, JobState.RUNNING):
+                created.add(job.id)
+                known = self.tracked.get(job.id)
+                if known is None or known.state is not job.state:
+                    self.tracked.put(job)
+        for job_id in list(self.tracked.jobs):
+            if job_id not in created:
+                self.tracked.drop(job_id)
+        for job_id, key in self._unsent.items():
+            slots[key].add(job_id)
+        for job, _ in self._later.values():
+            slots[job.quota_key].add(job.id)
+        self._slots = slots
+        self.notify()
+
+    def adopt_paces(self, paces: Mapping[str, float]) -> None:
+        """Paces another worker saved to a shared journal: the workers share one pace."""
+        for name, rate in self._rates.items():
+            key = self._pace_key(name)
+            pace = paces.get(key)
+            if pace is not None and pace != self._seen_paces.get(key) and pace != self._learned.get(key):
+                rate.adopt(pace)
+                self._learned[key] = pace
+            if pace is not None:
+                self._seen_paces[key] = pace
+
+    def bucket_key(self, service: Service) -> str:
+        """The shared create-rate bucket of ``service``'s AWS service and region."""
+        return f"create:{self._pace_key(service.aws_service)}"
 
     # -------------------------------------------------------------- slots
     def in_use(self, key: str) -> int:

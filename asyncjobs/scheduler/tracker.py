@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 
 from aiolimiter import AsyncLimiter
 
-from ..errors import Fatal, ServiceError
+from ..errors import Fatal, JournalConflict, ServiceError
 from ..model import Job, JobState, Service
 from ..polling import Active, KeyLoad, PollPolicy, bearing, next_sweep, urgent_keys
 from .parts import RunPart
@@ -60,8 +60,20 @@ class Tracker(RunPart):
                 if self._control.stopping:
                     break
                 last[service] = state.clock()
+                if not await self._holds_sweep(service):
+                    continue  # another worker sweeps this kind for every worker
                 changed = await self._sweep(list(state.tracked.by_service[service].values()), limiters)
                 idle[service] = 0 if changed else idle[service] + 1
+
+    async def _holds_sweep(self, service: Service) -> bool:
+        """Whether this worker sweeps ``service``: always alone; with a shared journal, while it
+        holds the kind's sweep lease. The lease outlasts the longest gap between sweeps, so the
+        worker sweeping a kind keeps it, and another takes it up soon after that worker is gone."""
+        state = self._state
+        if not state.shared:
+            return True
+        lease = max(5.0, 3 * state.settings.poll_interval)
+        return await state.journal.try_lease_sweep(str(service), lease)
 
     def _bearing(
         self, service: Service, jobs: Mapping[str, Job], waiting: frozenset[str], finishing: bool, now: float
@@ -137,5 +149,8 @@ class Tracker(RunPart):
             for job in jobs
             if (remote := result.found.get(job.arn or "")) is not None and state.tracked.get(job.id) is job
         ]
-        after = await self._outcomes.observe_many(seen)
+        try:
+            after = await self._outcomes.observe_many(seen)
+        except JournalConflict:  # another worker recorded a change first: the next mirror shows it
+            return True
         return any(new.state is not old.state for (old, _), new in zip(seen, after, strict=True))

@@ -1,0 +1,103 @@
+"""Several workers on one PostgreSQL journal: the quota-bound campaign with 1 worker and with 3.
+
+    python -m benchmarks.workers_bench [--jobs N] [--workers 1,3] [--runs N]
+
+The campaign and emulator of :mod:`benchmarks.quota_bound` (2 creates/s per service, 8 running
+Bedrock jobs per model, 3 Personalize jobs per kind, jobs of 2-4 s), the engine told no limit
+(``Settings()`` as ``asyncjobs_discovered``), so the workers must find and share the pace and
+the caps between them. Each run gets a fresh emulator with the same seed and a fresh PostgreSQL
+server (job names, hence the emulator's durations, are the same in every run). The workers are
+``Campaign`` objects in one process, each with its own journal connection and worker id: the
+claims, leases, rate bucket and sweep leases they share go through the database as between
+hosts. Reported per worker count, medians over ``--runs``: makespan, create throttles, status
+reads, duplicates; and the ratios of N workers to 1 (the goal: makespan <= 1.1x, no more
+throttles).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import statistics
+import time
+from typing import Any
+
+from asyncjobs.emulator.process import emulator_process
+from asyncjobs.journal.postgres import PostgresJournal
+from asyncjobs.model import JobState
+from asyncjobs.scheduler import Campaign, Settings
+
+from . import specs
+from .emulator import create_throttles, read_calls
+from .journal_bench import _location
+from .quota_bound import emulator_settings
+
+
+async def run_once(jobs: int, workers: int) -> dict[str, Any]:
+    """One campaign of ``jobs`` run by ``workers`` workers: its figures."""
+    with _location("postgres") as uri:
+        async with emulator_process(**emulator_settings()) as emu:
+            journals = [await PostgresJournal.open(uri, campaign="bench") for _ in range(workers)]
+            try:
+                await journals[0].add_specs(specs.job_specs(jobs))
+                campaigns = [
+                    Campaign(journal, endpoint_url=emu.url, region=specs.REGION, settings=Settings())
+                    for journal in journals
+                ]
+                started = time.perf_counter()
+                summaries = await asyncio.gather(*(campaign.run() for campaign in campaigns))
+                makespan = time.perf_counter() - started
+            finally:
+                for journal in journals:
+                    await journal.aclose()
+            stats = emu.stats()
+    return {
+        "makespan_s": round(makespan, 2),
+        "succeeded": summaries[0].counts[JobState.SUCCEEDED],
+        "create_throttles": create_throttles(stats),
+        "reads": read_calls(stats),
+        "duplicates": stats["duplicate_jobs"],
+        "creates_per_worker": [summary.creates for summary in summaries],
+    }
+
+
+async def run(jobs: int, worker_counts: list[int], runs: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for workers in worker_counts:
+        each = [await run_once(jobs, workers) for _ in range(runs)]
+        results[str(workers)] = {
+            "makespan_s": statistics.median(r["makespan_s"] for r in each),
+            "create_throttles": statistics.median(r["create_throttles"] for r in each),
+            "reads": statistics.median(r["reads"] for r in each),
+            "duplicates": max(r["duplicates"] for r in each),
+            "per_run": each,
+        }
+    first = results[str(worker_counts[0])]
+    for workers in worker_counts[1:]:
+        entry = results[str(workers)]
+        entry["makespan_vs_first"] = round(entry["makespan_s"] / first["makespan_s"], 3)
+        entry["throttles_vs_first"] = entry["create_throttles"] - first["create_throttles"]
+    return {"jobs": jobs, "runs": runs, "workers": results}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.workers_bench", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--jobs", type=int, default=120, help="jobs in the campaign (default 120)")
+    parser.add_argument("--workers", default="1,3", help="worker counts, comma-separated (default 1,3)")
+    parser.add_argument("--runs", type=int, default=1, help="runs of each worker count (median; default 1)")
+    args = parser.parse_args()
+    counts = [int(n) for n in args.workers.split(",")]
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")  # the emulator takes any credentials
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    logging.disable(logging.INFO)  # the figures, not every job's events
+    print(json.dumps(asyncio.run(run(args.jobs, counts, args.runs)), indent=2))
+
+
+if __name__ == "__main__":
+    main()

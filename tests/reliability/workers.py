@@ -1,0 +1,66 @@
+"""Blocking helpers for several workers on one PostgreSQL journal: start them, SIGKILL and
+replace them, and read the journal for :func:`~tests.reliability.harness.audit` (the multi-worker
+crash test and ``make chaos``)."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from asyncjobs.journal import open_journal
+from tests.reliability.harness import JournalView
+from tests.support.cli import Result, cli_env, finish, start_cli
+
+
+async def load_view(uri: str, campaign: str) -> JournalView:
+    journal = await open_journal(uri, campaign=campaign, create=False)
+    try:
+        jobs = {
+            job.id: {
+                "id": job.id,
+                "service": str(job.service),
+                "state": str(job.state),
+                "attempt": job.attempt,
+                "arn": job.arn,
+                "job_name": job.job_name,
+                "request": dict(job.request),
+                "last_error": job.last_error,
+            }
+            async for job in journal.jobs()
+        }
+        return JournalView(journal.campaign, jobs, await journal.events())
+    finally:
+        await journal.aclose()
+
+
+def run_workers(
+    args: Sequence[str],
+    workdir: Path,
+    *,
+    workers: int,
+    kills: int,
+    rng: random.Random,
+    every: tuple[float, float] = (1.0, 3.0),
+    timeout: float = 120,
+) -> tuple[list[Result], int]:
+    """Start ``workers`` runs of ``asyncjobs ARGS``; SIGKILL a random one ``kills`` times (every
+    ``every`` seconds, drawn), each replaced at once; then wait for all. The results of those not
+    killed, and the kills that landed: none once every worker has finished (the campaign ended)."""
+    env = cli_env(workdir)
+    running = [start_cli(*args, cwd=workdir, env=env) for _ in range(workers)]
+    landed = 0
+    for _ in range(kills):
+        time.sleep(rng.uniform(*every))
+        alive = [process for process in running if process.poll() is None]
+        if not alive:
+            break
+        victim = rng.choice(alive)
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate()
+        landed += 1
+        running.remove(victim)
+        running.append(start_cli(*args, cwd=workdir, env=env))
+    return [finish(process, timeout=timeout) for process in running], landed

@@ -1,0 +1,100 @@
+"""One worker's view of a shared journal: the mirror of every worker's jobs, and shared paces."""
+
+from __future__ import annotations
+
+import random
+from typing import cast
+
+from asyncjobs.journal.base import Journal
+from asyncjobs.limits import AdaptiveRate
+from asyncjobs.model import Job, JobState, Service
+from asyncjobs.scheduler import Settings
+from asyncjobs.scheduler.state import RunState
+
+KEY = "bedrock:m1"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def job(job_id: str, state: JobState, seq: int = 0) -> Job:
+    return Job(job_id, seq, Service.BEDROCK, KEY, state, 1, f"n-{job_id}", "t", {}, "d", arn=f"arn:{job_id}")
+
+
+def shared_state() -> RunState:
+    """A run's state on a journal that is not a single process's (another worker may share it)."""
+    return RunState(cast(Journal, object()), Settings(), Clock(), random.Random(0), None)
+
+
+def test_a_journal_other_workers_may_share_is_mirrored() -> None:
+    state = shared_state()
+    assert state.shared
+
+    state.mirror([job("a", JobState.SUBMITTING), job("b", JobState.SUBMITTED), job("c", JobState.RUNNING)])
+
+    assert state.in_use(KEY) == 3  # every worker's active jobs hold a slot
+    assert set(state.tracked.jobs) == {"b", "c"}  # the created ones are tracked (one worker sweeps all)
+    assert state.created_in(KEY) == 2
+
+
+def test_the_mirror_drops_what_ended_and_keeps_what_this_worker_is_sending() -> None:
+    state = shared_state()
+    state.mirror([job("b", JobState.SUBMITTED), job("c", JobState.RUNNING)])
+    mine = job("m", JobState.SUBMITTING)
+    state.take_slots(KEY, [mine])
+    state.handed_over(mine)  # claimed by this worker, its create not yet returned
+
+    state.mirror([job("c", JobState.RUNNING)])  # another worker saw b end; m's claim not yet read
+
+    assert set(state.tracked.jobs) == {"c"}
+    assert state.in_use(KEY) == 2  # c, and m which this worker is sending
+
+
+def test_the_mirror_keeps_a_tracked_job_that_did_not_change() -> None:
+    state = shared_state()
+    tracked = job("b", JobState.SUBMITTED)
+    state.mirror([tracked])
+
+    state.mirror([job("b", JobState.SUBMITTED)])  # the same job, read again
+
+    assert state.tracked.get("b") is tracked  # a sweep holding it still records what it saw
+
+
+def test_a_job_taken_over_is_reconciled_at_once_and_one_lost_is_forgotten() -> None:
+    state = shared_state()
+    orphan = job("o", JobState.SUBMITTING)
+
+    state.taken_over(orphan)
+
+    due, _ = state.due(state.clock())
+    assert due == [orphan]
+    assert state.in_use(KEY) == 1
+    state.forget(orphan)
+    assert state.in_use(KEY) == 0
+
+
+def test_a_pace_another_worker_learned_is_taken_up() -> None:
+    clock = Clock()
+    rate = AdaptiveRate(clock)
+    assert rate.slow_start and rate.learned is None
+
+    rate.adopt(2.5)
+
+    assert rate.rate == 2.5
+    assert not rate.slow_start
+    assert rate.learned == 2.5  # kept as this worker's learned pace too
+
+
+def test_paces_read_from_the_journal_are_adopted_once() -> None:
+    state = shared_state()
+    rate = state.rate(Service.BEDROCK)
+
+    state.adopt_paces({"bedrock:default": 1.5})
+
+    assert rate.rate == 1.5
+    assert state.changed_paces() == {}  # not saved back: it came from the journal
