@@ -2,8 +2,8 @@
 library against the emulator's one endpoint, its S3 inspected with boto3's own client.
 
 A real PostgreSQL (:mod:`tests.support.postgres`). Expected values come from the records the
-test writes: ``ceil(450 / 200)`` = 3 near-equal shards of 150, ids in input order.
-(The command takes ``--journal postgresql://...`` once it runs workers on PostgreSQL.)
+test writes: ``ceil(450 / 200)`` = 3 near-equal shards of 150, ids in input order. (The same
+through the command: ``tests/acceptance/test_cli_records.py``.)
 """
 
 from __future__ import annotations
