@@ -11,7 +11,7 @@ from ..errors import JournalError
 from ..records.collected import campaign_results
 from .errors import EXIT_OK, EXIT_USAGE, Failure, run_async
 from .logs import setup
-from .options import global_options, journal_option
+from .options import JournalLocation, campaign_name_option, global_options, journal_option, shown
 from .output import emit
 from .session import make_session, require_credentials, warn_if_unverified
 
@@ -27,9 +27,16 @@ from .session import make_session, require_credentials, warn_if_unverified
     help="Folder for the results files, DIR/<id>.jsonl.",
 )
 @click.option("--id", "ids", multiple=True, metavar="ID", help="Only this records line; repeatable.")
+@campaign_name_option
 @global_options
 @click.pass_context
-def results_command(ctx: click.Context, journal: Path, out_dir: Path, ids: tuple[str, ...]) -> int:
+def results_command(
+    ctx: click.Context,
+    journal: JournalLocation,
+    out_dir: Path,
+    ids: tuple[str, ...],
+    campaign_name: str | None,
+) -> int:
     """Write DIR/<id>.jsonl for each records line: one line per input record, in input order.
 
     Bedrock lines hold {"recordId", "modelOutput"} or {"recordId", "error"}; Personalize
@@ -47,6 +54,7 @@ def results_command(ctx: click.Context, journal: Path, out_dir: Path, ids: tuple
                 journal,
                 out_dir,
                 ids=ids or None,
+                campaign=campaign_name,
                 session=session,
                 region=g.region,
                 endpoint_url=g.endpoint_url,
@@ -55,9 +63,9 @@ def results_command(ctx: click.Context, journal: Path, out_dir: Path, ids: tuple
         except JournalError as exc:
             raise Failure(exc.message, EXIT_USAGE) from exc
         except KeyError as exc:
-            raise Failure(f"{journal}: no records line with id {exc.args[0]!r}", EXIT_USAGE) from exc
+            raise Failure(f"{shown(journal)}: no records line with id {exc.args[0]!r}", EXIT_USAGE) from exc
         doc = {
-            "journal": str(journal),
+            "journal": shown(journal),
             "out": str(out_dir),
             "lines": [
                 {

@@ -3,8 +3,10 @@
 One transaction under the campaign's ingest lock (an advisory lock), so workers that start
 together ingest one after the other: the first adds the specs, a later one finds them identical
 and joins (a changed spec raises :class:`~asyncjobs.errors.SpecChanged`, a repeated id or job
-name :class:`~asyncjobs.errors.CampaignError` naming both places). The input is read and encoded
-in a worker thread, batch by batch, so a million-line campaign does not hold up the event loop.
+name :class:`~asyncjobs.errors.CampaignError` naming both places). A records shard job's shard
+row (:mod:`.shards`) is written in the same transaction as its job row. The input is read and
+encoded in a worker thread, batch by batch, so a million-line campaign does not hold up the
+event loop.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from ..model import JobSpec
 from .ingest import check_new_rows, encode_rows, name_taken
 from .pg_schema import INGEST_COLUMNS
 from .pg_session import Attempt, Connection, Session
+from .shards import INSERT_COLUMNS as SHARD_COLUMNS
+from .shards import shard_rows
 
 BATCH = 5000
 
@@ -80,6 +84,8 @@ async def ingest(
                     rows, skipped = await _skip_known(conn, campaign, rows, number)
                     existing += skipped
                 await _copy(conn, campaign, rows)
+                added_ids = {r[ID] for r in rows}
+                await _insert_shards(conn, campaign, [s for s in batch if s.id in added_ids])
                 added.update(r[QUOTA_KEY] for r in rows)
         return added, existing
 
@@ -89,6 +95,21 @@ async def ingest(
             on_commit(result[0])
 
     return await session.call(work, retry="never", on_commit=committed)
+
+
+async def _insert_shards(conn: Connection, campaign: str, specs: list[JobSpec]) -> None:
+    """The shard rows of the shard specs among ``specs`` (their job rows were just added)."""
+    rows = shard_rows(specs)
+    if not rows:
+        return
+    columns = list(zip(*rows, strict=True))
+    await conn.execute(
+        f"INSERT INTO asyncjobs_shards (campaign, {', '.join(SHARD_COLUMNS)})"
+        " SELECT %s::text, * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+        " %s::int[])"
+        " ON CONFLICT (campaign, job_id) DO NOTHING",
+        (campaign, *(list(c) for c in columns)),
+    )
 
 
 async def _skip_known(conn: Connection, campaign: str, rows: list[Row], number: int) -> tuple[list[Row], int]:

@@ -5,6 +5,10 @@ Created on first use, under an advisory lock so that workers starting together d
 seconds since the epoch (``double precision``), as in the SQLite journal; lease and bucket
 times come from the database's clock (:data:`NOW`), so hosts whose clocks disagree still agree
 on when a lease expires. PostgreSQL 13 or later (``pg_xact_status`` on ``xid8``).
+
+A table added after a database was made (``asyncjobs_shards``) is created when a worker of a
+later asyncjobs opens it (every statement is ``IF NOT EXISTS``): an older asyncjobs ignores the
+table, so the schema version stays.
 """
 
 from __future__ import annotations
@@ -87,7 +91,28 @@ STATEMENTS = (
         expires  double precision NOT NULL,
         PRIMARY KEY (campaign, kind)
     )""",
+    # a records shard per shard job, beside its job row (asyncjobs.journal.shards)
+    """CREATE TABLE IF NOT EXISTS asyncjobs_shards (
+        campaign     text NOT NULL REFERENCES asyncjobs_campaigns (name) ON DELETE CASCADE,
+        job_id       text NOT NULL,
+        line_id      text NOT NULL,
+        service      text NOT NULL,
+        shard        text NOT NULL,
+        input_uri    text NOT NULL,
+        retry_round  integer NOT NULL,
+        uploaded_at  double precision,
+        output_uri   text,
+        manifest_uri text,
+        manifest     text,
+        collected_at double precision,
+        PRIMARY KEY (campaign, job_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS asyncjobs_shards_by_line"
+    " ON asyncjobs_shards (campaign, line_id, retry_round, job_id)",
 )
+
+#: The table made last: a database without it is brought up to date by :data:`STATEMENTS`.
+NEWEST_TABLE = "asyncjobs_shards"
 
 #: The columns of a job row: the same as SQLite's, so one codec reads both.
 JOB_COLUMNS = schema.JOB_COLUMNS

@@ -44,11 +44,12 @@ from .. import lifecycle
 from ..errors import JournalConflict, JournalError, JournalSchemaError, JournalUnavailable
 from ..lifecycle import Event
 from ..model import Job, JobSpec, JobState, StateCounts, evolve
-from . import location, pg_ingest
+from . import location, pg_ingest, shards
 from .base import AddResult, Change, EventRecord
-from .pg_schema import JOB_COLUMNS, NOW, SCHEMA_LOCK, SCHEMA_VERSION, STATEMENTS
+from .pg_schema import JOB_COLUMNS, NEWEST_TABLE, NOW, SCHEMA_LOCK, SCHEMA_VERSION, STATEMENTS
 from .pg_session import Connection, Session, connect, one_line
 from .schema import row_to_job
+from .shards import ShardRow
 from .single import new_worker_id
 
 log = structlog.get_logger("asyncjobs.journal")
@@ -153,8 +154,9 @@ class PostgresJournal:
 
     @staticmethod
     async def _prepare(conn: Connection, shown: str) -> None:
-        """Create the tables once per database; refuse a schema newer than this asyncjobs."""
-        found = await (await conn.execute("SELECT to_regclass('asyncjobs_schema') IS NOT NULL")).fetchone()
+        """Create the tables once per database (and those added since it was made); refuse a
+        schema newer than this asyncjobs."""
+        found = await (await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (NEWEST_TABLE,))).fetchone()
         if not (found and found[0]):
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
@@ -282,6 +284,58 @@ class PostgresJournal:
         added, existing = await pg_ingest.ingest(self._session, self._campaign, specs, on_commit=count)
         log.debug("asyncjobs.journal.ingested", added=added.total(), existing=existing)
         return AddResult(added=added.total(), existing=existing)
+
+    # ---------------------------------------------------------- records shards
+    async def shard(self, job_id: str) -> ShardRow | None:
+        """The shard of the shard job ``job_id`` (None for any other job)."""
+        found = await self._select_shards("job_id = %s", (job_id,))
+        return found[0] if found else None
+
+    async def shards(self, line_id: str | None = None) -> list[ShardRow]:
+        """Every shard (of the records line ``line_id``), by line, retry round and shard."""
+        if line_id is None:
+            return await self._select_shards("true", ())
+        return await self._select_shards("line_id = %s", (line_id,))
+
+    async def _select_shards(self, where: str, args: Sequence[Any]) -> list[ShardRow]:
+        async def body(conn: Connection) -> list[ShardRow]:
+            cur = await conn.execute(
+                f"SELECT {shards.COLUMNS} FROM asyncjobs_shards WHERE campaign = %s AND {where}"
+                " ORDER BY line_id, retry_round, job_id",
+                (self._campaign, *args),
+            )
+            return [shards.decode_row(r) for r in await cur.fetchall()]
+
+        return await self._session.read(body)
+
+    async def mark_uploaded(self, job_id: str) -> None:
+        """The shard's input object is in S3 (committed on return)."""
+
+        async def body(conn: Connection) -> None:
+            await conn.execute(
+                "UPDATE asyncjobs_shards SET uploaded_at = %s"
+                " WHERE campaign = %s AND job_id = %s AND uploaded_at IS NULL",
+                (time.time(), self._campaign, job_id),
+            )
+
+        with anyio.CancelScope(shield=True):
+            await self._session.write(body)
+
+    async def record_output(
+        self, job_id: str, output_uri: str, manifest_uri: str | None, manifest: Any
+    ) -> None:
+        """Where the shard job's outputs are, and its manifest (committed on return)."""
+        text = shards.encode_manifest(manifest)
+
+        async def body(conn: Connection) -> None:
+            await conn.execute(
+                "UPDATE asyncjobs_shards SET output_uri = %s, manifest_uri = %s, manifest = %s,"
+                " collected_at = %s WHERE campaign = %s AND job_id = %s",
+                (output_uri, manifest_uri, text, time.time(), self._campaign, job_id),
+            )
+
+        with anyio.CancelScope(shield=True):
+            await self._session.write(body)
 
     # ----------------------------------------------------------------- reads
     async def _select_jobs(self, where: str, args: Sequence[Any]) -> list[Job]:

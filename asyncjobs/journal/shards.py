@@ -69,7 +69,7 @@ class ShardRow:
     collected_at: float | None
 
 
-_COLUMNS = (
+COLUMNS = (
     "job_id, line_id, service, shard, input_uri, retry_round, uploaded_at, output_uri,"
     " manifest_uri, manifest, collected_at"
 )
@@ -89,9 +89,13 @@ def line_and_round(line_id: str) -> tuple[str, int]:
     return found["line"], int(found["round"])
 
 
-def insert_shards(conn: sqlite3.Connection, specs: Iterable[JobSpec]) -> None:
-    """Rows for the shard specs among ``specs`` (inside the ingest's transaction); a shard
-    already journaled is left as it is (its spec is the same, or ingest refused it)."""
+#: The columns of a row of :func:`shard_rows`, as an ingest writes them.
+INSERT_COLUMNS = ("job_id", "line_id", "service", "shard", "input_uri", "retry_round")
+
+
+def shard_rows(specs: Iterable[JobSpec]) -> list[tuple[str, str, str, str, str, int]]:
+    """A row (:data:`INSERT_COLUMNS`) for each shard spec among ``specs``; the SQLite and the
+    PostgreSQL ingest both write these."""
     # imported here: the journal does not depend on the records package otherwise
     from ..records.expand import ShardSpec
 
@@ -101,15 +105,23 @@ def insert_shards(conn: sqlite3.Connection, specs: Iterable[JobSpec]) -> None:
             line, round_ = line_and_round(spec.line_id)
             shard = orjson.dumps(spec.shard.as_dict()).decode()
             rows.append((spec.id, line, str(spec.service), shard, spec.input_uri, round_))
+    return rows
+
+
+def insert_shards(conn: sqlite3.Connection, specs: Iterable[JobSpec]) -> None:
+    """Rows for the shard specs among ``specs`` (inside the ingest's transaction); a shard
+    already journaled is left as it is (its spec is the same, or ingest refused it)."""
+    rows = shard_rows(specs)
     if rows:
         conn.executemany(
-            "INSERT INTO shards (job_id, line_id, service, shard, input_uri, retry_round)"
+            f"INSERT INTO shards ({', '.join(INSERT_COLUMNS)})"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING",
             rows,
         )
 
 
-def _row(values: Sequence[Any]) -> ShardRow:
+def decode_row(values: Sequence[Any]) -> ShardRow:
+    """The :class:`ShardRow` of a row read as :data:`COLUMNS` (either journal)."""
     job_id, line, service, shard, uri, round_, uploaded, out, man_uri, manifest, collected = values
     return ShardRow(
         job_id=job_id,
@@ -127,23 +139,28 @@ def _row(values: Sequence[Any]) -> ShardRow:
 
 
 def get_shard(conn: sqlite3.Connection, job_id: str) -> ShardRow | None:
-    found = conn.execute(f"SELECT {_COLUMNS} FROM shards WHERE job_id = ?", (job_id,)).fetchone()
-    return None if found is None else _row(found)
+    found = conn.execute(f"SELECT {COLUMNS} FROM shards WHERE job_id = ?", (job_id,)).fetchone()
+    return None if found is None else decode_row(found)
 
 
 def all_shards(conn: sqlite3.Connection, line_id: str | None = None) -> list[ShardRow]:
     """Every shard (of one line), by line, round and shard id (input order within a round)."""
     where, args = ("WHERE line_id = ?", (line_id,)) if line_id is not None else ("", ())
     rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM shards {where} ORDER BY line_id, retry_round, job_id", args
+        f"SELECT {COLUMNS} FROM shards {where} ORDER BY line_id, retry_round, job_id", args
     ).fetchall()
-    return [_row(r) for r in rows]
+    return [decode_row(r) for r in rows]
 
 
 def mark_uploaded(conn: sqlite3.Connection, job_id: str) -> None:
     conn.execute(
         "UPDATE shards SET uploaded_at = ? WHERE job_id = ? AND uploaded_at IS NULL", (time.time(), job_id)
     )
+
+
+def encode_manifest(manifest: Any) -> str | None:
+    """The ``manifest`` column's text (JSON) for ``manifest`` (either journal)."""
+    return None if manifest is None else orjson.dumps(manifest).decode()
 
 
 def record_output(
@@ -154,7 +171,7 @@ def record_output(
         (
             output_uri,
             manifest_uri,
-            None if manifest is None else orjson.dumps(manifest).decode(),
+            encode_manifest(manifest),
             time.time(),
             job_id,
         ),

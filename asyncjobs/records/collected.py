@@ -18,6 +18,7 @@ import os
 from collections.abc import Iterable
 from typing import Any
 
+from asyncjobs.errors import JournalError
 from asyncjobs.journal.base import ShardStore
 from asyncjobs.records.results import ResultSummary, write_results
 from asyncjobs.records.s3 import open_s3
@@ -49,18 +50,22 @@ async def campaign_results(
     out_dir: str | os.PathLike[str],
     *,
     ids: Iterable[str] | None = None,
+    campaign: str | None = None,
     session: Any = None,
     region: str | None = None,
     endpoint_url: str | None = None,
     verify: bool | str | None = None,
 ) -> list[ResultSummary]:
     """:func:`write_journal_results` for the journal at ``journal_path`` (which must exist;
-    a run holding it must end first), with an S3 client from ``session`` (an
-    ``aioboto3.Session``; the default credential chain if None)."""
-    from asyncjobs.journal import SQLiteJournal
+    a run holding a SQLite file must end first), with an S3 client from ``session`` (an
+    ``aioboto3.Session``; the default credential chain if None). ``journal_path`` may be a
+    ``postgresql://`` URI; ``campaign`` names the campaign in it (needed when it holds several)."""
+    from asyncjobs.journal import open_journal
 
     async with contextlib.AsyncExitStack() as stack:
-        journal = await SQLiteJournal.open(journal_path, create=False)
+        journal = await open_journal(journal_path, campaign=campaign, create=False)
         stack.push_async_callback(journal.aclose)
+        if not isinstance(journal, ShardStore):  # both journals keep shards; a new one must too
+            raise JournalError(f"journal {journal.path}: keeps no records shards")
         s3 = await open_s3(stack, session, region=region, endpoint_url=endpoint_url, verify=verify)
         return await write_journal_results(journal, s3, out_dir, ids=ids)

@@ -98,6 +98,46 @@ async def test_records_line_sharded_uploaded_run_and_joined_back(
     assert "summaries" in table.stdout and "450" in table.stdout
 
 
+async def test_records_line_on_a_postgres_journal(
+    cli: Cli, make_emulator: MakeEmulator, postgres_database: Callable[[str], str], tmp_path: Path
+) -> None:
+    emu = await make_emulator(output_order="shuffled")
+    await off(make_buckets, emu.url)
+    records = prompts(450)
+    write_jsonl(tmp_path / "prompts.jsonl", records)
+    campaign = write_campaign(tmp_path / "campaign.jsonl", [bedrock_line()])
+    uri = postgres_database("records")
+    run_args = (
+        "run", str(campaign), "--journal", uri, "--campaign-name", "recs", "--endpoint-url", emu.url,
+        "--output", "json", "--records-per-job", "200", *FAST_POLL,
+    )  # fmt: skip
+
+    ran = await cli(*run_args)
+
+    assert ran.code == 0, ran
+    doc = ran.json()
+    assert doc["counts"]["succeeded"] == 3
+    assert (doc["uploads"]["shards_uploaded"], doc["uploads"]["records_sent"]) == (3, 450)
+    objects = await off(staged, emu.url, "staging/")
+    assert sorted(len(body.splitlines()) for body in objects.values()) == [150, 150, 150]
+    assert all(key.startswith("staging/recs/summaries/") for key in objects)
+
+    again = await cli(*run_args)  # a second worker with the same campaign file: nothing new is sent
+    assert again.code == 0, again
+    assert set((await off(uploads_per_key, emu.url)).values()) == {1}
+    assert emu.stats()["jobs_total"] == 3
+
+    shown = await cli(
+        "results", "--journal", uri, "--campaign-name", "recs", "--out", "out",
+        "--endpoint-url", emu.url, "--output", "json",
+    )  # fmt: skip
+    assert shown.code == 0, shown
+    [line] = shown.json()["lines"]
+    assert (line["id"], line["records"], line["succeeded"], line["failed"]) == ("summaries", 450, 450, 0)
+    lines = result_lines(tmp_path / "out" / "summaries.jsonl")
+    assert [r["recordId"] for r in lines] == expected_ids(records)  # one per record, input order
+
+
 async def test_bad_records_file_exit_2_names_the_line_and_uploads_nothing(
     cli: Cli, make_emulator: MakeEmulator, tmp_path: Path
 ) -> None:

@@ -1,8 +1,8 @@
 """The journal's records shards (``ShardStore``): written with their jobs, all or nothing, and
 what became of each shard kept across reopenings.
 
-Run over every journal that keeps shards: SQLite now; a PostgreSQL journal joins the
-``opener`` parameters when it implements :class:`~asyncjobs.journal.base.ShardStore`.
+Run over every journal that keeps shards (:class:`~asyncjobs.journal.base.ShardStore`): SQLite
+and PostgreSQL (a real server, :mod:`tests.support.postgres`).
 """
 
 from __future__ import annotations
@@ -13,15 +13,18 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from asyncjobs.errors import CampaignError
 from asyncjobs.journal import SQLiteJournal, open_journal
 from asyncjobs.journal.base import ShardStore
+from asyncjobs.journal.postgres import PostgresJournal
 from asyncjobs.model import JobSpec, Service
 from asyncjobs.records import RecordsOptions, ShardSpec, expand_records_line
 
-Opener = Callable[..., Awaitable[SQLiteJournal]]
+Journal = SQLiteJournal | PostgresJournal
+Opener = Callable[..., Awaitable[Journal]]
 REQUEST = {
     "roleArn": "arn:aws:iam::123456789012:role/R",
     "modelId": "m1",
@@ -30,12 +33,19 @@ REQUEST = {
 }
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "postgres"])
 async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
-    opened: list[SQLiteJournal] = []
+    opened: list[Journal] = []
+    make_database = request.getfixturevalue("postgres_database") if request.param == "postgres" else None
 
-    async def open_(name: str = "j.db") -> SQLiteJournal:
-        journal = await open_journal(tmp_path / name, campaign="camp")
+    async def open_(name: str = "j.db") -> Journal:
+        journal: Journal
+        if make_database is None:
+            journal = await open_journal(tmp_path / name, campaign="camp")
+        else:
+            opened_pg = await open_journal(make_database(name), campaign="camp")
+            assert isinstance(opened_pg, PostgresJournal)
+            journal = opened_pg
         opened.append(journal)
         return journal
 
@@ -131,3 +141,39 @@ async def test_a_journal_made_before_shards_gains_the_table(tmp_path: Path) -> N
         assert await journal.shards() == []
         await journal.add_specs(shard_specs(tmp_path))
         assert len(await journal.shards()) == 3
+
+
+async def test_a_postgres_database_made_before_shards_gains_the_table(
+    postgres_database: Callable[[str], str], tmp_path: Path
+) -> None:
+    uri = postgres_database("old")
+    async with await open_journal(uri, campaign="camp"):
+        pass
+    with psycopg.connect(uri, autocommit=True) as conn:
+        conn.execute("DROP TABLE asyncjobs_shards")  # as a database of an earlier version
+    async with await open_journal(uri, campaign="camp") as journal:
+        assert isinstance(journal, PostgresJournal)
+        assert await journal.shards() == []
+        await journal.add_specs(shard_specs(tmp_path))
+        assert len(await journal.shards()) == 3
+    with psycopg.connect(uri) as conn:
+        assert conn.execute("SELECT version FROM asyncjobs_schema").fetchall() == [(1,)]
+
+
+async def test_a_postgres_worker_joining_adds_no_shard(
+    postgres_database: Callable[[str], str], tmp_path: Path
+) -> None:
+    uri = postgres_database("shared")
+    specs = shard_specs(tmp_path)
+    async with (
+        await open_journal(uri, campaign="camp") as first,
+        await open_journal(uri, campaign="camp") as second,
+    ):
+        assert isinstance(first, PostgresJournal) and isinstance(second, PostgresJournal)
+        assert (await first.add_specs(specs)).added == 3
+        await first.mark_uploaded("summaries/00001")
+        joined = await second.add_specs(specs)
+        assert (joined.added, joined.existing) == (0, 3)
+        rows = await second.shards()
+        assert [r.job_id for r in rows] == ["summaries/00001", "summaries/00002", "summaries/00003"]
+        assert rows[0].uploaded_at is not None  # what the first worker recorded is kept
