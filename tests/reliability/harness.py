@@ -61,8 +61,9 @@ class JournalView:
         return [e for e in self.events if e.event == name]
 
 
-async def load_journal(path: Path) -> JournalView:
-    journal = await open_journal(path, create=False)
+async def load_journal(path: Path | str, campaign: str | None = None) -> JournalView:
+    """Every job and event of the journal at ``path`` (a SQLite file or a PostgreSQL URI)."""
+    journal = await open_journal(path, campaign=campaign, create=False)
     try:
         jobs = {
             job.id: {

@@ -10,30 +10,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from asyncjobs.journal import open_journal
-from tests.reliability.harness import JournalView
+from tests.reliability.harness import JournalView, load_journal
 from tests.support.cli import Result, cli_env, finish, start_cli
 
 
 async def load_view(uri: str, campaign: str) -> JournalView:
-    journal = await open_journal(uri, campaign=campaign, create=False)
-    try:
-        jobs = {
-            job.id: {
-                "id": job.id,
-                "service": str(job.service),
-                "state": str(job.state),
-                "attempt": job.attempt,
-                "arn": job.arn,
-                "job_name": job.job_name,
-                "request": dict(job.request),
-                "last_error": job.last_error,
-            }
-            async for job in journal.jobs()
-        }
-        return JournalView(journal.campaign, jobs, await journal.events())
-    finally:
-        await journal.aclose()
+    return await load_journal(uri, campaign)
 
 
 def run_workers(
