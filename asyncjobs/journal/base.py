@@ -17,6 +17,7 @@ committed. Implementations group concurrent changes into one commit.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -205,3 +206,16 @@ class ShardStore(Protocol):
     ) -> None:
         """Where the shard job's outputs are, and its manifest (committed on return)."""
         ...
+
+
+def total_counts(per_key: Mapping[str, Mapping[JobState, int]]) -> StateCounts:
+    """Jobs per state over every quota key, from a journal's counts kept per key."""
+    total: Counter[JobState] = Counter()
+    for counts in per_key.values():
+        total.update(counts)
+    return StateCounts({s: n for s, n in total.items() if n})
+
+
+def key_counts(per_key: Mapping[str, Mapping[JobState, int]]) -> dict[str, StateCounts]:
+    """Jobs per state for each quota key, from a journal's counts kept per key."""
+    return {k: StateCounts({s: n for s, n in c.items() if n}) for k, c in per_key.items()}

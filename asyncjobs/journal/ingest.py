@@ -115,7 +115,7 @@ class Ingest:
                     for name in JOB_INDEXES:
                         conn.execute(f"DROP INDEX {name}")
                     self._note_loading(0, "inserting")
-                for batch in _batches(specs, BATCH):
+                for batch in batches(specs, BATCH):
                     rows = encode_rows(batch, self._campaign, ingest)
                     if bulk:
                         self._insert_many(rows)
@@ -248,7 +248,8 @@ class Ingest:
             raise name_taken(name, first, names)
 
 
-def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of ``size`` (the last may be shorter); both journals ingest this way."""
     batch: list[T] = []
     for item in items:
         batch.append(item)

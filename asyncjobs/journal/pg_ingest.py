@@ -12,7 +12,7 @@ event loop.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import anyio
@@ -20,7 +20,7 @@ from psycopg import errors as pgerrors
 
 from ..errors import CampaignError, JournalError, SpecChanged
 from ..model import JobSpec
-from .ingest import check_new_rows, encode_rows, name_taken
+from .ingest import batches, check_new_rows, encode_rows, name_taken
 from .pg_schema import INGEST_COLUMNS
 from .pg_session import Attempt, Connection, Session
 from .shards import INSERT_COLUMNS as SHARD_COLUMNS
@@ -34,17 +34,6 @@ T = TypeVar("T")
 ID, QUOTA_KEY, DIGEST, JOB_NAME, SOURCE = 0, 2, 4, 6, 7
 
 
-def _batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 async def ingest(
     session: Session,
     campaign: str,
@@ -53,7 +42,7 @@ async def ingest(
 ) -> tuple[Counter[str], int]:
     """Add ``specs`` to ``campaign``: the specs added per quota key (given to ``on_commit`` once
     committed), and how many were there already."""
-    chunks = _batches(specs, BATCH)
+    chunks = batches(specs, BATCH)
 
     def next_batch() -> list[JobSpec] | None:
         return next(chunks, None)

@@ -45,7 +45,7 @@ from ..errors import JournalConflict, JournalError, JournalSchemaError, JournalU
 from ..lifecycle import Event
 from ..model import Job, JobSpec, JobState, StateCounts, evolve
 from . import location, pg_ingest, shards
-from .base import AddResult, Change, EventRecord
+from .base import AddResult, Change, EventRecord, key_counts, total_counts
 from .pg_schema import JOB_COLUMNS, NEWEST_TABLE, NOW, SCHEMA_LOCK, SCHEMA_VERSION, STATEMENTS
 from .pg_session import Connection, Session, connect, one_line
 from .schema import row_to_job
@@ -239,13 +239,10 @@ class PostgresJournal:
         return self._worker
 
     def counts(self) -> StateCounts:
-        total: Counter[JobState] = Counter()
-        for per_key in self._counts.values():
-            total.update(per_key)
-        return StateCounts({s: n for s, n in total.items() if n})
+        return total_counts(self._counts)
 
     def counts_by_key(self) -> Mapping[str, StateCounts]:
-        return {k: StateCounts({s: n for s, n in c.items() if n}) for k, c in self._counts.items()}
+        return key_counts(self._counts)
 
     async def refresh(self) -> None:
         async def read(conn: Connection) -> None:

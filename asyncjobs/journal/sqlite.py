@@ -32,7 +32,7 @@ from ..errors import JournalError, JournalUnwritable
 from ..lifecycle import Event
 from ..model import Job, JobSpec, JobState, StateCounts, evolve
 from . import files, schema, shards
-from .base import AddResult, Change, EventRecord
+from .base import AddResult, Change, EventRecord, key_counts, total_counts
 from .commit import GroupCommit
 from .ingest import Ingest
 from .lock import JournalLock
@@ -163,13 +163,10 @@ class SQLiteJournal(SingleProcessWorker):  # the several-worker primitives, for 
         return str(self._path)
 
     def counts(self) -> StateCounts:
-        total: Counter[JobState] = Counter()
-        for per_key in self._counts.values():
-            total.update(per_key)
-        return StateCounts({s: n for s, n in total.items() if n})
+        return total_counts(self._counts)
 
     def counts_by_key(self) -> Mapping[str, StateCounts]:
-        return {k: StateCounts({s: n for s, n in c.items() if n}) for k, c in self._counts.items()}
+        return key_counts(self._counts)
 
     async def _run(self, fn: Callable[[], T]) -> T:
         return await anyio.to_thread.run_sync(fn, limiter=self._db)
