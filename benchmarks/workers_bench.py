@@ -11,19 +11,26 @@ server (job names, hence the emulator's durations, are the same in every run). T
 claims, leases, rate bucket and sweep leases they share go through the database as between
 hosts. Reported per worker count, medians over ``--runs``: makespan, create throttles, status
 reads, duplicates; and the ratios of N workers to 1 (the goal: makespan <= 1.1x, no more
-throttles).
+throttles). The figures are printed and written to ``--figures`` (``benchmarks/workers.json`` by
+default), with the date, the commit and the machine's load average when the runs began: the
+makespan is noisy on a busy machine, so compare medians of runs made on the same machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import logging
 import os
 import statistics
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
+
+import structlog
 
 from asyncjobs.emulator.process import emulator_process
 from asyncjobs.journal.postgres import PostgresJournal
@@ -34,6 +41,8 @@ from . import specs
 from .emulator import create_throttles, read_calls
 from .journal_bench import _location
 from .quota_bound import emulator_settings
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 async def run_once(jobs: int, workers: int) -> dict[str, Any]:
@@ -90,13 +99,43 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=120, help="jobs in the campaign (default 120)")
     parser.add_argument("--workers", default="1,3", help="worker counts, comma-separated (default 1,3)")
     parser.add_argument("--runs", type=int, default=1, help="runs of each worker count (median; default 1)")
+    parser.add_argument(
+        "--figures",
+        default=str(REPO / "benchmarks" / "workers.json"),
+        help="where to write the figures as JSON (default benchmarks/workers.json; '-' for nowhere)",
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.workers.split(",")]
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")  # the emulator takes any credentials
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
-    logging.disable(logging.INFO)  # the figures, not every job's events
-    print(json.dumps(asyncio.run(run(args.jobs, counts, args.runs)), indent=2))
+    # the figures, not every job's events (the engine logs through structlog)
+    logging.disable(logging.INFO)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    load = os.getloadavg()[0]
+    figures = asyncio.run(run(args.jobs, counts, args.runs))
+    document = {
+        "date": datetime.date.today().isoformat(),
+        "commit": _commit(),
+        "command": f"python -m benchmarks.workers_bench --jobs {args.jobs} --workers {args.workers}"
+        f" --runs {args.runs}",
+        "load_average_at_start": round(load, 2),
+        **figures,
+    }
+    text = json.dumps(document, indent=2)
+    print(text)
+    if args.figures != "-":
+        Path(args.figures).write_text(text + "\n", encoding="utf-8")
+
+
+def _commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
 
 
 if __name__ == "__main__":
