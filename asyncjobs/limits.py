@@ -50,8 +50,17 @@ def backoff(attempt: int, rng: random.Random, *, base: float = 0.5, cap: float =
 class AdaptiveRate:
     """The create-call pace of one (service, region), in calls per second."""
 
-    def __init__(self, clock: Clock, *, ceiling: float | None = None, initial: float | None = None) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        ceiling: float | None = None,
+        initial: float | None = None,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
         self._clock = clock
+        #: Called after each change of pace (workers sharing one pace hear of it at once).
+        self._on_change = on_change
         self.ceiling = ceiling
         now = clock()
         #: Doubling each second until the first throttle: nothing is known of the limit yet.
@@ -146,6 +155,8 @@ class AdaptiveRate:
             self._limiter = AsyncLimiter(1, 1.0 / rate)
             for queued in self._queued:
                 queued.cancel()
+            if self._on_change is not None:
+                self._on_change()
         self._changed = self._clock()
 
     def _measured(self, now: float) -> float | None:

@@ -23,6 +23,10 @@ holds many campaigns: every row is keyed by its campaign's name (tables in :mod:
   and whenever :meth:`PostgresJournal.refresh` is called. Other workers' changes show within
   about ``refresh_seconds`` of this worker's next commit; a decision that must be exact (a quota
   cap) is taken in the database, by :meth:`PostgresJournal.claim`.
+- **Wake-ups.** A commit that frees a quota slot (a job final, or given back to ``pending``) or
+  saves a pace sends ``NOTIFY asyncjobs`` in its transaction; :meth:`PostgresJournal.changes`
+  LISTENs on a connection of its own, so the other workers hear of it at the commit instead of
+  at their next periodic refresh.
 - **Secrets.** The URI's password never leaves the session: :attr:`PostgresJournal.path`,
   ``repr``, errors and logs show :func:`.location.redact`'s form.
 """
@@ -33,7 +37,7 @@ import asyncio
 import functools
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -72,6 +76,10 @@ WHERE j.seq = v.seq AND j.campaign = %(campaign)s::text AND j.state = v.old_stat
 RETURNING j.seq
 """
 
+#: The channel of :meth:`PostgresJournal.changes`; a payload is ``<worker> <campaign>``.
+CHANNEL = "asyncjobs"
+_NOTIFY = f"SELECT pg_notify('{CHANNEL}', %s)"
+
 _INSERT_EVENTS = """
 INSERT INTO asyncjobs_events (campaign, job_id, ts, event, from_state, to_state, attempt, arn, detail)
 SELECT %s::text, * FROM unnest(%s::text[], %s::float8[], %s::text[], %s::text[], %s::text[], %s::int[],
@@ -102,6 +110,8 @@ class PostgresJournal:
         self._flushing = False
         self._counts: dict[str, Counter[JobState]] = defaultdict(Counter)
         self._refreshed = 0.0
+        #: Opens the connection :meth:`changes` listens on (it holds the URI: never shown).
+        self._connect: Callable[[], Awaitable[Connection]] | None = None
 
     def __repr__(self) -> str:
         return f"<PostgresJournal {self._shown} campaign={self._campaign!r} worker={self._worker!r}>"
@@ -148,6 +158,7 @@ class PostgresJournal:
             refresh_seconds=refresh_seconds,
             lease_seconds=lease_seconds,
         )
+        journal._connect = functools.partial(connect, uri)
         await journal.refresh()
         log.debug("asyncjobs.journal.opened", journal=shown, campaign=name, worker=journal.worker)
         return journal
@@ -424,6 +435,7 @@ class PostgresJournal:
                         for key, pace in sorted(paces.items())
                     ],
                 )
+            await conn.execute(_NOTIFY, (self._announcement,))
 
         with anyio.CancelScope(shield=True):
             await self._session.write(body)
@@ -577,11 +589,42 @@ class PostgresJournal:
                 [c.detail for c in changes],
             ),
         )
+        if any(j.state.is_final or j.state is JobState.PENDING for j in final):
+            # a slot is free: the other workers hear of it at the COMMIT (dropped on a rollback)
+            await conn.execute(_NOTIFY, (self._announcement,))
         done = {r[0] for r in await cur.fetchall()}
         if len(done) < len(final):
             raise _Conflict({j.seq for j in final} - done)
 
     # ------------------------------------------------------- several workers
+    @property
+    def _announcement(self) -> str:
+        return f"{self._worker} {self._campaign}"
+
+    async def changes(self) -> AsyncIterator[str]:
+        """The id of another worker each time it commits a change to this campaign that frees a
+        quota slot or saves a pace (LISTEN on a connection of this generator's own, closed with it).
+
+        A lost connection raises :class:`~asyncjobs.errors.JournalError`: nothing is retried here,
+        since a listener that missed notifications must read the journal again anyway."""
+        if self._connect is None:
+            raise JournalError(f"journal {self._shown} is closed")
+        try:
+            conn = await self._connect()
+        except psycopg.Error as exc:
+            raise self._session.error(exc) from None
+        try:
+            await conn.execute(f"LISTEN {CHANNEL}")
+            async for note in conn.notifies():
+                worker, _, campaign = note.payload.partition(" ")
+                if campaign == self._campaign and worker != self._worker:
+                    yield worker
+        except psycopg.Error as exc:
+            raise self._session.error(exc) from None
+        finally:
+            with anyio.CancelScope(shield=True):
+                await conn.close()
+
     async def claim(self, quota_key: str, cap: int, limit: int, *, lease_seconds: float = 60.0) -> list[Job]:
         """Count and claim in one transaction under the key's advisory lock (see the protocol)."""
         if limit <= 0 or cap <= 0:

@@ -14,7 +14,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Protocol, cast
 
 from ..lifecycle import Event
@@ -93,3 +93,7 @@ class SingleProcessWorker:
 
     async def refresh(self) -> None:
         return None
+
+    async def changes(self) -> AsyncIterator[str]:
+        return  # no other worker: nothing to hear of
+        yield

@@ -102,6 +102,9 @@ class RunState:
         self.wake_dispatch = Signal()
         self.wake_track = Signal()
         self.wake_watch = Signal()
+        #: Another worker freed a slot or saved a pace, or this one's pace changed (a shared
+        #: journal): the workers part reads the journal again, or saves the pace, at once.
+        self.wake_workers = Signal()
         #: Whether the watcher wants to hear of every change (once nothing is pending).
         self.watch_armed = False
         self._capacity: dict[str, Capacity] = {}
@@ -284,6 +287,8 @@ class RunState:
                 self.clock,
                 ceiling=self.settings.create_rate,
                 initial=self._learned.get(self._pace_key(name)),
+                # workers share one pace: a change is saved for the others at once
+                on_change=self.wake_workers.set if self.shared else None,
             )
         return self._rates[name]
 

@@ -13,37 +13,82 @@ its create is settled. This part of a run keeps that going:
   that the one worker holding a kind's sweep lease sweeps them all (:mod:`.tracker`) and every
   worker sees the campaign end; the counts are recounted and the paces another worker learned
   are taken up.
+- **Wake-ups**: the mirror is read again as soon as another worker commits a change that frees
+  a slot or saves a pace (:meth:`~asyncjobs.journal.base.Journal.changes`: PostgreSQL's
+  LISTEN/NOTIFY), and a pace this worker changes is saved at once, so that the workers slow
+  down together after a throttle instead of each drawing its own. The periodic mirror stays, for
+  what no notification tells (claims, and anything missed while the listener reconnects).
 
 With a journal that one process holds (SQLite) there is nothing to share: the part returns at once.
 """
 
 from __future__ import annotations
 
+import anyio
+
+from ..errors import JournalError
 from .parts import RunPart
 
-#: Seconds between mirrors of the shared journal (counts, active jobs, paces) and take-over checks.
+#: Seconds between mirrors of the shared journal (counts, active jobs, paces) and take-over checks,
+#: when no other worker's change wakes this worker sooner.
 MIRROR_INTERVAL = 1.0
+#: Seconds before listening again for other workers' changes after the listener failed.
+LISTEN_RETRY = 5.0
 
 
 class Workers(RunPart):
     """Heartbeat, take-over and the mirror of a shared journal, for as long as the run goes on."""
 
     async def run(self) -> None:
-        state, control = self._state, self._control
-        if not state.shared:
+        if not self._state.shared:
             return
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._listen)
+            await self._keep_up()
+            tg.cancel_scope.cancel()
+
+    async def _keep_up(self) -> None:
+        state, control = self._state, self._control
         journal, lease = state.journal, state.settings.lease_seconds
-        beat_at = 0.0
+        beat_at = check_at = 0.0
         while not control.stopping:
             now = state.clock()
             if now >= beat_at:
                 await journal.heartbeat(lease_seconds=lease)
                 beat_at = now + lease / 3
-            for job in await journal.take_over_expired(lease_seconds=lease):
-                self._reporter.emit("job.taken_over", job, detail="its worker's lease expired")
-                state.taken_over(job)
+            if now >= check_at:
+                for job in await journal.take_over_expired(lease_seconds=lease):
+                    self._reporter.emit("job.taken_over", job, detail="its worker's lease expired")
+                    state.taken_over(job)
+                check_at = now + MIRROR_INTERVAL
+            await self._save_paces()
             await self.mirror()
-            await control.pause(MIRROR_INTERVAL)
+            with control.cut_short_by_stop():
+                await state.wake_workers.wait(check_at - state.clock())
+
+    async def _listen(self) -> None:
+        """Wake the mirror whenever another worker frees a slot or saves a pace."""
+        state, control = self._state, self._control
+        told = False  # of the failure: once until listening works again
+        while not control.stopping:
+            try:
+                async for _ in state.journal.changes():
+                    told = False
+                    state.wake_workers.set()
+                return  # a journal no other worker shares
+            except JournalError as exc:  # the periodic mirror goes on meanwhile
+                if not told:
+                    self._reporter.emit("journal.listen_failed", level="warning", detail=exc.message)
+                    told = True
+            await control.pause(LISTEN_RETRY)
+
+    async def _save_paces(self) -> None:
+        """A pace this worker learned, saved for the others now (not at the next periodic save)."""
+        state = self._state
+        changed = state.changed_paces()
+        if changed:
+            await state.journal.save_paces(changed)
+            state.paces_saved(changed)
 
     async def mirror(self) -> None:
         """Bring this worker's view in line with every worker's changes."""
