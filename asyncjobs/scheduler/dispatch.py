@@ -214,10 +214,11 @@ class Dispatcher(RunPart):
         await rate.acquire(through_hold=probe)
         state = self._state
         if state.shared:
-            wait = await state.journal.take(state.bucket_key(job.service), rate.rate)
-            if wait > 0:
-                rate.held_back()
-                await anyio.sleep(wait)
+            async with state.bucket_turn(job.service):  # one reservation of this worker at a time
+                wait = await state.journal.take(state.bucket_key(job.service), rate.rate)
+                if wait > 0:
+                    rate.held_back()
+                    await anyio.sleep(wait)
 
     async def _accepted(self, job: Job, arn: str, rate: AdaptiveRate, sent: int) -> None:
         state = self._state

@@ -37,6 +37,10 @@ class Signal:
     def set(self) -> None:
         self._event.set()
 
+    def is_set(self) -> bool:
+        """Whether a wake-up waits to be consumed."""
+        return self._event.is_set()
+
     async def wait(self, seconds: float) -> None:
         with anyio.move_on_after(max(0.0, seconds)):
             await self._event.wait()
@@ -111,6 +115,7 @@ class RunState:
         self._slots: dict[str, set[str]] = defaultdict(set)
         self._later: dict[str, tuple[Job, float]] = {}
         self._rates: dict[str, AdaptiveRate] = {}
+        self._bucket_turns: dict[str, anyio.Lock] = {}
         #: Create paces learned by this run or an earlier one, by ``<service>:<region>``.
         self._learned: dict[str, float] = {}
         #: The paces last read from a shared journal (another worker's, once they change).
@@ -202,6 +207,18 @@ class RunState:
     def bucket_key(self, service: Service) -> str:
         """The shared create-rate bucket of ``service``'s AWS service and region."""
         return f"create:{self._pace_key(service.aws_service)}"
+
+    def bucket_turn(self, service: Service) -> anyio.Lock:
+        """Held while one of this worker's creates of ``service`` takes its turn from the shared
+        bucket and waits for it. A reservation is a promise of the bucket's next free token: each
+        worker's creates reserving one after another at its own pace would promise tokens far
+        ahead of the bucket's rate (3 workers: 3 times as fast), and the jobs holding those
+        promises would wait, holding their slots, for tens of seconds. One reservation at a time
+        per worker keeps the bucket's queue to one turn per worker."""
+        key = self.bucket_key(service)
+        if key not in self._bucket_turns:
+            self._bucket_turns[key] = anyio.Lock()
+        return self._bucket_turns[key]
 
     # -------------------------------------------------------------- slots
     def in_use(self, key: str) -> int:
