@@ -6,6 +6,7 @@ import random
 from typing import cast
 
 from asyncjobs.journal.base import Journal
+from asyncjobs.journal.single import SingleProcessWorker
 from asyncjobs.limits import AdaptiveRate
 from asyncjobs.model import Job, JobState, Service
 from asyncjobs.scheduler import Settings
@@ -24,6 +25,10 @@ class Clock:
 
 def job(job_id: str, state: JobState, seq: int = 0) -> Job:
     return Job(job_id, seq, Service.BEDROCK, KEY, state, 1, f"n-{job_id}", "t", {}, "d", arn=f"arn:{job_id}")
+
+
+class SQLiteStandIn(SingleProcessWorker):
+    """A journal one process holds (only its type matters here)."""
 
 
 def shared_state() -> RunState:
@@ -98,3 +103,23 @@ def test_paces_read_from_the_journal_are_adopted_once() -> None:
 
     assert rate.rate == 1.5
     assert state.changed_paces() == {}  # not saved back: it came from the journal
+
+
+def test_a_pace_this_worker_changes_wakes_the_workers_part_to_share_it() -> None:
+    state = shared_state()
+    rate = state.rate(Service.BEDROCK)
+    assert not state.wake_workers.is_set()
+
+    rate.on_throttle()  # slow start ends: the pace is learned
+
+    assert state.wake_workers.is_set()  # saved for the other workers now, not at the next save
+    assert state.changed_paces() == {"bedrock:default": rate.rate}
+
+
+def test_a_journal_no_other_worker_shares_is_not_woken_by_a_pace() -> None:
+    state = RunState(cast(Journal, SQLiteStandIn()), Settings(), Clock(), random.Random(0), None)
+    assert not state.shared
+
+    state.rate(Service.BEDROCK).on_throttle()
+
+    assert not state.wake_workers.is_set()
