@@ -37,7 +37,7 @@ import asyncio
 import functools
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -601,7 +601,7 @@ class PostgresJournal:
     def _announcement(self) -> str:
         return f"{self._worker} {self._campaign}"
 
-    async def changes(self) -> AsyncIterator[str]:
+    async def changes(self) -> AsyncGenerator[str, None]:
         """The id of another worker each time it commits a change to this campaign that frees a
         quota slot or saves a pace (LISTEN on a connection of this generator's own, closed with it).
 
