@@ -9,6 +9,10 @@
   after reconnecting, so a commit whose answer was lost is neither repeated nor lost. Past
   ``outage_seconds``, :class:`~asyncjobs.errors.JournalUnavailable` says how long it lasted and to
   resume. Work that cannot be repeated (an ingest reads its input as it goes) raises it at once.
+- **One outage, one budget.** The outage is the session's, not a call's: a call that starts while
+  it lasts (calls take turns) has only what is left of the budget, and once the budget is spent
+  each call tries to reconnect once and raises. So the writes a stopping run still shields, and
+  :meth:`Session.close`, end promptly instead of each riding the outage again.
 - **Secrets.** The URI, which may hold a password, stays in this object: messages name the
   database by its redacted form and driver messages are scrubbed (:mod:`.location`).
 """
@@ -37,6 +41,8 @@ Connection = psycopg.AsyncConnection[Any]
 Retry = Literal["read", "write", "never"]
 
 _ROLLBACK_RETRIES = 20  # serialization failures and deadlocks in a row before giving up
+#: Seconds :meth:`Session.close` gives its last statement (giving up leases, which expire anyway).
+CLOSE_SECONDS = 5.0
 
 
 @dataclass
@@ -58,11 +64,21 @@ async def connect(uri: str) -> Connection:
 class Session:
     """The connection of one journal object. ``shown`` is the URI with its password hidden."""
 
-    def __init__(self, uri: str, conn: Connection, *, outage_seconds: float) -> None:
+    def __init__(
+        self,
+        uri: str,
+        conn: Connection,
+        *,
+        outage_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.__uri = uri  # holds the password: never shown
         self.shown = location.redact(uri)
         self._conn: Connection | None = conn
         self._outage_seconds = outage_seconds
+        self._clock = clock
+        #: When the connection was lost, until a statement runs again (the outage being ridden).
+        self._down_since: float | None = None
         self._lock = asyncio.Lock()
         self._closed = False
 
@@ -120,7 +136,6 @@ class Session:
 
     async def _retrying(self, work: Callable[[Connection, Attempt], Awaitable[T]], retry: Retry) -> T:
         """Run ``work`` until it succeeds, the outage outlasts ``outage_seconds`` or ``retry`` forbids."""
-        failed_at: float | None = None
         delay = 0.05
         rollbacks = 0
         doubt: Attempt | None = None  # a write whose COMMIT may or may not have happened
@@ -129,6 +144,7 @@ class Session:
             try:
                 if doubt is not None:
                     status = await self._status(await self._connection(), doubt)
+                    self._down_since = None
                     if status == "committed":
                         return doubt.result  # type: ignore[no-any-return]
                     if status == "in progress":  # the old session is still ending
@@ -136,7 +152,9 @@ class Session:
                         continue
                     doubt = None
                 attempt = Attempt()
-                return await work(await self._connection(), attempt)
+                result = await work(await self._connection(), attempt)
+                self._down_since = None
+                return result
             except pgerrors.TransactionRollback as exc:  # a serialization failure or deadlock
                 rollbacks += 1
                 if rollbacks > _ROLLBACK_RETRIES:
@@ -145,21 +163,23 @@ class Session:
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 if not self._lost():
                     raise self.error(exc) from None
-                now = time.monotonic()
-                failed_at = failed_at or now
+                if self._closed:  # closed under this call: no reconnecting
+                    raise JournalError(f"journal {self.shown} is closed") from None
+                now = self._clock()
+                if self._down_since is None:
+                    self._down_since = now
+                    log.warning("asyncjobs.journal.outage", journal=self.shown, error=self.scrub(exc))
                 message = self.scrub(exc)
                 if retry == "never":
                     raise JournalUnavailable(
                         f"journal {self.shown}: the connection to the database was lost ({message});"
                         " nothing of this call was recorded: run it again"
                     ) from None
-                if now - failed_at >= self._outage_seconds:
+                if now - self._down_since >= self._outage_seconds:
                     raise JournalUnavailable(
                         f"journal {self.shown}: the database has been unreachable for"
-                        f" {now - failed_at:.0f} s ({message}); resume the campaign once it is back"
+                        f" {now - self._down_since:.0f} s ({message}); resume the campaign once it is back"
                     ) from None
-                if failed_at == now:
-                    log.warning("asyncjobs.journal.outage", journal=self.shown, error=message)
                 if retry == "write" and attempt.xid is not None and doubt is None:
                     doubt = attempt
                 await anyio.sleep(delay)
@@ -172,18 +192,19 @@ class Session:
                 raise
 
     async def close(self, last: Callable[[Connection], Awaitable[None]] | None = None) -> None:
-        """Run ``last`` (best effort: not through an outage) and disconnect."""
+        """Run ``last`` (best effort: not during an outage, and for at most :data:`CLOSE_SECONDS`)
+        and disconnect."""
         if self._closed:
             return
         self._closed = True
         with anyio.CancelScope(shield=True):
-            conn = self._conn
-            if conn is None or self._lost():
-                return
-            if last is not None:
-                with contextlib.suppress(psycopg.Error):
-                    async with self._lock, conn.transaction():
-                        await last(conn)
+            if last is not None and self._down_since is None and not self._lost():
+                with anyio.move_on_after(CLOSE_SECONDS), contextlib.suppress(psycopg.Error):
+                    async with self._lock:
+                        conn = self._conn
+                        if conn is not None and not self._lost():
+                            async with conn.transaction():
+                                await last(conn)
             await self._drop()
 
     # ------------------------------------------------------------------ private
