@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ import anyio
 import psycopg
 import structlog
 from psycopg import errors as pgerrors
+from psycopg.conninfo import conninfo_to_dict
 
 from ..errors import JournalError, JournalUnavailable
 from . import location
@@ -57,8 +60,17 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-async def connect(uri: str) -> Connection:
-    return await psycopg.AsyncConnection.connect(uri, autocommit=True, application_name="asyncjobs")
+async def connect(uri: str, *, within: float | None = None) -> Connection:
+    """A connection to ``uri``; given ``within``, an attempt that gets no answer (a host gone from
+    the network) fails after about that many seconds (libpq's least is 2) instead of psycopg's
+    130, unless the URI or ``PGCONNECT_TIMEOUT`` sets a timeout of its own."""
+    options: dict[str, Any] = {}
+    own = "connect_timeout" in conninfo_to_dict(uri) or "PGCONNECT_TIMEOUT" in os.environ
+    if within is not None and not own:
+        options["connect_timeout"] = max(2, math.ceil(within))
+    return await psycopg.AsyncConnection.connect(
+        uri, autocommit=True, application_name="asyncjobs", **options
+    )
 
 
 class Session:
@@ -211,7 +223,9 @@ class Session:
     async def _connection(self) -> Connection:
         if self._conn is None or self._lost():
             await self._drop()
-            self._conn = await connect(self.__uri)
+            # a reconnection gets no longer than what is left of the outage's budget
+            spent = 0.0 if self._down_since is None else self._clock() - self._down_since
+            self._conn = await connect(self.__uri, within=self._outage_seconds - spent)
             log.info("asyncjobs.journal.reconnected", journal=self.shown)
         return self._conn
 

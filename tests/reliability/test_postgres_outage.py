@@ -8,9 +8,12 @@ with ``pg_ctl -m fast`` as a restart or a failover would end its sessions.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +91,29 @@ async def test_once_the_database_is_back_a_new_outage_is_ridden_again() -> None:
                 tg.start_soon(anyio.to_thread.run_sync, server.start)
                 assert await session.read(select_one) == 1  # ridden until the restart, not refused
         assert [e["event"] for e in logs].count("asyncjobs.journal.outage") == 1
+        await session.close()
+
+
+@contextlib.contextmanager
+def silent_listener() -> Iterator[int]:
+    """A TCP port that takes connections into its backlog and never answers: a database host gone
+    from the network, as the client sees it (no refusal, no reset)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.timeout(60)  # psycopg's own default would wait 130 s for the connection
+async def test_a_reconnection_that_gets_no_answer_gives_up_within_the_budget() -> None:
+    with own_server() as server, silent_listener() as port:
+        # the session reconnects to the silent port: the database's host went off the network
+        session = Session(
+            f"postgresql://postgres@127.0.0.1:{port}/postgres", await connect(server.uri), outage_seconds=3.0
+        )
+        server.stop()  # the connection it had is cut
+        with pytest.raises(JournalUnavailable, match="unreachable"):
+            await session.read(select_one)
         await session.close()
 
 
