@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import math
 
+import anyio
+
 from ..journal import Journal
 from .reporting import Clock
 from .state import Signal
@@ -57,7 +59,10 @@ class SweepLeases:
     async def keep(self) -> None:
         """Take and renew the leases of the kinds wanted, until cancelled (the run's end)."""
         while True:
-            await self.renew()
+            # a round is a few quick statements: the run's end cancels the wait, not a statement
+            # (which would cost the journal its connection, and the leases their release at close)
+            with anyio.CancelScope(shield=True):
+                await self.renew()
             await self._new_kind.wait(RENEW_SECONDS)
 
     async def renew(self) -> None:

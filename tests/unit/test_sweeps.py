@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import cast
 
+import anyio
+
 from asyncjobs.journal.base import Journal
 from asyncjobs.scheduler.sweeps import LEASE_SECONDS, RENEW_SECONDS, SweepLeases
 
@@ -114,3 +116,26 @@ async def test_a_kind_its_holder_no_longer_sweeps_is_let_go() -> None:
     first = seen.index({"b"})
     assert STEP * first <= 20.0 + LEASE_SECONDS + RENEW_SECONDS + STEP
     assert all(holders == {"b"} for holders in seen[first:])
+
+
+async def test_the_runs_end_cancels_the_wait_between_renewals_never_a_renewal() -> None:
+    sent = anyio.Event()
+    answer = anyio.Event()
+    renewed: list[str] = []
+
+    class SlowJournal:
+        async def try_lease_sweep(self, kind: str, seconds: float) -> bool:
+            sent.set()
+            await answer.wait()
+            renewed.append(kind)
+            return True
+
+    leases = SweepLeases(cast(Journal, SlowJournal()), Clock(), let_go_after=90.0)
+    leases.holds(KIND)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(leases.keep)
+        await sent.wait()
+        tg.cancel_scope.cancel()  # the run ends while the statement is out
+        answer.set()
+
+    assert renewed == [KIND]  # its answer was read: the journal's connection is left whole
