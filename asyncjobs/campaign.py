@@ -38,11 +38,10 @@ from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, BinaryIO, NoReturn
 
-import orjson
-
 from asyncjobs.errors import CampaignError
 from asyncjobs.model import JobSpec, Service
 from asyncjobs.records.expand import RecordsOptions, expand_records_line
+from asyncjobs.storable import storage_problem
 from asyncjobs.validation import json_type, validate_request
 
 MAX_LINE_BYTES = 1 << 20
@@ -344,7 +343,8 @@ def _request_problem(service: Service, request: Mapping[str, Any]) -> tuple[str,
     if "jobName" not in request:
         issues = [i for i in issues if not (i.path == "jobName" and i.constraint == "required")]
     if not issues:
-        return _storage_problem(request)
+        problem = storage_problem(request)
+        return None if problem is None else (_printable(problem[0]), problem[1])
     first = issues[0]
     reason = first.message
     if first.constraint in ("min", "max", "pattern", "enum") and isinstance(first.value, str | int | float):
@@ -352,51 +352,6 @@ def _request_problem(service: Service, request: Mapping[str, Any]) -> tuple[str,
     if len(issues) > 1:
         reason += f" (and {len(issues) - 1} more)"
     return _printable(f"request.{first.path}"), reason
-
-
-#: What orjson, which encodes every request into the journal, can store of an integer.
-_ORJSON_INT_MIN, _ORJSON_INT_MAX = -(1 << 63), (1 << 64) - 1
-#: orjson refuses containers nested deeper than this.
-_ORJSON_MAX_DEPTH = 254
-
-
-def _storage_problem(request: Mapping[str, Any]) -> tuple[str, str] | None:
-    """Why the journal could not store a request that validated, as (field, reason), or None.
-
-    Validation bounds every integer the create calls' models have today, but a model may
-    gain a member validation does not bound (a document, a ``double``); a request the
-    journal cannot encode must be refused here, on its line, and not crash the ingest.
-    Encoding with the journal's own encoder is the only test that cannot drift from it.
-    """
-    try:
-        orjson.dumps(request, option=orjson.OPT_SORT_KEYS)
-    except orjson.JSONEncodeError as exc:
-        path, reason = _unstorable(request, "request", 0) or ("request", str(exc))
-        return _printable(path), f"cannot be stored in the journal: {reason}"
-    return None
-
-
-def _unstorable(value: Any, path: str, depth: int) -> tuple[str, str] | None:
-    """The first member orjson cannot encode, and why (only called once encoding failed)."""
-    if depth > _ORJSON_MAX_DEPTH:
-        return path, f"nested more than {_ORJSON_MAX_DEPTH} levels deep"
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                return f"{path}.{key!r}", f"a key must be a string, not {json_type(key)}"
-            found = _unstorable(item, f"{path}.{key}", depth + 1)
-            if found:
-                return found
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            found = _unstorable(item, f"{path}[{index}]", depth + 1)
-            if found:
-                return found
-    elif isinstance(value, int) and not _ORJSON_INT_MIN <= value <= _ORJSON_INT_MAX:
-        return path, f"integer out of the 64-bit range, got {_shorten(repr(value))}"
-    elif not isinstance(value, str | int | float | bool | type(None)):
-        return path, f"{type(value).__name__} is not a JSON value"
-    return None
 
 
 # -- helpers ---------------------------------------------------------------------------------------

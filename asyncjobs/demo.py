@@ -9,10 +9,10 @@ The demo folder (``.asyncjobs-demo/`` by default) holds:
   :data:`RECORDS_BUCKET`), one job per shard; their results are joined back into
   ``results/prompts.jsonl``, one line per prompt, in input order;
 - ``journal.db``: the campaign's journal;
-- ``emulator-state.json``: the emulated services' jobs (``Emulator.save_state``),
+- ``emulator-state.json``: the emulated services' jobs and S3 (``Emulator.save_state``),
   saved while the demo runs and when it stops, so that a resumed demo meets the
   remote jobs it left running (as it would on AWS, where jobs keep running while
-  the client is down).
+  the client is down), and the shards and outputs they left in S3.
 
 The folder is private (0700) and so are its files (0600), whatever the umask; they
 are written to a new temp file and renamed into place, never through a link found at

@@ -12,10 +12,13 @@ many created, unfinished jobs of the quota key are ours when a create is refused
   inquiry as ``THROTTLED``: the quota had room at the same occupancy, so the pace was the
   cause. (A create already on its way when the refusal came proves nothing: the service may
   have taken it first.) If one of ours had finished by then (``held`` fell), the room may be
-  that job's: ``UNCLEAR``; and if the pace was not holding creates back when the refusal came (the slots
-  were), the pace is not suspected at all: no cut, and an accepted create is ``UNCLEAR`` too.
+  that job's: ``UNCLEAR``, and the pace keeps its cut (a refusal that may have been the pace's is
+  taken as one: the cut is small, and the pace probes back up). If the pace was not holding
+  creates back when the refusal came (the slots were), the pace is not suspected at all: no cut,
+  and an accepted create is ``UNCLEAR`` too.
 - The probe refused again closes it as ``QUOTA_FULL``: a create sent after a silence is still
-  refused, so the quota is full. The cap drops to what runs and the job waits.
+  refused, so the quota is full. The cap drops to what runs and the job waits; the pace's
+  provisional cut is undone.
 - A refusal at an occupancy that was refused before, with no create of the key accepted above
   it since, is a second strike: ``QUOTA_FULL`` at once. Jobs shorter than the silence free
   their slots before the probe goes out; the quota still shows by refusing at the same level.
@@ -60,7 +63,7 @@ class Inquiry:
     held: int = 0
     #: Refused creates of the key while the inquiry was open, the first included.
     refusals: int = 1
-    #: The pace's mark for the provisional throttle, to undo it if the pace was not the cause.
+    #: The pace's mark for the provisional throttle, to undo it if the quota was the cause.
     pace_mark: int | None = None
     #: Whether the pace could be the cause: it was being learned, or holding creates back. A
     #: refusal while creates went out slower than the pace allows (the slots held them back)

@@ -195,14 +195,39 @@ class AdaptiveRate:
 
     def undo_throttle(self, mark: int) -> None:
         """The throttle that returned ``mark`` was not one (a full quota, say): the pace goes back
-        to where it was, unless another throttle has come since."""
+        to where it was, unless another throttle has come since.
+
+        Not so for the refusal that ended the slow start: whatever its cause, the pace stays at
+        the last one that drew no refusal for a second, and the slow start stays over (as a loss
+        ends TCP's). The pace it was cut from had been reached by doubling less than a second
+        before and nothing has shown the service takes it; going back there drew a refusal on
+        nearly every later create, and resuming the doubling ran the pace to 8 and 16 creates/s
+        against a service of 2. Nothing was learned of the limit, so the pace probes upward as
+        after any quiet time, without the caution kept near a pace that was throttled.
+        """
         if mark != self._throttle_seq or self._undo is None:
             return
-        rate, self.slow_start, self._last_throttle, self._throttled_pace, changed = self._undo
+        rate, ended_slow_start, self._last_throttle, self._throttled_pace, changed = self._undo
         self._undo = None
         self.throttles -= 1
-        self._set(rate)
-        self._changed = changed
+        if not ended_slow_start:
+            self._set(rate)
+            self._changed = changed
+
+    def soften_throttle(self, mark: int) -> None:
+        """The throttle that returned ``mark`` may or may not have been one: instead of its cut,
+        the pace settles just below the one that drew it, and probes stay below that for a
+        while, as after a throttle. Undone, a pace probed just past the service's drew a refusal
+        every few creates, each as unclear; kept, the cuts added up and the pace fell to half
+        what the service takes. No-op if another throttle came since."""
+        if mark != self._throttle_seq or self._undo is None:
+            return
+        drew = self._undo[0]
+        ended_slow_start = self._undo[1]
+        self.undo_throttle(mark)
+        if not ended_slow_start:
+            self._last_throttle, self._throttled_pace = self._clock(), drew
+            self._set(drew * SETTLE)
 
     def _throttle(self, now: float) -> None:
         self.throttles += 1

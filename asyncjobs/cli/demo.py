@@ -141,7 +141,7 @@ async def _prepared(directory: Path, *, fresh: bool, jobs: int) -> tuple[Emulato
 
 
 async def _records_bucket(session: Any, url: str) -> None:
-    """The bucket of the records example, in the emulator's S3 (which starts empty each time)."""
+    """The bucket of the records example, in the emulator's S3 (a resumed demo's has it already)."""
     from botocore.exceptions import ClientError
 
     from .. import demo

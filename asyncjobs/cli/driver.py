@@ -48,6 +48,8 @@ class RunOptions:
     resume_hint: str = ""
     #: Progress as ``asyncjobs.progress`` log events (``--log-format json``) instead of text lines.
     structured: bool = False
+    #: A PostgreSQL journal: how long the run rides a database outage before it stops (exit 3).
+    outage_seconds: float = 60.0
 
 
 def campaign_factory(
@@ -96,7 +98,7 @@ async def drive(
         raise Failure(f"no journal at {path}: give a CAMPAIGN file to start one", EXIT_USAGE)
     interrupts = interrupts or Interrupts()
     async with watching(interrupts) as tg:
-        journal = await _open_for_run(path, options.campaign_name, options.settings.lease_seconds)
+        journal = await _open_for_run(options)
         campaign = await _ingested(journal, make_campaign, options, interrupts, created=created)
         try:
             # set at once if the signal comes (or came) before or while the run starts: the
@@ -121,7 +123,8 @@ async def drive(
     return summary
 
 
-async def _open_for_run(path: JournalLocation, campaign_name: str | None, lease_seconds: float) -> Journal:
+async def _open_for_run(options: RunOptions) -> Journal:
+    path, campaign_name = options.journal, options.campaign_name
     try:
         if isinstance(path, Path):
             return await open_journal(path, campaign=campaign_name, create=True)
@@ -135,7 +138,11 @@ async def _open_for_run(path: JournalLocation, campaign_name: str | None, lease_
             ) from None
         # the lease a job takes when it is sent again (a retry) is the run's, as a claim's is
         return await PostgresJournal.open(
-            path, campaign=campaign_name, create=True, lease_seconds=lease_seconds
+            path,
+            campaign=campaign_name,
+            create=True,
+            lease_seconds=options.settings.lease_seconds,
+            outage_seconds=options.outage_seconds,
         )
     except JournalError as exc:
         raise Failure(exc.message, EXIT_USAGE) from exc

@@ -77,6 +77,14 @@ from .session import session_for, warn_if_unverified
     metavar="SECONDS",
     help="PostgreSQL journal: how long a dead worker's claimed jobs wait before another takes them over.",
 )
+@click.option(
+    "--outage-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="PostgreSQL journal: how long to ride a database outage before stopping (exit 3, resumable).",
+)
 @click.option("--no-wait", is_flag=True, help="Exit once every job is submitted; resume later to track them.")
 @click.option(
     "--metrics-port",
@@ -114,6 +122,7 @@ def run_command(
     min_records_per_job: int | None,
     retry_failed_records: int,
     lease_seconds: float,
+    outage_seconds: float,
     no_wait: bool,
     metrics_port: int | None,
     metrics_host: str,
@@ -144,6 +153,7 @@ def run_command(
         wait=not no_wait,
         resume_hint=shell_command(*g.connection_argv(), "run", *journal_argv(journal, campaign_name)),
         structured=g.log_format == "json",
+        outage_seconds=outage_seconds,
     )
 
     async def main() -> int:

@@ -2,7 +2,10 @@
 
 On start it prints exactly one line to stdout, ``asyncjobs emulator listening on
 http://HOST:PORT``, and flushes it; logs go to stderr. It exits 0 on SIGINT/SIGTERM,
-2 on a bad option (a click usage error), 1 if it cannot bind.
+2 on a bad option (a click usage error) or a ``--state`` file it cannot load, 1 if it cannot bind.
+
+With ``--state FILE``, a restarted emulator takes over: FILE (if it exists) is loaded before the
+emulator listens, and its jobs, counters and S3 are saved there on SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import ipaddress
 import logging
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -25,7 +29,7 @@ from .config import (
     EmulatorConfig,
 )
 from .s3 import MOTO_MISSING, S3Store
-from .server import Emulator
+from .server import Emulator, EmulatorStateError
 
 
 class Pair(click.ParamType[tuple[float, float]]):
@@ -114,9 +118,12 @@ _DEFAULTS = EmulatorConfig()
               help="How a Bedrock job with failed records ends.")  # fmt: skip
 @click.option("--output-order", type=click.Choice(OUTPUT_ORDER_CHOICES), default=_DEFAULTS.output_order,
               show_default=True, help="Order of the lines of output files.")  # fmt: skip
+@click.option("--state", "state_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Load jobs, counters and S3 from FILE if it exists; save them "
+              "there on SIGINT/SIGTERM.")  # fmt: skip
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True, help="Log level (stderr); debug logs every request.")  # fmt: skip
-def emulator(host: str, port: int, log_level: str, **settings: Any) -> None:
+def emulator(host: str, port: int, log_level: str, state_file: Path | None, **settings: Any) -> None:
     """Serve emulated AWS Bedrock and Personalize batch-job APIs, and S3 (use with --endpoint-url)."""
     settings["bedrock_token_mismatch"] = settings.pop("token_mismatch")
     if settings["auth_fault_after"] and settings["auth_fault"] is None:
@@ -126,15 +133,21 @@ def emulator(host: str, port: int, log_level: str, **settings: Any) -> None:
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     _configure_logging(log_level)
+    emu = Emulator(config, host=host, port=port)
+    if state_file is not None and state_file.exists():
+        try:
+            emu.load_state(state_file)
+        except EmulatorStateError as exc:
+            raise click.UsageError(f"--state: {exc}") from None
     try:
-        anyio.run(_serve, config, host, port)
+        anyio.run(_serve, emu, host, state_file)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
+async def _serve(emu: Emulator, host: str, state_file: Path | None) -> None:
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with Emulator(config, host=host, port=port) as emu:
+        async with emu:
             if not all(_is_loopback(address) for address in emu.addresses):
                 click.echo(
                     f"asyncjobs emulator: warning: listening on {host}, beyond the loopback interface; "
@@ -150,6 +163,13 @@ async def _serve(config: EmulatorConfig, host: str, port: int) -> None:
                     "asyncjobs.emulator.signal", signal=signal.Signals(signum).name
                 )
                 break
+            if state_file is not None:  # while serving: S3 is emptied when the emulator stops
+                try:
+                    emu.save_state(state_file)
+                except OSError as exc:
+                    raise click.ClickException(
+                        f"--state: cannot save the emulator state to {state_file}: {exc.strerror or exc}"
+                    ) from None
 
 
 def _is_loopback(address: str) -> bool:

@@ -18,12 +18,20 @@ first S3 request: until then no bucket can exist, and a process that never uses 
 
 moto is not documented as thread-safe; every call into it holds one lock. Requests run in a worker
 thread, so a large upload does not stall the event loop.
+
+**Saving.** :meth:`S3Store.snapshot` reads every bucket and the current version of every object
+(bytes, metadata, ETag, last-modified time and checksum) into :class:`SavedBucket` values, and
+:meth:`S3Store.restore` puts them back, so a saved emulator state (``Emulator.save_state``) keeps its
+S3. Not kept: older versions of objects in a versioned bucket, unfinished multipart uploads, and
+object tags, ACLs, storage classes and bucket configuration other than versioning.
 """
 
 from __future__ import annotations
 
+import base64
+import datetime
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape
@@ -35,6 +43,117 @@ MOTO_MISSING = (
 )
 #: moto serves S3 for requests that look as if they were sent to S3 itself.
 _S3_URL = "https://s3.amazonaws.com"
+
+
+@dataclass(frozen=True, slots=True)
+class SavedChecksum:
+    """The checksum an upload asked S3 to keep, as moto keeps it (``type`` and ``parts`` are set
+    for a multipart upload's composite checksum)."""
+
+    algorithm: str
+    value: str
+    type: str | None
+    parts: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SavedObject:
+    """One object: its bytes and what a HeadObject shows of it."""
+
+    key: str
+    data: bytes
+    #: Content type and the other stored headers, user metadata (``x-amz-meta-*``) included.
+    metadata: dict[str, str]
+    #: Without quotes; a multipart upload's is ``<md5 of the parts' md5s>-<parts>``.
+    etag: str
+    last_modified: datetime.datetime
+    checksum: SavedChecksum | None
+
+    def to_json(self) -> dict[str, Any]:
+        checksum = self.checksum
+        return {
+            "key": self.key,
+            "data": base64.b64encode(self.data).decode("ascii"),
+            "metadata": self.metadata,
+            "etag": self.etag,
+            "last_modified": self.last_modified.isoformat(),
+            "checksum": None
+            if checksum is None
+            else {
+                "algorithm": checksum.algorithm,
+                "value": checksum.value,
+                "type": checksum.type,
+                "parts": checksum.parts,
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SavedObject:
+        """What :meth:`to_json` wrote; ValueError/TypeError/KeyError naming the field if not."""
+        checksum = data["checksum"]
+        metadata = data["metadata"]
+        if not isinstance(metadata, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+        ):
+            raise ValueError(f"object {data.get('key')!r}: metadata is not a map of strings")
+        return cls(
+            key=_string(data, "key"),
+            data=base64.b64decode(_string(data, "data"), validate=True),
+            metadata=dict(metadata),
+            etag=_string(data, "etag"),
+            last_modified=datetime.datetime.fromisoformat(_string(data, "last_modified")),
+            checksum=None
+            if checksum is None
+            else SavedChecksum(
+                algorithm=_string(checksum, "algorithm"),
+                value=_string(checksum, "value"),
+                type=_optional(checksum, "type", str),
+                parts=_optional(checksum, "parts", int),
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SavedBucket:
+    """One bucket and its objects (the current version of each)."""
+
+    name: str
+    region: str
+    #: ``Enabled``, ``Suspended``, or None for a bucket never versioned.
+    versioning: str | None
+    objects: tuple[SavedObject, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "region": self.region,
+            "versioning": self.versioning,
+            "objects": [item.to_json() for item in self.objects],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SavedBucket:
+        """What :meth:`to_json` wrote; ValueError/TypeError/KeyError naming the field if not."""
+        name = _string(data, "name")
+        if not 3 <= len(name) <= 63:  # S3's rule: moto would refuse to create it
+            raise ValueError(f"bucket name {name!r} is not 3 to 63 characters long")
+        objects = data["objects"]
+        if not isinstance(objects, list):
+            raise TypeError(f"bucket {name!r}: objects is not a list")
+        saved = tuple(SavedObject.from_json(item) for item in objects)
+        if len({item.key for item in saved}) != len(saved):
+            raise ValueError(f"bucket {name!r}: two objects share a key")
+        return cls(name, _string(data, "region"), _optional(data, "versioning", str), saved)
+
+
+def buckets_from_json(data: Any) -> tuple[SavedBucket, ...]:
+    """The buckets :meth:`S3Store.snapshot` saved (as JSON); ValueError/TypeError/KeyError if not."""
+    if not isinstance(data, list):
+        raise TypeError("the saved S3 is not a list of buckets")
+    buckets = tuple(SavedBucket.from_json(item) for item in data)
+    if len({bucket.name for bucket in buckets}) != len(buckets):
+        raise ValueError("two saved buckets share a name")
+    return buckets
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +174,15 @@ class _Moto:
         from moto.core.botocore_stubber import BotocoreStubber
         from moto.core.models import DEFAULT_ACCOUNT_ID
         from moto.s3.exceptions import MissingBucket
-        from moto.s3.models import s3_backends
+        from moto.s3.models import FakeKey, s3_backends
 
         self.prepared_request = AWSPreparedRequest
         self.http_headers = HTTPHeaders
         self.dispatcher = BotocoreStubber()
         self.backends: Any = s3_backends
         self.missing_bucket: type[Exception] = MissingBucket
+        #: An object version (a versioned bucket's delete marker is not one).
+        self.object_version: type[Any] = FakeKey
         self.account_id: str = DEFAULT_ACCOUNT_ID
 
     @property
@@ -78,7 +199,14 @@ class _Shared:
 
 
 class S3Store:
-    """The emulator's view of the process's S3: HTTP dispatch, and object I/O for emulated jobs."""
+    """The emulator's view of the process's S3: HTTP dispatch, object I/O for emulated jobs, and
+    saving and restoring it."""
+
+    def __init__(self) -> None:
+        #: Whether this store's emulator is serving (between :meth:`opened` and :meth:`closed`).
+        self._serving = False
+        #: Buckets :meth:`restore` was given before the emulator started: put back when it starts.
+        self._pending: tuple[SavedBucket, ...] | None = None
 
     @staticmethod
     def available() -> bool:
@@ -96,10 +224,15 @@ class S3Store:
             _Shared.serving += 1
             if _Shared.serving == 1:
                 _empty()
+            self._serving = True
+            pending, self._pending = self._pending, None
+            if pending is not None:
+                _replace(pending)
 
     def closed(self) -> None:
         """An emulator stops serving; after the last one, S3 is emptied."""
         with _Shared.lock:
+            self._serving = False
             _Shared.serving = max(0, _Shared.serving - 1)
             if _Shared.serving == 0:
                 _empty()
@@ -107,7 +240,39 @@ class S3Store:
     def reset(self) -> None:
         """Forget every bucket and object (of every emulator in this process)."""
         with _Shared.lock:
+            self._pending = None
             _empty()
+
+    # -- saving and restoring
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every bucket and the current version of every object, as JSON-ready values.
+
+        One pass under the lock: each object's bytes are read once and base64-encoded (4/3 of
+        their size). Before the emulator starts, the buckets a :meth:`restore` is holding.
+        """
+        with _Shared.lock:
+            if self._pending is not None:
+                return [bucket.to_json() for bucket in self._pending]
+            moto = _Shared.moto
+            if moto is None:
+                return []
+            return [_saved_bucket(moto, bucket).to_json() for bucket in list(moto.backend.buckets.values())]
+
+    def restore(self, buckets: Sequence[SavedBucket]) -> None:
+        """Replace the process's S3 with ``buckets`` (every emulator of the process shares it).
+
+        While the emulator is not serving, they are kept and put back when it starts (the first
+        emulator of a process empties S3 then). ImportError, changing nothing, if there are
+        buckets and moto is not installed.
+        """
+        if buckets:
+            _load()
+        with _Shared.lock:
+            if self._serving:
+                _replace(tuple(buckets))
+            else:
+                self._pending = tuple(buckets)
 
     # -- HTTP
 
@@ -205,6 +370,73 @@ def _empty() -> None:
     for account_id in list(backends):
         backends[account_id].reset()
     backends.bucket_accounts.clear()
+
+
+def _replace(buckets: tuple[SavedBucket, ...]) -> None:
+    """Empty S3 and create ``buckets`` with their objects, through moto's backend (lock held)."""
+    _empty()
+    if not buckets:
+        return
+    moto = _load()
+    backend = moto.backend
+    for bucket in buckets:
+        backend.create_bucket(bucket.name, bucket.region)
+        if bucket.versioning is not None:
+            backend.put_bucket_versioning(bucket.name, bucket.versioning)
+        for saved in bucket.objects:
+            checksum = saved.checksum
+            key = backend.put_object(
+                bucket.name,
+                saved.key,
+                saved.data,
+                etag=saved.etag,
+                checksum_value=None if checksum is None else checksum.value,
+                disable_notification=True,
+            )
+            key.set_metadata(dict(saved.metadata))
+            key.last_modified = saved.last_modified
+            if checksum is not None:
+                key.checksum_algorithm = checksum.algorithm
+                key.checksum_type = checksum.type
+                key.checksum_parts = checksum.parts
+
+
+def _saved_bucket(moto: _Moto, bucket: Any) -> SavedBucket:
+    """``bucket`` (a moto FakeBucket) and the current version of each object in it (lock held)."""
+    objects = []
+    for name, key in bucket.keys.items():
+        if not isinstance(key, moto.object_version):  # a delete marker: the object is deleted
+            continue
+        checksum = None
+        if key.checksum_algorithm and key.checksum_value:
+            checksum = SavedChecksum(
+                key.checksum_algorithm, key.checksum_value, key.checksum_type, key.checksum_parts
+            )
+        objects.append(
+            SavedObject(
+                key=name,
+                data=bytes(key.value),
+                metadata={str(k): str(v) for k, v in key.metadata.items()},
+                etag=key.etag.strip('"'),
+                last_modified=key.last_modified,
+                checksum=checksum,
+            )
+        )
+    return SavedBucket(bucket.name, bucket.region_name, bucket.versioning_status, tuple(objects))
+
+
+def _string(data: Mapping[str, Any], field: str) -> str:
+    value = data[field]
+    if not isinstance(value, str):
+        raise TypeError(f"{field} is not a string: {value!r}")
+    return value
+
+
+def _optional(data: Mapping[str, Any], field: str, kind: type[Any]) -> Any:
+    value = data[field]
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise TypeError(f"{field} is not a {kind.__name__} or null: {value!r}")
+    return value
 
 
 def _header_pairs(headers: Mapping[str, Any] | None) -> list[tuple[str, str]]:

@@ -54,7 +54,7 @@ from .calls import Call
 from .config import EmulatorConfig
 from .faults import Fault, FaultInjector
 from .limits import RateLimits
-from .s3 import S3Store
+from .s3 import MOTO_MISSING, S3Store, buckets_from_json
 from .state import EmulatorState
 from .wire import (
     BEDROCK_STATUS,
@@ -71,7 +71,8 @@ log = structlog.get_logger("asyncjobs.emulator")
 
 #: The ``format`` and ``version`` of a file written by :meth:`Emulator.save_state`.
 STATE_FORMAT = "asyncjobs-emulator-state"
-STATE_VERSION = 2
+#: 3: the file keeps S3 (``"s3"``: every bucket and object) beside the jobs.
+STATE_VERSION = 3
 
 
 class EmulatorStateError(ValueError):
@@ -471,11 +472,12 @@ class Emulator:
         self._service.reset()
 
     def save_state(self, path: str | os.PathLike[str]) -> None:
-        """Write every job and counter to ``path`` as JSON, atomically (a crash leaves the old file)
-        and privately (mode 0600).
+        """Write every job and counter, and S3 (every bucket and object), to ``path`` as JSON,
+        atomically (a crash leaves the old file) and privately (mode 0600).
 
-        With :meth:`load_state`, a new emulator (a restarted process) takes over the jobs:
-        their statuses follow the clock, so jobs left running have kept running meanwhile.
+        With :meth:`load_state`, a new emulator (a restarted process) takes over the jobs and
+        their files: their statuses follow the clock, so jobs left running have kept running
+        meanwhile. Each save writes the whole of S3 again, base64-encoded (4/3 of the bytes).
         """
         target = Path(path)
         document = {
@@ -483,15 +485,19 @@ class Emulator:
             "version": STATE_VERSION,
             "config": self.config.as_json(),
             "state": self._service.state.to_json(),
+            # after the jobs: a job saved with its outputs written has them in this S3 too
+            "s3": self._service.s3.snapshot(),
         }
         text = json.dumps(document, separators=(",", ":"))  # one C call: json.dump writes in pieces
         write_private(target, text.encode())
 
     def load_state(self, path: str | os.PathLike[str]) -> None:
-        """Replace every job and counter with those :meth:`save_state` wrote to ``path``.
+        """Replace every job and counter, and S3, with those :meth:`save_state` wrote to ``path``.
 
-        Raises :class:`EmulatorStateError`, and changes nothing, if the file cannot be read,
-        is not a saved state of this version, or was saved under other settings.
+        S3 is the process's (every emulator in it shares it): loaded into an emulator that is not
+        serving yet, it is put back when that emulator starts. Raises :class:`EmulatorStateError`,
+        and changes nothing, if the file cannot be read, is not a saved state of this version,
+        was saved under other settings, or holds S3 objects and moto is not installed.
         """
         try:
             with Path(path).open(encoding="utf-8") as src:
@@ -510,8 +516,13 @@ class Emulator:
             raise EmulatorStateError(f"{path}: the emulator state was saved under other settings")
         try:
             state = EmulatorState.from_json(self.config, document["state"], self._service.s3)
+            buckets = buckets_from_json(document["s3"])
         except (KeyError, TypeError, ValueError) as exc:
             raise EmulatorStateError(f"{path}: corrupt emulator state: {exc!r}") from exc
+        try:
+            self._service.s3.restore(buckets)
+        except ImportError as exc:
+            raise EmulatorStateError(f"{path}: the emulator state holds S3 objects. {MOTO_MISSING}") from exc
         self._service.state = state
 
     async def start(self) -> str:

@@ -28,6 +28,7 @@ import structlog
 from ..errors import CampaignError, SpecChanged
 from ..model import JobSpec, spec_digest
 from ..naming import job_name
+from ..storable import storage_problem
 from . import files
 from .base import AddResult
 from .schema import INSERT_JOB, JOB_INDEXES, JOB_VALUES
@@ -67,7 +68,12 @@ def encode_rows(batch: list[JobSpec], campaign: str, ingest: int) -> list[Row]:
         seen[spec_id] = spec.source
         request = spec.request
         service = str(spec.service)
-        raw = dumps(request, option=sort)
+        try:
+            raw = dumps(request, option=sort)
+        except orjson.JSONEncodeError:
+            # a spec built in Python skips the campaign file's checks: name the member, write nothing
+            path, reason = storage_problem(request) or ("request", "cannot be stored in the journal")
+            raise CampaignError(reason, source=spec.source or f"spec {spec_id!r}", field=path) from None
         given = request.get("jobName")
         rows.append(
             (

@@ -9,6 +9,10 @@
   after reconnecting, so a commit whose answer was lost is neither repeated nor lost. Past
   ``outage_seconds``, :class:`~asyncjobs.errors.JournalUnavailable` says how long it lasted and to
   resume. Work that cannot be repeated (an ingest reads its input as it goes) raises it at once.
+- **One outage, one budget.** The outage is the session's, not a call's: a call that starts while
+  it lasts (calls take turns) has only what is left of the budget, and once the budget is spent
+  each call tries to reconnect once and raises. So the writes a stopping run still shields, and
+  :meth:`Session.close`, end promptly instead of each riding the outage again.
 - **Secrets.** The URI, which may hold a password, stays in this object: messages name the
   database by its redacted form and driver messages are scrubbed (:mod:`.location`).
 """
@@ -17,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,6 +32,7 @@ import anyio
 import psycopg
 import structlog
 from psycopg import errors as pgerrors
+from psycopg.conninfo import conninfo_to_dict
 
 from ..errors import JournalError, JournalUnavailable
 from . import location
@@ -37,6 +44,8 @@ Connection = psycopg.AsyncConnection[Any]
 Retry = Literal["read", "write", "never"]
 
 _ROLLBACK_RETRIES = 20  # serialization failures and deadlocks in a row before giving up
+#: Seconds :meth:`Session.close` gives its last statement (giving up leases, which expire anyway).
+CLOSE_SECONDS = 5.0
 
 
 @dataclass
@@ -51,18 +60,37 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-async def connect(uri: str) -> Connection:
-    return await psycopg.AsyncConnection.connect(uri, autocommit=True, application_name="asyncjobs")
+async def connect(uri: str, *, within: float | None = None) -> Connection:
+    """A connection to ``uri``; given ``within``, an attempt that gets no answer (a host gone from
+    the network) fails after about that many seconds (libpq's least is 2) instead of psycopg's
+    130, unless the URI or ``PGCONNECT_TIMEOUT`` sets a timeout of its own."""
+    options: dict[str, Any] = {}
+    own = "connect_timeout" in conninfo_to_dict(uri) or "PGCONNECT_TIMEOUT" in os.environ
+    if within is not None and not own:
+        options["connect_timeout"] = max(2, math.ceil(within))
+    return await psycopg.AsyncConnection.connect(
+        uri, autocommit=True, application_name="asyncjobs", **options
+    )
 
 
 class Session:
     """The connection of one journal object. ``shown`` is the URI with its password hidden."""
 
-    def __init__(self, uri: str, conn: Connection, *, outage_seconds: float) -> None:
+    def __init__(
+        self,
+        uri: str,
+        conn: Connection,
+        *,
+        outage_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.__uri = uri  # holds the password: never shown
         self.shown = location.redact(uri)
         self._conn: Connection | None = conn
         self._outage_seconds = outage_seconds
+        self._clock = clock
+        #: When the connection was lost, until a statement runs again (the outage being ridden).
+        self._down_since: float | None = None
         self._lock = asyncio.Lock()
         self._closed = False
 
@@ -120,7 +148,6 @@ class Session:
 
     async def _retrying(self, work: Callable[[Connection, Attempt], Awaitable[T]], retry: Retry) -> T:
         """Run ``work`` until it succeeds, the outage outlasts ``outage_seconds`` or ``retry`` forbids."""
-        failed_at: float | None = None
         delay = 0.05
         rollbacks = 0
         doubt: Attempt | None = None  # a write whose COMMIT may or may not have happened
@@ -129,6 +156,7 @@ class Session:
             try:
                 if doubt is not None:
                     status = await self._status(await self._connection(), doubt)
+                    self._down_since = None
                     if status == "committed":
                         return doubt.result  # type: ignore[no-any-return]
                     if status == "in progress":  # the old session is still ending
@@ -136,7 +164,9 @@ class Session:
                         continue
                     doubt = None
                 attempt = Attempt()
-                return await work(await self._connection(), attempt)
+                result = await work(await self._connection(), attempt)
+                self._down_since = None
+                return result
             except pgerrors.TransactionRollback as exc:  # a serialization failure or deadlock
                 rollbacks += 1
                 if rollbacks > _ROLLBACK_RETRIES:
@@ -145,21 +175,23 @@ class Session:
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 if not self._lost():
                     raise self.error(exc) from None
-                now = time.monotonic()
-                failed_at = failed_at or now
+                if self._closed:  # closed under this call: no reconnecting
+                    raise JournalError(f"journal {self.shown} is closed") from None
+                now = self._clock()
+                if self._down_since is None:
+                    self._down_since = now
+                    log.warning("asyncjobs.journal.outage", journal=self.shown, error=self.scrub(exc))
                 message = self.scrub(exc)
                 if retry == "never":
                     raise JournalUnavailable(
                         f"journal {self.shown}: the connection to the database was lost ({message});"
                         " nothing of this call was recorded: run it again"
                     ) from None
-                if now - failed_at >= self._outage_seconds:
+                if now - self._down_since >= self._outage_seconds:
                     raise JournalUnavailable(
                         f"journal {self.shown}: the database has been unreachable for"
-                        f" {now - failed_at:.0f} s ({message}); resume the campaign once it is back"
+                        f" {now - self._down_since:.0f} s ({message}); resume the campaign once it is back"
                     ) from None
-                if failed_at == now:
-                    log.warning("asyncjobs.journal.outage", journal=self.shown, error=message)
                 if retry == "write" and attempt.xid is not None and doubt is None:
                     doubt = attempt
                 await anyio.sleep(delay)
@@ -172,25 +204,28 @@ class Session:
                 raise
 
     async def close(self, last: Callable[[Connection], Awaitable[None]] | None = None) -> None:
-        """Run ``last`` (best effort: not through an outage) and disconnect."""
+        """Run ``last`` (best effort: not during an outage, and for at most :data:`CLOSE_SECONDS`)
+        and disconnect."""
         if self._closed:
             return
         self._closed = True
         with anyio.CancelScope(shield=True):
-            conn = self._conn
-            if conn is None or self._lost():
-                return
-            if last is not None:
-                with contextlib.suppress(psycopg.Error):
-                    async with self._lock, conn.transaction():
-                        await last(conn)
+            if last is not None and self._down_since is None and not self._lost():
+                with anyio.move_on_after(CLOSE_SECONDS), contextlib.suppress(psycopg.Error):
+                    async with self._lock:
+                        conn = self._conn
+                        if conn is not None and not self._lost():
+                            async with conn.transaction():
+                                await last(conn)
             await self._drop()
 
     # ------------------------------------------------------------------ private
     async def _connection(self) -> Connection:
         if self._conn is None or self._lost():
             await self._drop()
-            self._conn = await connect(self.__uri)
+            # a reconnection gets no longer than what is left of the outage's budget
+            spent = 0.0 if self._down_since is None else self._clock() - self._down_since
+            self._conn = await connect(self.__uri, within=self._outage_seconds - spent)
             log.info("asyncjobs.journal.reconnected", journal=self.shown)
         return self._conn
 

@@ -30,17 +30,17 @@ import contextlib
 import dataclasses
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..errors import AsyncJobsError, JournalConflict
+from ..errors import AsyncJobsError, InputError, JournalConflict
 from ..journal.base import AddResult, Change, Journal, ShardStore
 from ..lifecycle import Event
 from ..metrics import campaign_metrics
 from ..model import Job, JobSpec, JobState, Service
-from ..records.expand import RecordsOptions
+from ..records.expand import RecordsOptions, ShardSpec
 from ..records.s3 import open_s3
 from ..records.stage import RecordsStage
 from ..services.base import ServiceAdapter
@@ -110,7 +110,11 @@ class Campaign:
         return self._records_options
 
     async def add(self, specs: Iterable[JobSpec]) -> AddResult:
-        """Journal ``specs`` (all or nothing) before anything is sent."""
+        """Journal ``specs`` (all or nothing) before anything is sent. A records shard's spec
+        needs a journal that keeps shards (both of asyncjobs' journals do): another journal
+        refuses the whole batch with :class:`InputError` rather than lose the shard's records."""
+        if not isinstance(self.journal, ShardStore):
+            specs = _refusing_shards(specs, type(self.journal).__name__)
         return await self.journal.add_specs(specs)
 
     def subscribe(self, buffer: int = 1000) -> AsyncIterator[CampaignEvent]:
@@ -309,3 +313,14 @@ class Campaign:
     def _uploads(self) -> dict[str, int]:
         stage = self._state.records
         return stage.counts.as_dict() if stage is not None and stage.counts.shards else {}
+
+
+def _refusing_shards(specs: Iterable[JobSpec], journal: str) -> Iterator[JobSpec]:
+    """``specs``, lazily (an ingest may stream millions), raising at the first records shard."""
+    for spec in specs:
+        if isinstance(spec, ShardSpec):
+            raise InputError(
+                f"{spec.source or spec.id}: a records line needs a journal that keeps shards;"
+                f" {journal} does not (use open_journal's SQLite or PostgreSQL journal)"
+            )
+        yield spec

@@ -329,11 +329,15 @@ class Dispatcher(RunPart):
 
     def _inquiry_closed(self, probe: Job, inquiry: Inquiry) -> None:
         """The service's creates, held while ``probe`` found out, go on; the key may claim again.
-        Unless the pace was found to be the cause, its provisional cut is undone."""
+        A full quota undoes the pace's provisional cut; an unclear verdict softens it to a
+        settling just below the pace that drew the refusal (see ``AdaptiveRate.soften_throttle``)."""
         rate = self._state.rate(probe.service)
         rate.release()
-        if inquiry.verdict is not Verdict.THROTTLED and inquiry.pace_mark is not None:
-            rate.undo_throttle(inquiry.pace_mark)
+        if inquiry.pace_mark is not None:
+            if inquiry.verdict is Verdict.QUOTA_FULL:
+                rate.undo_throttle(inquiry.pace_mark)
+            elif inquiry.verdict is Verdict.UNCLEAR:
+                rate.soften_throttle(inquiry.pace_mark)
         self._state.notify()
 
     def _limit_was_pace(self, inquiry: Inquiry, service: Service) -> None:

@@ -5,23 +5,40 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
+import anyio
 from aiolimiter import AsyncLimiter
 
 from ..errors import Fatal, JournalConflict, ServiceError
 from ..model import Job, JobState, Service
 from ..polling import Active, KeyLoad, PollPolicy, bearing, next_sweep, urgent_keys
 from .parts import RunPart
+from .sweeps import LEASE_SECONDS, SweepLeases
 
 
 class Tracker(RunPart):
     """Sweeps the tracked jobs of each kind and hands what it saw to :class:`Outcomes`."""
 
     async def run(self, wait: bool) -> None:
-        """Sweep each job kind when the poll policy says a sweep would pay off.
+        """Sweep each job kind when the poll policy says a sweep would pay off; with a shared
+        journal, only the kinds whose sweep lease this worker holds (:mod:`.sweeps`).
 
         Without ``wait`` the run ends once everything is submitted, so there is no
         final sweep to schedule: only full keys are swept, to free their slots.
         """
+        state = self._state
+        if not state.shared:
+            await self._track(wait, None)
+            return
+        # a holder that has had nothing due for three poll intervals lets the kind go
+        leases = SweepLeases(
+            state.journal, state.clock, let_go_after=max(LEASE_SECONDS, 3 * state.settings.poll_interval)
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(leases.keep)
+            await self._track(wait, leases)
+            tg.cancel_scope.cancel()
+
+    async def _track(self, wait: bool, leases: SweepLeases | None) -> None:
         state, settings = self._state, self._state.settings
         # one status-read limiter per AWS service (aiolimiter binds to the running loop)
         limiters: dict[str, AsyncLimiter] = {}
@@ -50,6 +67,10 @@ class Tracker(RunPart):
                     idle=idle[service],
                     policy=policy,
                 )
+                if at <= now and leases is not None and not leases.holds(str(service)):
+                    # another worker sweeps this kind for every worker, while it lives; the kind's
+                    # last sweep stays where it was, so this worker sweeps at once if it takes over
+                    continue
                 if at <= now:
                     due.append(service)
                 soonest = min(soonest, at)
@@ -60,20 +81,8 @@ class Tracker(RunPart):
                 if self._control.stopping:
                     break
                 last[service] = state.clock()
-                if not await self._holds_sweep(service):
-                    continue  # another worker sweeps this kind for every worker
                 changed = await self._sweep(list(state.tracked.by_service[service].values()), limiters)
                 idle[service] = 0 if changed else idle[service] + 1
-
-    async def _holds_sweep(self, service: Service) -> bool:
-        """Whether this worker sweeps ``service``: always alone; with a shared journal, while it
-        holds the kind's sweep lease. The lease outlasts the longest gap between sweeps, so the
-        worker sweeping a kind keeps it, and another takes it up soon after that worker is gone."""
-        state = self._state
-        if not state.shared:
-            return True
-        lease = max(5.0, 3 * state.settings.poll_interval)
-        return await state.journal.try_lease_sweep(str(service), lease)
 
     def _bearing(
         self, service: Service, jobs: Mapping[str, Job], waiting: frozenset[str], finishing: bool, now: float

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import stat
 from pathlib import Path
 
+import anyio
 import pytest
 
 from asyncjobs import demo
-from tests.support.cli import Cli, Result, finish_async
+from tests.support.cli import Cli, Result, finish_async, run_at_point
 
 #: The records example's shard jobs, beside the --jobs of the sample campaign.
 SHARDS = demo.PROMPTS // demo.RECORDS_PER_JOB
@@ -59,6 +61,33 @@ async def test_demo_interrupted_then_resumed(tmp_path: Path) -> None:
     assert "resuming the demo campaign" in second.stderr
     assert second.json()["total"] == 60 + SHARDS
     assert second.json()["counts"]["pending"] == 0
+    assert "duplicate jobs 0" in second.stderr
+
+
+async def test_a_demo_interrupted_after_a_records_job_ended_resumes_with_every_result(tmp_path: Path) -> None:
+    """The emulator's saved state keeps its S3: the outputs a records job wrote before Ctrl-C are
+    still there after the resume (they were lost, and their prompts shown "missing", before)."""
+    # SIGINT once the first shard job that ended well has its outputs found and journaled
+    args = ("demo", "--dir", "d", "--jobs", "20", "--output", "json")
+    first = await anyio.to_thread.run_sync(
+        lambda: run_at_point("after:collect:1", *args, cwd=tmp_path, signum="INT")
+    )
+    assert first.code == 130, first
+    assert not (tmp_path / "d" / "results").exists()  # the results are written when the campaign ends
+
+    second = await Cli(tmp_path)("demo", "--dir", "d", "--output", "json")
+
+    assert second.code == 0, second
+    assert "resuming the demo campaign" in second.stderr
+    results = [
+        json.loads(line) for line in (tmp_path / "d" / "results" / "prompts.jsonl").read_text().splitlines()
+    ]
+    assert len(results) == demo.PROMPTS
+    missing = [
+        r for r in results if r.get("error", {}).get("errorMessage") == "missing from the job's output"
+    ]
+    assert missing == []
+    assert second.json()["uploads"]["bytes_sent"] == 0  # the shards were uploaded before the interrupt
     assert "duplicate jobs 0" in second.stderr
 
 

@@ -86,6 +86,25 @@ async def test_duplicates_and_changes_are_named(opener: Opener) -> None:
         await journal.add_specs([spec(0, model="m2")])
 
 
+async def test_a_spec_the_journal_cannot_store_is_named_and_nothing_is_added(opener: Opener) -> None:
+    """A spec built in Python skips the campaign file's checks: an integer beyond 64 bits is
+    refused with its spec and member named, and the batch before it is not half-written."""
+    journal = await opener(campaign="camp")
+    huge = JobSpec("big", Service.BEDROCK, {"modelId": "m1", "timeoutDurationInHours": 2**70})
+    with pytest.raises(
+        CampaignError,
+        match=r"^spec 'big': request\.timeoutDurationInHours: cannot be stored in the journal: "
+        r"integer out of the 64-bit range, got 1180591620717411303424$",
+    ):
+        await journal.add_specs([spec(0), spec(1), huge])
+    nested = JobSpec("deep", Service.BEDROCK, {"modelId": "m1", "tags": [{"v": {1}}]}, "c.jsonl:9")
+    with pytest.raises(
+        CampaignError, match=r"^c\.jsonl:9: request\.tags\[0\]\.v: .*: set is not a JSON value$"
+    ):
+        await journal.add_specs([nested])
+    assert journal.counts().total == 0
+
+
 async def test_pending_order_exclusion_and_keys(opener: Opener) -> None:
     journal = await opener()
     await journal.add_specs([spec(i, model="m1" if i % 2 else "m2") for i in range(10)])

@@ -209,3 +209,42 @@ def test_a_throttle_that_was_not_one_is_undone_unless_another_came_since() -> No
     cut_twice = rate.rate
     rate.undo_throttle(first)
     assert rate.rate == cut_twice, "a later throttle stands"
+
+
+def test_the_refusal_that_ended_the_slow_start_keeps_its_pace_whatever_its_cause() -> None:
+    """Undone, it leaves the pace at the last one that drew no refusal (not the one just doubled
+    to), ends the slow start, and counts as no throttle; probing upward follows a quiet time."""
+    clock = Clock()
+    rate = AdaptiveRate(clock)
+    accept(rate, clock, seconds=1.0, every=1.0)
+    accept(rate, clock, seconds=1.0, every=0.5)
+    assert rate.rate == 4.0
+    mark = rate.on_throttle()
+    rate.undo_throttle(mark)
+    assert (rate.rate, rate.slow_start, rate.throttles, rate.learned) == (2.0 * 0.95, False, 0, None)
+    accept(rate, clock, seconds=PROBE_AFTER - 0.5, every=0.5)
+    assert rate.rate == pytest.approx(1.9), "no doubling, and no probe before a quiet time"
+    accept(rate, clock, seconds=1.0, every=0.5)
+    assert rate.rate == pytest.approx(1.9 * PROBE_FACTOR), "then a probe upward, not held below 1.9"
+    later = rate.on_throttle()
+    rate.undo_throttle(later)
+    assert rate.rate == pytest.approx(1.9 * PROBE_FACTOR), "past the slow start, an undone cut is undone"
+
+
+def test_an_unclear_refusal_settles_the_pace_just_below_the_one_that_drew_it() -> None:
+    """Neither the full cut of a throttle nor none: 5% below, and no probe past that for a while."""
+    clock = Clock()
+    rate = AdaptiveRate(clock, initial=2.2)
+    clock.now += CAUTIOUS_FOR + 1
+    mark = rate.on_throttle()
+    assert rate.rate == pytest.approx(2.2 * 0.7)
+    rate.soften_throttle(mark)
+    assert rate.rate == pytest.approx(2.2 * 0.95)
+    accept(rate, clock, seconds=CAUTIOUS_FOR - 1, every=0.5)
+    assert rate.rate == pytest.approx(2.2 * 0.95), "no probe back towards the pace that drew it"
+    later = rate.on_throttle()
+    clock.now += 10
+    rate.on_throttle()
+    cut_twice = rate.rate
+    rate.soften_throttle(later)
+    assert rate.rate == cut_twice, "a later throttle stands"

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from asyncjobs.campaign import check_campaign, read_campaign
-from asyncjobs.errors import CampaignError, SpecChanged
+from asyncjobs.errors import CampaignError, InputError, SpecChanged
 from asyncjobs.journal import open_journal
 from asyncjobs.model import Service
 from asyncjobs.records import RecordsOptions, ShardSpec
+from asyncjobs.scheduler import Campaign
 
 ROLE = "arn:aws:iam::123456789012:role/BatchRole"
 BEDROCK: dict[str, Any] = {
@@ -171,3 +172,30 @@ def test_a_reader_that_uploads_nothing_refuses_records_lines(tmp_path: Path) -> 
         list(read_campaign(campaign))
     [spec] = check_campaign(campaign)  # checking needs no upload
     assert isinstance(spec, ShardSpec)
+
+
+class _JournalWithoutShards:
+    """A journal that keeps no records shards: the :class:`~asyncjobs.journal.base.Journal`
+    protocol only, delegated to a real SQLite journal."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name in {"shard", "shards", "mark_uploaded", "record_output"}:
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+async def test_a_journal_that_keeps_no_shards_refuses_a_records_line_whole(tmp_path: Path) -> None:
+    _prompts(tmp_path / "prompts.jsonl", 200)
+    plain = {"id": "plain", "service": "bedrock", "request": BEDROCK}
+    campaign_file = _campaign(tmp_path, plain, _line())
+    async with await open_journal(tmp_path / "j.db", campaign="nightly") as inner:
+        campaign = Campaign(_JournalWithoutShards(inner), region="us-east-1")  # type: ignore[arg-type]
+        refused = r"campaign\.jsonl:2: a records line needs a journal that keeps shards"
+        with pytest.raises(InputError, match=refused):
+            await campaign.add(read_campaign(campaign_file, records=OPTIONS))
+        assert inner.counts().total == 0, "all or nothing: the plain line before it is not kept"
+        await campaign.add(read_campaign(_campaign(tmp_path, plain)))
+        assert inner.counts().total == 1
