@@ -27,13 +27,16 @@ import psycopg
 
 from ..errors import JournalError, JournalUnavailable
 from ..model import Job, JobState, StateCounts
-from . import location, pg_reads, pg_schema
+from . import location, pg_reads, pg_schema, pg_session
 from .base import EventRecord, key_counts, total_counts
 from .pg_session import Connection, one_line
 from .readonly import Loading
 from .shards import ShardRow
 
 T = TypeVar("T")
+
+#: Seconds a reader (status, results) waits for an unanswered connection attempt.
+CONNECT_WITHIN = 10.0
 
 
 class PostgresSnapshot:
@@ -62,8 +65,9 @@ class PostgresSnapshot:
         """
         shown = location.redact(uri)
         try:
-            conn = await psycopg.AsyncConnection.connect(
-                uri, autocommit=False, application_name="asyncjobs-status"
+            # a reader waits a few seconds for a host gone from the network, not psycopg's 130
+            conn = await pg_session.connect(
+                uri, within=CONNECT_WITHIN, autocommit=False, application_name="asyncjobs-status"
             )
         except psycopg.Error as exc:
             raise JournalUnavailable(
