@@ -2,14 +2,13 @@
 
 Every state change the journal recorded (claims, creates, retries with their errors, what the
 service reported, resubmissions) with its time, oldest first. Read like ``status``: beside a
-run that holds the journal, from a read-only snapshot.
+run that holds a SQLite journal, or workers on a PostgreSQL one, from a read-only snapshot.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -20,6 +19,7 @@ from .. import display
 from ..errors import JournalError
 from ..journal import EventRecord
 from .errors import EXIT_USAGE, Failure
+from .options import JournalLocation, shown
 
 EVENT_COLUMNS = (
     ("time", "time"),
@@ -31,12 +31,14 @@ EVENT_COLUMNS = (
 )
 
 
-async def history_document(path: Path, job_id: str) -> dict[str, Any]:
+async def history_document(
+    path: JournalLocation, job_id: str, campaign_name: str | None = None
+) -> dict[str, Any]:
     """``{"campaign", "journal", "job", "events"}``; an unknown ``job_id`` is a usage error."""
     from .status import job_row, open_for_status
 
     try:
-        journal = await open_for_status(path)
+        journal = await open_for_status(path, campaign_name)
         try:
             job = await journal.get(job_id)
             events = await journal.events(job_id) if job is not None else []
@@ -45,10 +47,10 @@ async def history_document(path: Path, job_id: str) -> dict[str, Any]:
     except JournalError as exc:
         raise Failure(exc.message, EXIT_USAGE) from exc
     if job is None:
-        raise Failure(f"{path}: no job with id {job_id!r}", EXIT_USAGE)
+        raise Failure(f"{shown(path)}: no job with id {job_id!r}", EXIT_USAGE)
     return {
         "campaign": journal.campaign,
-        "journal": str(path),
+        "journal": shown(path),
         "job": job_row(job),
         "events": [_event(record) for record in events],
     }

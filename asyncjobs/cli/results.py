@@ -1,4 +1,9 @@
-"""``asyncjobs results``: a campaign's records lines joined back, one result per input record."""
+"""``asyncjobs results``: a campaign's records lines joined back, one result per input record.
+
+It reads a read-only snapshot of the journal (nothing is written to it), so it can run beside a
+``run`` that holds a SQLite journal or workers on a PostgreSQL one: a shard whose outputs that run
+has not collected yet has its records reported failed, and a later ``results`` writes them whole.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +46,8 @@ def results_command(
 
     Bedrock lines hold {"recordId", "modelOutput"} or {"recordId", "error"}; Personalize
     lines {"input", "output"} or {"input", "error"}. Prints the records succeeded and failed
-    per id, and the token counts from Bedrock's manifests.
+    per id, and the token counts from Bedrock's manifests. Reads the journal without writing
+    to it: it may run while a run holds the journal (outputs not yet collected count as failed).
     """
     g = setup(ctx)
     warn_if_unverified(g)

@@ -3,14 +3,15 @@
 ``--watch`` redraws the counts until the campaign is complete (:mod:`.watch`); ``--job ID
 --events`` shows one job's history (:mod:`.history`).
 
-A journal that a run holds is read as a read-only snapshot (the run goes on undisturbed); while
-that run bulk-loads a new campaign, status says how far the load has got instead of the rows.
+A SQLite journal that a run holds is read as a read-only snapshot (the run goes on undisturbed);
+while that run bulk-loads a new campaign, status says how far the load has got instead of the rows.
+A PostgreSQL journal is always read as a read-only snapshot (:mod:`asyncjobs.journal.pg_readonly`):
+status never writes to it, so it can run from any host while workers work.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -18,7 +19,7 @@ import click
 
 from .. import display
 from ..errors import JournalError, JournalLocked
-from ..journal import Journal, Loading, ReadOnlyJournal, files, open_journal
+from ..journal import Journal, JournalView, Loading, ReadOnlyJournal, files, open_journal
 from ..model import Job, JobState
 from .errors import EXIT_OK, EXIT_USAGE, Failure, run_async
 from .history import history_document, history_renderable
@@ -75,13 +76,11 @@ def status_command(
         raise click.UsageError("--watch shows the whole campaign: it takes no --job or --state")
 
     async def main() -> int:
-        if watch is not None or events:
-            if not isinstance(journal, Path):  # they read a SQLite snapshot
-                raise Failure("--watch and --events read a SQLite journal only, for now", EXIT_USAGE)
-            if watch is not None:
-                return await watch_status(g, journal, watch)
+        if watch is not None:
+            return await watch_status(g, journal, watch, campaign_name)
+        if events:
             assert job_id is not None
-            emit(g, await history_document(journal, job_id), history_renderable)
+            emit(g, await history_document(journal, job_id, campaign_name), history_renderable)
             return EXIT_OK
         doc = await status_document(journal, wanted, job_id, campaign_name)
         emit(g, doc, display.status_renderable)
@@ -142,15 +141,11 @@ async def status_document(
     return doc
 
 
-async def open_for_status(
-    path: JournalLocation, campaign_name: str | None = None
-) -> Journal | ReadOnlyJournal:
-    """The journal, or a read-only snapshot of it when a run holds it.
-
-    A PostgreSQL journal needs no lock to be read while workers run: it is opened as one more
-    worker that claims nothing, takes no lease and writes nothing but its recount."""
+async def open_for_status(path: JournalLocation, campaign_name: str | None = None) -> Journal | JournalView:
+    """A SQLite journal, or a read-only snapshot of it when a run holds it; a read-only snapshot
+    of a PostgreSQL journal's campaign (it needs no lock to be read while workers run)."""
     if isinstance(path, str):
-        return await open_journal(path, campaign=campaign_name, create=False)
+        return await open_journal(path, campaign=campaign_name, readonly=True)
     # the journal may have been planted or changed by another user: refuse it before reading it
     await anyio.to_thread.run_sync(files.check_all, path, "read")
     try:

@@ -1,18 +1,19 @@
 """``asyncjobs status --watch``: the counts and the quota-key table, redrawn until the campaign is complete.
 
-Each refresh reads a fresh read-only snapshot of the journal (:class:`ReadOnlyJournal`): it
-takes no lock, so it works beside a ``run`` that holds the journal, and never keeps one from
-starting. On a terminal with ``--output table`` the table is redrawn in place (rich Live);
-with ``--output json`` each refresh is one JSON document on one line.
+Each refresh reads a fresh read-only snapshot of the journal (a SQLite file or a PostgreSQL
+campaign: :class:`~asyncjobs.journal.JournalView`): it takes no lock or lease and writes nothing,
+so it works beside a ``run`` that holds the journal, or workers that share it, and never keeps
+one from starting. On a terminal with ``--output table`` the table is redrawn in place (rich
+Live); with ``--output json`` each refresh is one JSON document on one line.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import anyio
@@ -28,7 +29,7 @@ from ..errors import JournalError
 from ..journal import open_journal
 from ..model import JobState, StateCounts
 from .errors import EXIT_OK, EXIT_USAGE, Failure, Interrupted
-from .options import Globals
+from .options import Globals, JournalLocation, shown
 from .output import stdout_console
 from .signals import Interrupts, watching
 
@@ -36,26 +37,35 @@ from .signals import Interrupts, watching
 UNFINISHED = (JobState.PENDING, JobState.SUBMITTING, JobState.SUBMITTED, JobState.RUNNING)
 
 
-async def watch_status(g: Globals, path: Path, interval: float) -> int:
-    """Show the campaign every ``interval`` seconds until it is complete (0) or a signal (130)."""
+#: Reads one snapshot's document (:func:`watch_document` of one journal and campaign).
+Snapshot = Callable[[], Awaitable[dict[str, Any]]]
+
+
+async def watch_status(
+    g: Globals, path: JournalLocation, interval: float, campaign: str | None = None
+) -> int:
+    """Show the campaign every ``interval`` seconds until it is complete (0) or a signal (130);
+    ``campaign`` names it in a PostgreSQL journal that holds several."""
     interrupts = Interrupts()
+    snapshot = functools.partial(watch_document, path, campaign)
+
     async with watching(interrupts):
         with anyio.CancelScope() as scope:
             interrupts.on_first(scope.cancel, "stopping the watch")
             if g.output_format == "json":
-                await _json_lines(g, path, interval)
+                await _json_lines(g, snapshot, interval)
             elif sys.stdout.isatty():
-                await _live(g, path, interval)
+                await _live(g, snapshot, interval)
             else:
-                await _frames(g, path, interval)
+                await _frames(g, snapshot, interval)
     if interrupts.seen:
         raise Interrupted("interrupted")
     return EXIT_OK
 
 
-async def _json_lines(g: Globals, path: Path, interval: float) -> None:
+async def _json_lines(g: Globals, snapshot: Snapshot, interval: float) -> None:
     while True:
-        doc = await watch_document(path)
+        doc = await snapshot()
         value = doc if g.query is None else jmespath.search(g.query, doc)
         click.echo(json.dumps(value, ensure_ascii=False))
         if doc["complete"]:
@@ -63,23 +73,23 @@ async def _json_lines(g: Globals, path: Path, interval: float) -> None:
         await anyio.sleep(interval)
 
 
-async def _frames(g: Globals, path: Path, interval: float) -> None:
+async def _frames(g: Globals, snapshot: Snapshot, interval: float) -> None:
     """Table output into a file or pipe: one table per refresh, one after the other."""
     console = stdout_console()
     while True:
-        doc = await watch_document(path)
+        doc = await snapshot()
         console.print(_frame(g, doc))
         if doc["complete"]:
             return
         await anyio.sleep(interval)
 
 
-async def _live(g: Globals, path: Path, interval: float) -> None:
-    doc = await watch_document(path)
+async def _live(g: Globals, snapshot: Snapshot, interval: float) -> None:
+    doc = await snapshot()
     with Live(_frame(g, doc), console=stdout_console(), auto_refresh=False, transient=False) as live:
         while not doc["complete"]:
             await anyio.sleep(interval)
-            doc = await watch_document(path)
+            doc = await snapshot()
             live.update(_frame(g, doc), refresh=True)
 
 
@@ -90,7 +100,7 @@ def _frame(g: Globals, doc: Mapping[str, Any]) -> RenderableType:
     return display.generic_renderable(jmespath.search(g.query, doc))
 
 
-async def watch_document(path: Path) -> dict[str, Any]:
+async def watch_document(path: JournalLocation, campaign: str | None = None) -> dict[str, Any]:
     """``{"campaign", "journal", "time", "total", "counts", "keys", "complete"}`` of one snapshot.
 
     ``keys`` is one ``{"key", "pending", "active", "final"}`` per quota key (``active``:
@@ -98,7 +108,7 @@ async def watch_document(path: Path) -> dict[str, Any]:
     and none is pending, submitting, submitted or running.
     """
     try:
-        journal = await open_journal(path, readonly=True)
+        journal = await open_journal(path, campaign=campaign, readonly=True)
     except JournalError as exc:
         raise Failure(exc.message, EXIT_USAGE) from exc
     try:
@@ -110,7 +120,7 @@ async def watch_document(path: Path) -> dict[str, Any]:
         await journal.aclose()
     return {
         "campaign": campaign,
-        "journal": str(path),
+        "journal": shown(path),
         "time": time.time(),
         "total": counts.total,
         "counts": counts.as_dict(),

@@ -13,7 +13,7 @@ from typing import Literal, overload
 from ..errors import JournalError
 from .base import AddResult, Change, EventRecord, Journal
 from .location import is_postgres
-from .readonly import Loading, ReadOnlyJournal
+from .readonly import JournalView, Loading, ReadOnlyJournal
 from .sqlite import SQLiteJournal
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "Change",
     "EventRecord",
     "Journal",
+    "JournalView",
     "Loading",
     "ReadOnlyJournal",
     "SQLiteJournal",
@@ -49,29 +50,34 @@ async def open_journal(
 
 
 @overload
-async def open_journal(path: str | os.PathLike[str], *, readonly: Literal[True]) -> ReadOnlyJournal: ...
+async def open_journal(
+    path: str | os.PathLike[str], *, campaign: str | None = None, readonly: Literal[True]
+) -> JournalView: ...
 
 
 async def open_journal(
     path: str | os.PathLike[str], *, campaign: str | None = None, create: bool = True, readonly: bool = False
-) -> Journal | ReadOnlyJournal:
+) -> Journal | JournalView:
     """Open the journal at ``path``: a SQLite file (created with mode 0600 when absent), or a
     campaign in a PostgreSQL database given by a ``postgresql://`` URI (see
     :mod:`asyncjobs.journal.postgres`; ``campaign`` may be left out when it holds one).
 
-    With ``readonly=True`` (SQLite): a snapshot of an existing journal that takes no lock and
-    writes nothing, so it can be read while a run holds it (see :class:`ReadOnlyJournal`).
+    With ``readonly=True``: a snapshot of an existing journal (:class:`JournalView`) that takes no
+    lock or lease and writes nothing, so it can be read while a run holds it or workers work on it
+    (:class:`ReadOnlyJournal` for a SQLite file, whose ``campaign`` is the file's own;
+    :class:`~asyncjobs.journal.pg_readonly.PostgresSnapshot` for a PostgreSQL campaign).
     """
     if is_postgres(path):
-        if readonly:  # the engine's wiring decides what a read-only PostgreSQL view is (phase 2)
-            raise JournalError("a read-only view of a PostgreSQL journal is not available yet")
         try:
+            from .pg_readonly import PostgresSnapshot
             from .postgres import PostgresJournal
         except ImportError as exc:
             raise JournalError(
                 f"a PostgreSQL journal needs the psycopg driver ({exc.name} is missing): "
                 "pip install 'asyncjobs[postgres]'"
             ) from None
+        if readonly:
+            return await PostgresSnapshot.open(str(path), campaign=campaign)
         return await PostgresJournal.open(str(path), campaign=campaign, create=create)
     if readonly:
         return await ReadOnlyJournal.open(path)

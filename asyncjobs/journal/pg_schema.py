@@ -9,11 +9,22 @@ on when a lease expires. PostgreSQL 13 or later (``pg_xact_status`` on ``xid8``)
 A table added after a database was made (``asyncjobs_shards``) is created when a worker of a
 later asyncjobs opens it (every statement is ``IF NOT EXISTS``): an older asyncjobs ignores the
 table, so the schema version stays.
+
+:func:`prepare` (a worker) creates what is missing; :func:`check_version` (a reader) only
+checks. :func:`find_campaign` is how both find the campaign they were asked for.
 """
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
+import psycopg
+
+from ..errors import JournalError, JournalSchemaError
 from . import schema
+
+Connection = psycopg.AsyncConnection[Any]
 
 SCHEMA_VERSION = 1
 
@@ -123,3 +134,64 @@ INGEST_COLUMNS = (
     "id, service, quota_key, request, digest, given_name, job_name, source, ingest, updated_at,"
     " campaign, state, attempt"
 )
+
+
+async def prepare(conn: Connection, shown: str) -> None:
+    """Create the tables once per database (and those added since it was made); refuse a
+    schema newer than this asyncjobs."""
+    if not await has_table(conn, NEWEST_TABLE):
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+            for statement in STATEMENTS:
+                await conn.execute(statement)
+            row = await (await conn.execute("SELECT count(*) FROM asyncjobs_schema")).fetchone()
+            if row is not None and row[0] == 0:
+                await conn.execute("INSERT INTO asyncjobs_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+    await check_version(conn, shown)
+
+
+async def check_version(conn: Connection, shown: str) -> None:
+    """Refuse a database that holds no asyncjobs schema, or a newer one than this asyncjobs."""
+    if not await has_table(conn, "asyncjobs_schema"):
+        raise JournalSchemaError(f"journal {shown}: not an asyncjobs database (no schema version)")
+    row = await (await conn.execute("SELECT max(version) FROM asyncjobs_schema")).fetchone()
+    version = row[0] if row else None
+    if version is None:
+        raise JournalSchemaError(f"journal {shown}: not an asyncjobs database (no schema version)")
+    if version > SCHEMA_VERSION:
+        raise JournalSchemaError(
+            f"journal {shown}: journal schema version {version} is newer than this asyncjobs supports "
+            f"({SCHEMA_VERSION}); upgrade asyncjobs"
+        )
+
+
+async def has_table(conn: Connection, table: str) -> bool:
+    found = await (await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))).fetchone()
+    return bool(found and found[0])
+
+
+async def find_campaign(conn: Connection, shown: str, campaign: str | None, create: bool) -> str:
+    """The campaign to open: ``campaign``, or the database's only one when it is None.
+
+    A campaign not in the database is created when ``create`` is true (the first worker), else
+    refused; so is a missing name when the database holds none or several."""
+    cur = await conn.execute("SELECT name FROM asyncjobs_campaigns ORDER BY name")
+    names = [str(r[0]) for r in await cur.fetchall()]
+    if campaign is None:
+        if len(names) == 1:
+            return names[0]
+        if not names:
+            raise JournalError(f"journal {shown}: the database holds no campaign; name one (--campaign-name)")
+        listed = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+        raise JournalError(
+            f"journal {shown}: the database holds {len(names)} campaigns ({listed});"
+            " name one (--campaign-name)"
+        )
+    if campaign not in names:
+        if not create:
+            raise JournalError(f"journal {shown}: no campaign {campaign!r} in the database")
+        await conn.execute(
+            "INSERT INTO asyncjobs_campaigns (name, created_at) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (campaign, time.time()),
+        )
+    return campaign

@@ -60,7 +60,9 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-async def connect(uri: str, *, within: float | None = None) -> Connection:
+async def connect(
+    uri: str, *, within: float | None = None, autocommit: bool = True, application_name: str = "asyncjobs"
+) -> Connection:
     """A connection to ``uri``; given ``within``, an attempt that gets no answer (a host gone from
     the network) fails after about that many seconds (libpq's least is 2) instead of psycopg's
     130, unless the URI or ``PGCONNECT_TIMEOUT`` sets a timeout of its own."""
@@ -69,7 +71,7 @@ async def connect(uri: str, *, within: float | None = None) -> Connection:
     if within is not None and not own:
         options["connect_timeout"] = max(2, math.ceil(within))
     return await psycopg.AsyncConnection.connect(
-        uri, autocommit=True, application_name="asyncjobs", **options
+        uri, autocommit=autocommit, application_name=application_name, **options
     )
 
 

@@ -23,17 +23,20 @@ holds many campaigns: every row is keyed by its campaign's name (tables in :mod:
   and whenever :meth:`PostgresJournal.refresh` is called. Other workers' changes show within
   about ``refresh_seconds`` of this worker's next commit; a decision that must be exact (a quota
   cap) is taken in the database, by :meth:`PostgresJournal.claim`.
-- **Wake-ups.** A commit that frees a quota slot (a job final, or given back to ``pending``) or
-  saves a pace sends ``NOTIFY asyncjobs`` in its transaction; :meth:`PostgresJournal.changes`
-  LISTENs on a connection of its own, so the other workers hear of it at the commit instead of
-  at their next periodic refresh.
+- **Wake-ups.** A commit that frees a quota slot or saves a pace notifies the campaign's other
+  workers, and :meth:`PostgresJournal.changes` hears them (:mod:`.pg_wake`).
 - **Secrets.** The URI's password never leaves the session: :attr:`PostgresJournal.path`,
   ``repr``, errors and logs show :func:`.location.redact`'s form.
+
+This class ties the parts together; each concern has its module: the tables and opening
+(:mod:`.pg_schema`), the connection (:mod:`.pg_session`), ingest (:mod:`.pg_ingest`), reads
+(:mod:`.pg_reads`, shared with the read-only snapshot of :mod:`.pg_readonly`), state changes
+(:mod:`.pg_changes`, queued by :class:`~.commit.GroupCommit` as in the SQLite journal), claims
+and leases (:mod:`.pg_leases`), and the shared create rate (:mod:`.pg_rate`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
 from collections import Counter, defaultdict
@@ -44,54 +47,19 @@ import anyio
 import psycopg
 import structlog
 
-from .. import lifecycle
-from ..errors import JournalConflict, JournalError, JournalSchemaError, JournalUnavailable
+from ..errors import JournalError, JournalUnavailable
 from ..lifecycle import Event
-from ..model import Job, JobSpec, JobState, StateCounts, evolve
-from . import location, pg_ingest, shards
+from ..model import Job, JobSpec, JobState, StateCounts
+from . import location, pg_ingest, pg_rate, pg_reads, pg_schema, pg_wake, shards
 from .base import AddResult, Change, EventRecord, key_counts, total_counts
-from .pg_schema import JOB_COLUMNS, NEWEST_TABLE, NOW, SCHEMA_LOCK, SCHEMA_VERSION, STATEMENTS
+from .commit import GroupCommit, check_changes, count_changes
+from .pg_changes import ChangeWriter
+from .pg_leases import Leases
 from .pg_session import Connection, Session, connect, one_line
-from .schema import row_to_job
 from .shards import ShardRow
 from .single import new_worker_id
 
 log = structlog.get_logger("asyncjobs.journal")
-
-_FIELDS = frozenset({"arn", "remote_status", "last_error", "submitted_at", "job_name", "token", "attempt"})
-_ACTIVE = "('submitting', 'submitted', 'running')"
-_J_COLUMNS = ", ".join(f"j.{c.strip()}" for c in JOB_COLUMNS.split(","))
-
-_UPDATE_JOBS = f"""
-UPDATE asyncjobs_jobs AS j SET state = v.state, attempt = v.attempt, job_name = v.job_name, arn = v.arn,
-    remote_status = v.remote_status, last_error = v.last_error, submitted_at = v.submitted_at,
-    updated_at = %(now)s::float8,
-    lease_owner = CASE WHEN v.state = 'submitting' THEN %(worker)s::text END,
-    lease_expires = CASE WHEN v.state = 'submitting' THEN {NOW} + %(lease)s::float8 END
-FROM unnest(%(seq)s::bigint[], %(old)s::text[], %(state)s::text[], %(attempt)s::int[], %(job_name)s::text[],
-            %(arn)s::text[], %(remote)s::text[], %(error)s::text[], %(submitted)s::float8[])
-    AS v(seq, old_state, state, attempt, job_name, arn, remote_status, last_error, submitted_at)
-WHERE j.seq = v.seq AND j.campaign = %(campaign)s::text AND j.state = v.old_state
-    AND (j.state <> 'submitting' OR j.lease_owner = %(worker)s::text)
-RETURNING j.seq
-"""
-
-#: The channel of :meth:`PostgresJournal.changes`; a payload is ``<worker> <campaign>``.
-CHANNEL = "asyncjobs"
-_NOTIFY = f"SELECT pg_notify('{CHANNEL}', %s)"
-
-_INSERT_EVENTS = """
-INSERT INTO asyncjobs_events (campaign, job_id, ts, event, from_state, to_state, attempt, arn, detail)
-SELECT %s::text, * FROM unnest(%s::text[], %s::float8[], %s::text[], %s::text[], %s::text[], %s::int[],
-                               %s::text[], %s::text[])
-"""
-
-
-class _Conflict(Exception):
-    """Some changes of a batch found their job changed by another worker (the batch rolls back)."""
-
-    def __init__(self, seqs: set[int]) -> None:
-        self.seqs = seqs
 
 
 class PostgresJournal:
@@ -105,11 +73,12 @@ class PostgresJournal:
         self._campaign = campaign
         self._worker = worker
         self._refresh_seconds = refresh_seconds
-        self._lease_seconds = lease_seconds
-        self._queue: list[tuple[Change, asyncio.Future[Job]]] = []
-        self._flushing = False
         self._counts: dict[str, Counter[JobState]] = defaultdict(Counter)
         self._refreshed = 0.0
+        writer = ChangeWriter(session, campaign, worker, lease_seconds, self._count_changes)
+        self._commits = GroupCommit(writer.commit, settle=self._refresh_if_stale)
+        self._update_remote = writer.update_remote
+        self._leases = Leases(session, campaign, worker)
         #: Opens the connection :meth:`changes` listens on (it holds the URI: never shown).
         self._connect: Callable[[], Awaitable[Connection]] | None = None
 
@@ -143,8 +112,8 @@ class PostgresJournal:
                 f"journal {shown}: cannot connect: {location.scrub(one_line(exc), uri)}"
             ) from None
         try:
-            await cls._prepare(conn, shown)
-            name = await cls._campaign_of(conn, shown, campaign, create)
+            await pg_schema.prepare(conn, shown)
+            name = await pg_schema.find_campaign(conn, shown, campaign, create)
         except psycopg.Error as exc:
             await conn.close()
             raise JournalError(f"journal {shown}: {location.scrub(one_line(exc), uri)}") from None
@@ -163,56 +132,6 @@ class PostgresJournal:
         log.debug("asyncjobs.journal.opened", journal=shown, campaign=name, worker=journal.worker)
         return journal
 
-    @staticmethod
-    async def _prepare(conn: Connection, shown: str) -> None:
-        """Create the tables once per database (and those added since it was made); refuse a
-        schema newer than this asyncjobs."""
-        found = await (await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (NEWEST_TABLE,))).fetchone()
-        if not (found and found[0]):
-            async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-                for statement in STATEMENTS:
-                    await conn.execute(statement)
-                row = await (await conn.execute("SELECT count(*) FROM asyncjobs_schema")).fetchone()
-                if row is not None and row[0] == 0:
-                    await conn.execute(
-                        "INSERT INTO asyncjobs_schema (version) VALUES (%s)", (SCHEMA_VERSION,)
-                    )
-        row = await (await conn.execute("SELECT max(version) FROM asyncjobs_schema")).fetchone()
-        version = row[0] if row else None
-        if version is None:
-            raise JournalSchemaError(f"journal {shown}: not an asyncjobs database (no schema version)")
-        if version > SCHEMA_VERSION:
-            raise JournalSchemaError(
-                f"journal {shown}: journal schema version {version} is newer than this asyncjobs supports "
-                f"({SCHEMA_VERSION}); upgrade asyncjobs"
-            )
-
-    @staticmethod
-    async def _campaign_of(conn: Connection, shown: str, campaign: str | None, create: bool) -> str:
-        cur = await conn.execute("SELECT name FROM asyncjobs_campaigns ORDER BY name")
-        names = [str(r[0]) for r in await cur.fetchall()]
-        if campaign is None:
-            if len(names) == 1:
-                return names[0]
-            if not names:
-                raise JournalError(
-                    f"journal {shown}: the database holds no campaign; name one (--campaign-name)"
-                )
-            listed = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
-            raise JournalError(
-                f"journal {shown}: the database holds {len(names)} campaigns ({listed}); "
-                "name one (--campaign-name)"
-            )
-        if campaign not in names:
-            if not create:
-                raise JournalError(f"journal {shown}: no campaign {campaign!r} in the database")
-            await conn.execute(
-                "INSERT INTO asyncjobs_campaigns (name, created_at) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (campaign, time.time()),
-            )
-        return campaign
-
     async def __aenter__(self) -> PostgresJournal:
         return self
 
@@ -221,19 +140,7 @@ class PostgresJournal:
 
     async def aclose(self) -> None:
         """Give up this worker's leases (so others take its jobs over at once) and disconnect."""
-
-        async def release(conn: Connection) -> None:
-            await conn.execute(
-                f"UPDATE asyncjobs_jobs SET lease_expires = {NOW} WHERE campaign = %s"
-                " AND state = 'submitting' AND lease_owner = %s",
-                (self._campaign, self._worker),
-            )
-            await conn.execute(
-                "DELETE FROM asyncjobs_sweeps WHERE campaign = %s AND owner = %s",
-                (self._campaign, self._worker),
-            )
-
-        await self._session.close(release)
+        await self._session.close(self._leases.release)
 
     # ------------------------------------------------------------- properties
     @property
@@ -249,6 +156,7 @@ class PostgresJournal:
     def worker(self) -> str:
         return self._worker
 
+    # ----------------------------------------------------------------- counts
     def counts(self) -> StateCounts:
         return total_counts(self._counts)
 
@@ -257,13 +165,7 @@ class PostgresJournal:
 
     async def refresh(self) -> None:
         async def read(conn: Connection) -> None:
-            cur = await conn.execute(
-                "SELECT quota_key, state, count(*) FROM asyncjobs_jobs WHERE campaign = %s GROUP BY 1, 2",
-                (self._campaign,),
-            )
-            counts: dict[str, Counter[JobState]] = defaultdict(Counter)
-            for key, state, n in await cur.fetchall():
-                counts[key][JobState(state)] = n
+            counts = await pg_reads.counts(conn, self._campaign)
             # replaced while the session is held: no commit of ours is between this count and its delta
             self._counts = counts
             self._refreshed = time.monotonic()
@@ -277,8 +179,8 @@ class PostgresJournal:
             except JournalError as exc:  # the changes are settled; the next commit counts again
                 log.warning("asyncjobs.journal.recount_failed", journal=self._shown, error=exc.message)
 
-    def _to_job(self, row: Sequence[Any]) -> Job:
-        return row_to_job(tuple(row), self._campaign)
+    def _count_changes(self, before: list[Job], after: list[Job]) -> None:
+        count_changes(self._counts, before, after)
 
     # ---------------------------------------------------------------- ingest
     async def add_specs(self, specs: Iterable[JobSpec]) -> AddResult:
@@ -296,25 +198,14 @@ class PostgresJournal:
     # ---------------------------------------------------------- records shards
     async def shard(self, job_id: str) -> ShardRow | None:
         """The shard of the shard job ``job_id`` (None for any other job)."""
-        found = await self._select_shards("job_id = %s", (job_id,))
+        found = await self._session.read(
+            lambda conn: pg_reads.select_shards(conn, self._campaign, "job_id = %s", (job_id,))
+        )
         return found[0] if found else None
 
     async def shards(self, line_id: str | None = None) -> list[ShardRow]:
         """Every shard (of the records line ``line_id``), by line, retry round and shard."""
-        if line_id is None:
-            return await self._select_shards("true", ())
-        return await self._select_shards("line_id = %s", (line_id,))
-
-    async def _select_shards(self, where: str, args: Sequence[Any]) -> list[ShardRow]:
-        async def body(conn: Connection) -> list[ShardRow]:
-            cur = await conn.execute(
-                f"SELECT {shards.COLUMNS} FROM asyncjobs_shards WHERE campaign = %s AND {where}"
-                " ORDER BY line_id, retry_round, job_id",
-                (self._campaign, *args),
-            )
-            return [shards.decode_row(r) for r in await cur.fetchall()]
-
-        return await self._session.read(body)
+        return await self._session.read(lambda conn: pg_reads.all_shards(conn, self._campaign, line_id))
 
     async def mark_uploaded(self, job_id: str) -> None:
         """The shard's input object is in S3 (committed on return)."""
@@ -346,413 +237,88 @@ class PostgresJournal:
             await self._session.write(body)
 
     # ----------------------------------------------------------------- reads
-    async def _select_jobs(self, where: str, args: Sequence[Any]) -> list[Job]:
-        async def body(conn: Connection) -> list[Job]:
-            cur = await conn.execute(
-                f"SELECT {JOB_COLUMNS} FROM asyncjobs_jobs WHERE campaign = %s AND {where}",
-                (self._campaign, *args),
-            )
-            return [self._to_job(r) for r in await cur.fetchall()]
-
-        return await self._session.read(body)
-
     async def pending(self, quota_key: str, limit: int, exclude: Sequence[str] = ()) -> list[Job]:
         if limit <= 0:
             return []
         skip = set(exclude)
-        jobs = await self._select_jobs(
-            "state = 'pending' AND quota_key = %s ORDER BY seq LIMIT %s", (quota_key, limit + len(skip))
+        jobs = await self._session.read(
+            lambda conn: pg_reads.pending(conn, self._campaign, quota_key, limit, len(skip))
         )
         return [j for j in jobs if j.id not in skip][:limit]
 
     async def active(self) -> list[Job]:
-        return await self._select_jobs(f"state IN {_ACTIVE} ORDER BY seq", ())
+        return await self._session.read(lambda conn: pg_reads.active(conn, self._campaign))
 
     async def get(self, job_id: str) -> Job | None:
-        found = await self._select_jobs("id = %s", (job_id,))
-        return found[0] if found else None
+        return await self._session.read(lambda conn: pg_reads.get(conn, self._campaign, job_id))
 
     async def jobs(self, states: Iterable[JobState] | None = None) -> AsyncIterator[Job]:
-        wanted = None if states is None else [str(s) for s in states]
+        wanted = None if states is None else list(states)
         after = 0
         while True:
-            if wanted is None:
-                page = await self._select_jobs("seq > %s ORDER BY seq LIMIT 1000", (after,))
-            else:
-                page = await self._select_jobs(
-                    "seq > %s AND state = ANY(%s) ORDER BY seq LIMIT 1000", (after, wanted)
-                )
+            page = await self._session.read(
+                functools.partial(pg_reads.jobs_after, campaign=self._campaign, after=after, states=wanted)
+            )
             for job in page:
                 yield job
-            if len(page) < 1000:
+            if len(page) < pg_reads.PAGE:
                 return
             after = page[-1].seq
 
     async def events(self, job_id: str | None = None, limit: int | None = None) -> list[EventRecord]:
-        sql = (
-            "SELECT seq, job_id, ts, event, from_state, to_state, attempt, arn, detail"
-            " FROM asyncjobs_events WHERE campaign = %s"
-        )
-        args: list[Any] = [self._campaign]
-        if job_id is not None:
-            sql += " AND job_id = %s"
-            args.append(job_id)
-        sql += " ORDER BY seq"
-        if limit is not None:
-            sql += " LIMIT %s"
-            args.append(limit)
-
-        async def body(conn: Connection) -> list[EventRecord]:
-            cur = await conn.execute(sql, args)
-            return [EventRecord(*r) for r in await cur.fetchall()]
-
-        return await self._session.read(body)
+        return await self._session.read(lambda conn: pg_reads.events(conn, self._campaign, job_id, limit))
 
     async def paces(self) -> Mapping[str, float]:
-        """Every worker's learned paces: one ``pace:<service>:<region>`` row each in ``meta``."""
-
-        async def body(conn: Connection) -> dict[str, float]:
-            cur = await conn.execute(
-                "SELECT key, value FROM asyncjobs_meta WHERE campaign = %s AND key LIKE 'pace:%%'",
-                (self._campaign,),
-            )
-            return {key.removeprefix("pace:"): float(value) for key, value in await cur.fetchall()}
-
-        return await self._session.read(body)
+        return await pg_rate.paces(self._session, self._campaign)
 
     # ---------------------------------------------------------------- writes
     async def save_paces(self, paces: Mapping[str, float]) -> None:
-        if not paces:
-            return
-
-        async def body(conn: Connection) -> None:
-            async with conn.cursor() as cur:
-                await cur.executemany(
-                    "INSERT INTO asyncjobs_meta (campaign, key, value) VALUES (%s, %s, %s)"
-                    " ON CONFLICT (campaign, key) DO UPDATE SET value = excluded.value",
-                    [
-                        (self._campaign, f"pace:{key}", repr(float(pace)))
-                        for key, pace in sorted(paces.items())
-                    ],
-                )
-            await conn.execute(_NOTIFY, (self._announcement,))
-
-        with anyio.CancelScope(shield=True):
-            await self._session.write(body)
+        await pg_rate.save_paces(
+            self._session, self._campaign, paces, announce=pg_wake.announcement(self._worker, self._campaign)
+        )
 
     async def transition(self, job: Job, event: Event, *, detail: str | None = None, **fields: Any) -> Job:
         (new,) = await self.transition_many([Change(job, event, fields, detail)])
         return new
 
     async def update_remote(self, updates: Sequence[tuple[Job, str]]) -> list[Job]:
-        if not updates:
-            return []
-        now = time.time()
-        jobs = [evolve(job, job.state, now, {"remote_status": status}) for job, status in updates]
-
-        async def body(conn: Connection) -> None:
-            await conn.execute(
-                "UPDATE asyncjobs_jobs AS j SET remote_status = v.remote, updated_at = %s"
-                " FROM unnest(%s::bigint[], %s::text[]) AS v(seq, remote)"
-                " WHERE j.seq = v.seq AND j.campaign = %s",
-                (now, [j.seq for j in jobs], [j.remote_status for j in jobs], self._campaign),
-            )
-
-        with anyio.CancelScope(shield=True):
-            await self._session.write(body)
-        return jobs
+        return await self._update_remote(updates)
 
     async def transition_many(self, changes: Sequence[Change]) -> list[Job]:
         if not changes:
             return []
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[Job]] = []
-        state_of: dict[int, JobState] = {}
-        for change in changes:  # check everything before queueing anything
-            seq = change.job.seq
-            state_of[seq] = lifecycle.apply(state_of.get(seq, change.job.state), change.event)
-            unknown = set(change.fields) - _FIELDS
-            if unknown:
-                raise TypeError(f"unknown job fields {sorted(unknown)}")
-        for change in changes:
-            fut: asyncio.Future[Job] = loop.create_future()
-            self._queue.append((change, fut))
-            futures.append(fut)
-        if not self._flushing:
-            self._flushing = True
-            try:
-                with anyio.CancelScope(shield=True):
-                    while self._queue:  # changes queued during a recount are flushed too
-                        while self._queue:
-                            batch, self._queue = self._queue, []
-                            await self._flush(batch)
-                        await self._refresh_if_stale()
-            finally:
-                self._flushing = False
-        try:
-            return [await f for f in futures]
-        finally:
-            for f in futures:
-                if f.done() and not f.cancelled():
-                    f.exception()
-
-    async def _flush(self, batch: list[tuple[Change, asyncio.Future[Job]]]) -> None:
-        while batch:
-            now = time.time()
-            latest: dict[int, Job] = {}
-            before: list[Job] = []
-            jobs: list[Job] = []
-            for change, _ in batch:  # changes to one job apply in order, each to what the one before left
-                old = latest.get(change.job.seq, change.job)
-                new = evolve(old, lifecycle.apply(old.state, change.event), now, change.fields)
-                latest[new.seq] = new
-                before.append(old)
-                jobs.append(new)
-
-            def count(_: None, before: list[Job] = before, jobs: list[Job] = jobs) -> None:
-                for old, new in zip(before, jobs, strict=True):
-                    per_key = self._counts[new.quota_key]
-                    per_key[old.state] -= 1
-                    per_key[new.state] += 1
-
-            try:
-                await self._session.write(
-                    functools.partial(self._write_changes, batch=batch, before=before, jobs=jobs, now=now),
-                    count,
-                )
-            except _Conflict as conflict:
-                kept = []
-                for change, fut in batch:
-                    if change.job.seq in conflict.seqs:
-                        fut.set_exception(JournalConflict(change.job.id))
-                    else:
-                        kept.append((change, fut))
-                batch = kept
-                continue
-            except BaseException as exc:
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                return
-            for (_, fut), new in zip(batch, jobs, strict=True):
-                if not fut.done():
-                    fut.set_result(new)
-            return
-
-    async def _write_changes(
-        self,
-        conn: Connection,
-        *,
-        batch: list[tuple[Change, asyncio.Future[Job]]],
-        before: list[Job],
-        jobs: list[Job],
-        now: float,
-    ) -> None:
-        # one row per job: its state after every change of the batch, checked against its state before
-        latest = {j.seq: j for j in jobs}
-        first_state: dict[int, JobState] = {}
-        for old in before:
-            first_state.setdefault(old.seq, old.state)
-        final = list(latest.values())
-        cur = await conn.execute(
-            _UPDATE_JOBS,
-            {
-                "now": now,
-                "worker": self._worker,
-                "lease": self._lease_seconds,
-                "campaign": self._campaign,
-                "seq": [j.seq for j in final],
-                "old": [str(first_state[j.seq]) for j in final],
-                "state": [str(j.state) for j in final],
-                "attempt": [j.attempt for j in final],
-                "job_name": [j.job_name for j in final],
-                "arn": [j.arn for j in final],
-                "remote": [j.remote_status for j in final],
-                "error": [j.last_error for j in final],
-                "submitted": [j.submitted_at for j in final],
-            },
-        )
-        changes = [c for c, _ in batch]
-        await conn.execute(  # sent at once (pipelined); rolled back with the batch on a conflict
-            _INSERT_EVENTS,
-            (
-                self._campaign,
-                [j.id for j in jobs],
-                [now] * len(jobs),
-                [str(c.event) for c in changes],
-                [str(o.state) for o in before],
-                [str(j.state) for j in jobs],
-                [j.attempt for j in jobs],
-                [j.arn for j in jobs],
-                [c.detail for c in changes],
-            ),
-        )
-        if any(j.state.is_final or j.state is JobState.PENDING for j in final):
-            # a slot is free: the other workers hear of it at the COMMIT (dropped on a rollback)
-            await conn.execute(_NOTIFY, (self._announcement,))
-        done = {r[0] for r in await cur.fetchall()}
-        if len(done) < len(final):
-            raise _Conflict({j.seq for j in final} - done)
+        check_changes(changes)  # raise now, before anything is queued
+        return await self._commits.submit(changes)
 
     # ------------------------------------------------------- several workers
-    @property
-    def _announcement(self) -> str:
-        return f"{self._worker} {self._campaign}"
-
-    async def changes(self) -> AsyncGenerator[str, None]:
-        """The id of another worker each time it commits a change to this campaign that frees a
-        quota slot or saves a pace (LISTEN on a connection of this generator's own, closed with it).
-
-        A lost connection raises :class:`~asyncjobs.errors.JournalError`: nothing is retried here,
-        since a listener that missed notifications must read the journal again anyway."""
-        if self._connect is None:
-            raise JournalError(f"journal {self._shown} is closed")
-        try:
-            conn = await self._connect()
-        except psycopg.Error as exc:
-            raise self._session.error(exc) from None
-        try:
-            await conn.execute(f"LISTEN {CHANNEL}")
-            async for note in conn.notifies():
-                worker, _, campaign = note.payload.partition(" ")
-                if campaign == self._campaign and worker != self._worker:
-                    yield worker
-        except psycopg.Error as exc:
-            raise self._session.error(exc) from None
-        finally:
-            with anyio.CancelScope(shield=True):
-                await conn.close()
-
     async def claim(self, quota_key: str, cap: int, limit: int, *, lease_seconds: float = 60.0) -> list[Job]:
         """Count and claim in one transaction under the key's advisory lock (see the protocol)."""
-        if limit <= 0 or cap <= 0:
-            return []
-        now = time.time()
-
-        async def body(conn: Connection) -> list[Job]:
-            await conn.execute(
-                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                (f"asyncjobs:claim:{self._campaign}:{quota_key}",),
-            )
-            cur = await conn.execute(
-                "SELECT count(*) FROM asyncjobs_jobs"
-                f" WHERE campaign = %s AND quota_key = %s AND state IN {_ACTIVE}",
-                (self._campaign, quota_key),
-            )
-            row = await cur.fetchone()
-            room = min(limit, cap - (row[0] if row else 0))
-            if room <= 0:
-                return []
-            cur = await conn.execute(
-                f"""WITH picked AS (
-                        SELECT seq FROM asyncjobs_jobs WHERE campaign = %(c)s AND quota_key = %(k)s
-                            AND state = 'pending' ORDER BY seq LIMIT %(n)s FOR UPDATE SKIP LOCKED)
-                    UPDATE asyncjobs_jobs AS j SET state = 'submitting', updated_at = %(now)s,
-                        lease_owner = %(w)s, lease_expires = {NOW} + %(lease)s::float8
-                    FROM picked WHERE j.seq = picked.seq RETURNING {_J_COLUMNS}""",
-                {
-                    "c": self._campaign,
-                    "k": quota_key,
-                    "n": room,
-                    "now": now,
-                    "w": self._worker,
-                    "lease": lease_seconds,
-                },
-            )
-            claimed = sorted((self._to_job(r) for r in await cur.fetchall()), key=lambda j: j.seq)
-            if claimed:
-                await conn.execute(
-                    _INSERT_EVENTS,
-                    (
-                        self._campaign,
-                        [j.id for j in claimed],
-                        [now] * len(claimed),
-                        [str(Event.CLAIM)] * len(claimed),
-                        [str(JobState.PENDING)] * len(claimed),
-                        [str(JobState.SUBMITTING)] * len(claimed),
-                        [j.attempt for j in claimed],
-                        [j.arn for j in claimed],
-                        [None] * len(claimed),
-                    ),
-                )
-            return claimed
 
         def count(claimed: list[Job]) -> None:
             per_key = self._counts[quota_key]
             per_key[JobState.PENDING] -= len(claimed)
             per_key[JobState.SUBMITTING] += len(claimed)
 
-        with anyio.CancelScope(shield=True):  # claimed jobs are this worker's: never lose the answer
-            claimed = await self._session.write(body, count)
-        return claimed
+        return await self._leases.claim(quota_key, cap, limit, lease_seconds=lease_seconds, on_commit=count)
 
     async def heartbeat(self, *, lease_seconds: float = 60.0) -> int:
-        async def body(conn: Connection) -> int:
-            cur = await conn.execute(
-                f"UPDATE asyncjobs_jobs SET lease_expires = {NOW} + %s::float8"
-                " WHERE campaign = %s AND state = 'submitting' AND lease_owner = %s RETURNING seq",
-                (lease_seconds, self._campaign, self._worker),
-            )
-            return len(await cur.fetchall())  # (a pipelined statement has no row count until read)
-
-        return await self._session.write(body)
+        return await self._leases.heartbeat(lease_seconds=lease_seconds)
 
     async def take_over_expired(self, limit: int = 1000, *, lease_seconds: float = 60.0) -> list[Job]:
-        async def body(conn: Connection) -> list[Job]:
-            cur = await conn.execute(
-                f"""WITH picked AS (
-                        SELECT seq, lease_owner FROM asyncjobs_jobs WHERE campaign = %(c)s
-                            AND state = 'submitting' AND lease_expires <= {NOW}
-                            ORDER BY seq LIMIT %(n)s FOR UPDATE SKIP LOCKED)
-                    UPDATE asyncjobs_jobs AS j
-                    SET lease_owner = %(w)s, lease_expires = {NOW} + %(lease)s::float8
-                    FROM picked WHERE j.seq = picked.seq RETURNING {_J_COLUMNS}, picked.lease_owner""",
-                {"c": self._campaign, "n": limit, "w": self._worker, "lease": lease_seconds},
-            )
-            rows = await cur.fetchall()
-            for row in rows:
-                log.info("asyncjobs.journal.taken_over", job_id=row[0], worker=self._worker, previous=row[-1])
-            return sorted((self._to_job(r[:-1]) for r in rows), key=lambda j: j.seq)
-
-        with anyio.CancelScope(shield=True):
-            taken = await self._session.write(body)
-        return taken
+        return await self._leases.take_over_expired(limit, lease_seconds=lease_seconds)
 
     async def take(self, key: str, rate: float, burst: float = 1.0) -> float:
         """One reservation from the bucket row ``key``, refilled in SQL by the database's clock."""
-        if rate <= 0:
-            raise ValueError(f"rate must be positive, got {rate}")
+        return await pg_rate.take(self._session, self._campaign, key, rate, burst)
 
-        async def body(conn: Connection) -> float:
-            cur = await conn.execute(
-                f"""INSERT INTO asyncjobs_buckets AS b (campaign, key, tokens, at)
-                    VALUES (%(c)s, %(k)s, %(burst)s::float8 - 1, {NOW})
-                    ON CONFLICT (campaign, key) DO UPDATE SET
-                        tokens = least(%(burst)s::float8,
-                                       b.tokens + greatest(0, {NOW} - b.at) * %(rate)s::float8) - 1,
-                        at = {NOW}
-                    RETURNING tokens""",
-                {"c": self._campaign, "k": key, "burst": burst, "rate": rate},
-            )
-            row = await cur.fetchone()
-            tokens = float(row[0]) if row else 0.0
-            return max(0.0, -tokens / rate)
-
-        return await self._session.write(body)
+    def changes(self) -> AsyncGenerator[str, None]:
+        """The id of another worker each time it commits a change to this campaign that frees a
+        quota slot or saves a pace (:mod:`.pg_wake`: LISTEN on a connection of its own)."""
+        if self._connect is None:
+            raise JournalError(f"journal {self._shown} is closed")
+        return pg_wake.listen(
+            self._connect, self._session.error, campaign=self._campaign, worker=self._worker
+        )
 
     async def try_lease_sweep(self, kind: str, seconds: float) -> bool:
-        async def body(conn: Connection) -> bool:
-            cur = await conn.execute(
-                f"""INSERT INTO asyncjobs_sweeps AS s (campaign, kind, owner, expires)
-                    VALUES (%s, %s, %s, {NOW} + %s::float8)
-                    ON CONFLICT (campaign, kind)
-                    DO UPDATE SET owner = excluded.owner, expires = excluded.expires
-                    WHERE s.owner = excluded.owner OR s.expires <= {NOW}
-                    RETURNING owner""",
-                (self._campaign, kind, self._worker, seconds),
-            )
-            return await cur.fetchone() is not None
-
-        return await self._session.write(body)
+        return await self._leases.try_lease_sweep(kind, seconds)

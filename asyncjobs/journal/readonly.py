@@ -1,4 +1,8 @@
-"""A read-only snapshot of a journal: what ``asyncjobs status`` shows while a run holds the journal.
+"""A read-only snapshot of a journal: what ``asyncjobs status`` and ``results`` read beside a run.
+
+:class:`JournalView` is what a snapshot offers, whatever the journal: :class:`ReadOnlyJournal`
+reads a SQLite file, :class:`~.pg_readonly.PostgresSnapshot` a campaign of a PostgreSQL
+database. ``open_journal(location, readonly=True)`` opens the one that fits.
 
 :class:`ReadOnlyJournal` takes no lock and writes nothing, so it can read a journal that another
 process has open: SQLite readers of a WAL database do not block its writer, nor wait for it. Every
@@ -26,16 +30,17 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 import anyio
 
 from ..errors import JournalError, JournalSchemaError
 from ..model import Job, JobState, StateCounts
-from . import files
+from . import files, shards
 from .base import EventRecord
 from .schema import JOB_COLUMNS, SCHEMA_VERSION, row_to_job
+from .shards import ShardRow
 
 #: How long a snapshot waits for a writer's lock (a commit, a journal-mode switch) before it
 #: reports what it can: a bulk load holds the lock for as long as it takes.
@@ -52,6 +57,42 @@ class Loading:
     pid: int | None
     jobs: int | None
     stage: str | None
+
+
+class JournalView(Protocol):
+    """A read-only snapshot of a campaign's journal: every read sees the journal as it was at one
+    moment, and nothing is written, locked or leased."""
+
+    @property
+    def campaign(self) -> str | None:
+        """The campaign's name; None only while a SQLite bulk load hides it."""
+        ...
+
+    @property
+    def path(self) -> str:
+        """Where the journal is, for messages (a URI's password as ``***``)."""
+        ...
+
+    @property
+    def loading(self) -> Loading | None:
+        """A bulk load under way, whose jobs show only once it has committed (SQLite)."""
+        ...
+
+    def counts(self) -> StateCounts: ...
+
+    def counts_by_key(self) -> Mapping[str, StateCounts]: ...
+
+    def jobs(self, states: Iterable[JobState] | None = None) -> AsyncIterator[Job]: ...
+
+    async def get(self, job_id: str) -> Job | None: ...
+
+    async def events(self, job_id: str) -> list[EventRecord]: ...
+
+    async def shards(self, line_id: str | None = None) -> list[ShardRow]:
+        """Every records shard (of one records line), by line, retry round and shard."""
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 class ReadOnlyJournal:
@@ -186,6 +227,16 @@ class ReadOnlyJournal:
                 " FROM events WHERE job_id = ? ORDER BY seq"
             )
             return [EventRecord(*row) for row in conn.execute(sql, (job_id,))]
+
+        return await self._read(read, [])
+
+    async def shards(self, line_id: str | None = None) -> list[ShardRow]:
+        """Every records shard (of the records line ``line_id``), by line, retry round and shard;
+        none in a journal made before records lines were (it has no table for them yet)."""
+
+        def read(conn: sqlite3.Connection, campaign: str) -> list[ShardRow]:
+            found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'shards'")
+            return shards.all_shards(conn, line_id) if found.fetchone() else []
 
         return await self._read(read, [])
 

@@ -27,13 +27,12 @@ from typing import Any, TypeVar
 
 import anyio
 
-from .. import lifecycle
 from ..errors import JournalError, JournalUnwritable
 from ..lifecycle import Event
 from ..model import Job, JobSpec, JobState, StateCounts, evolve
 from . import files, schema, shards
 from .base import AddResult, Change, EventRecord, key_counts, total_counts
-from .commit import GroupCommit
+from .commit import GroupCommit, apply_changes, check_changes, count_changes
 from .ingest import Ingest
 from .lock import JournalLock
 from .schema import JOB_COLUMNS, SCHEMA_VERSION, Durability
@@ -41,9 +40,6 @@ from .single import SingleProcessWorker
 from .transaction import transaction
 
 __all__ = ["SCHEMA_VERSION", "Durability", "SQLiteJournal"]
-
-# ``token`` may be set on the caller's Job, but it is derived on read, never stored
-_FIELDS = frozenset({"arn", "remote_status", "last_error", "submitted_at", "job_name", "token", "attempt"})
 
 T = TypeVar("T")
 
@@ -336,40 +332,16 @@ class SQLiteJournal(SingleProcessWorker):  # the several-worker primitives, for 
     async def transition_many(self, changes: Sequence[Change]) -> list[Job]:
         if not changes:
             return []
-        state_of: dict[int, JobState] = {}  # a job changed twice in this call: its state in between
-        for change in changes:
-            seq = change.job.seq
-            state_of[seq] = lifecycle.apply(state_of.get(seq, change.job.state), change.event)  # raise now
-            unknown = set(change.fields) - _FIELDS
-            if unknown:
-                raise TypeError(f"unknown job fields {sorted(unknown)}")
+        check_changes(changes)  # raise now, before anything is queued
         return await self._commits.submit(changes)
 
     async def _commit(self, changes: list[Change]) -> list[Job]:
         """One group commit's batch: written in one transaction, then counted."""
         now = time.time()
-        before, after = _apply(changes, now)
+        before, after = apply_changes(changes, now)
         await self._run(lambda: _write_changes(self._conn, self._path, changes, before, after, now))
-        for old, new in zip(before, after, strict=True):
-            per_key = self._counts[new.quota_key]
-            per_key[old.state] -= 1
-            per_key[new.state] += 1
+        count_changes(self._counts, before, after)
         return after
-
-
-def _apply(changes: Sequence[Change], now: float) -> tuple[list[Job], list[Job]]:
-    """Each change's job before and after it. Changes to one job apply in order, each to what
-    the one before left."""
-    latest: dict[int, Job] = {}
-    before: list[Job] = []
-    after: list[Job] = []
-    for change in changes:
-        old = latest.get(change.job.seq, change.job)
-        new = evolve(old, lifecycle.apply(old.state, change.event), now, change.fields)
-        latest[new.seq] = new
-        before.append(old)
-        after.append(new)
-    return before, after
 
 
 def _write_changes(

@@ -3,8 +3,10 @@
 The journal knows every records line's shards, retry shards included, and where the
 outputs of those whose job ended well are (:mod:`asyncjobs.records.stage` collected them).
 :func:`write_journal_results` joins them back with :func:`write_results`, a line at a
-time; :func:`campaign_results` does the same from a journal's path, opening the journal
-and the S3 client itself (the Python form of ``asyncjobs results``).
+time; :func:`campaign_results` does the same from a journal's path, opening a read-only
+snapshot of the journal and the S3 client itself (the Python form of ``asyncjobs results``).
+Nothing is written to the journal, so results can be written beside a run that holds it: they
+are what the journal had collected when the snapshot was taken.
 
 A shard whose job did not end well (failed, stopped, or not yet ended) contributes its
 records as failed (``missing from the job's output``): a results file always holds one
@@ -16,17 +18,23 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from asyncjobs.errors import JournalError
-from asyncjobs.journal.base import ShardStore
+from asyncjobs.journal.shards import ShardRow
 from asyncjobs.records.results import ResultSummary, write_results
 from asyncjobs.records.s3 import open_s3
 from asyncjobs.records.stage import shard_outputs
 
 
+class ShardReader(Protocol):
+    """What results are read from: a journal (or a read-only snapshot of one) that keeps shards."""
+
+    async def shards(self, line_id: str | None = None) -> list[ShardRow]: ...
+
+
 async def write_journal_results(
-    journal: ShardStore,
+    journal: ShardReader,
     s3: Any,
     out_dir: str | os.PathLike[str],
     *,
@@ -56,16 +64,20 @@ async def campaign_results(
     endpoint_url: str | None = None,
     verify: bool | str | None = None,
 ) -> list[ResultSummary]:
-    """:func:`write_journal_results` for the journal at ``journal_path`` (which must exist;
-    a run holding a SQLite file must end first), with an S3 client from ``session`` (an
-    ``aioboto3.Session``; the default credential chain if None). ``journal_path`` may be a
-    ``postgresql://`` URI; ``campaign`` names the campaign in it (needed when it holds several)."""
+    """:func:`write_journal_results` for the journal at ``journal_path`` (which must exist; it is
+    read as a read-only snapshot, so a run may hold it meanwhile), with an S3 client from
+    ``session`` (an ``aioboto3.Session``; the default credential chain if None). ``journal_path``
+    may be a ``postgresql://`` URI; ``campaign`` names the campaign in it (needed when it holds
+    several)."""
     from asyncjobs.journal import open_journal
 
     async with contextlib.AsyncExitStack() as stack:
-        journal = await open_journal(journal_path, campaign=campaign, create=False)
+        journal = await open_journal(journal_path, campaign=campaign, readonly=True)
         stack.push_async_callback(journal.aclose)
-        if not isinstance(journal, ShardStore):  # both journals keep shards; a new one must too
-            raise JournalError(f"journal {journal.path}: keeps no records shards")
+        if journal.loading is not None:  # a SQLite bulk load keeps its rows out of reach until done
+            raise JournalError(
+                f"{journal.path}: the campaign is still being loaded into the journal;"
+                " write its results once the load is done"
+            )
         s3 = await open_s3(stack, session, region=region, endpoint_url=endpoint_url, verify=verify)
         return await write_journal_results(journal, s3, out_dir, ids=ids)

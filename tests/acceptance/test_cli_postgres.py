@@ -1,9 +1,11 @@
-"""The command on a PostgreSQL journal: ``run``, ``status`` and ``cancel`` against a real server,
-with a password in the URI that must never show (output, errors, resume hints, ``ps``)."""
+"""The command on a PostgreSQL journal: ``run``, ``status`` (with ``--watch`` and ``--events``) and
+``cancel`` against a real server, with a password in the URI that must never show (output, errors,
+resume hints, ``ps``)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 
 from asyncjobs.emulator import Emulator
 from tests.conftest import MakeEmulator
-from tests.support.cli import SECRET, Cli
+from tests.support.cli import SECRET, Cli, finish_async
 from tests.support.presets import FAST_POLL
 from tests.support.specs import mixed_specs, spec, write_campaign
 
@@ -103,11 +105,74 @@ async def test_status_names_the_campaign_when_the_database_holds_several(
     unnamed = await cli("status", "--journal", uri, "--output", "json")
     named = await cli("status", "--journal", uri, "--campaign-name", "b", "--output", "json")
 
-    assert unnamed.code == 2, unnamed
-    assert "--campaign-name" in unnamed.stderr
+    watch_unnamed = await cli("status", "--journal", uri, "--watch", "--output", "json")
+    watch_named = await cli("status", "--journal", uri, "--campaign-name", "b", "--watch", "--output", "json")
+    events_named = await cli(
+        "status", "--journal", uri, "--campaign-name", "a", "--job", "job-001", "--events", "--output", "json"
+    )
+
+    for refused in (unnamed, watch_unnamed):
+        assert refused.code == 2, refused
+        assert "--campaign-name" in refused.stderr
     assert named.code == 0, named
     assert named.json()["total"] == 3
-    assert_no_secret(unnamed.stdout, unnamed.stderr, named.stdout, named.stderr)
+    assert watch_named.code == 0, watch_named
+    (line,) = watch_named.stdout.splitlines()  # complete at once: one refresh
+    assert (json.loads(line)["campaign"], json.loads(line)["total"], json.loads(line)["complete"]) == (
+        "b",
+        3,
+        True,
+    )
+    assert events_named.code == 0, events_named
+    assert events_named.json()["campaign"] == "a"
+    assert events_named.json()["events"][-1]["to"] == "succeeded"
+    results = (unnamed, named, watch_unnamed, watch_named, events_named)
+    assert_no_secret(*(text for r in results for text in (r.stdout, r.stderr)))
+
+
+async def test_status_watch_and_events_follow_workers_on_postgres(
+    cli: Cli, make_emulator: MakeEmulator, postgres_database: Callable[[str], str], tmp_path: Path
+) -> None:
+    jobs = 8  # created over a few seconds while the pace is found, each running 2-3 s: time to watch
+    emu = await make_emulator(job_seconds=(2.0, 3.0))
+    uri = with_password(postgres_database("watch"))
+    campaign = write_campaign(
+        tmp_path / "campaign.jsonl", [spec(f"job-{i:03d}", "bedrock") for i in range(jobs)]
+    )
+    run = await cli.start(
+        "run", str(campaign), "--journal", uri, "--campaign-name", "w", "--endpoint-url", emu.url,
+        "--poll-interval", "0.3",
+    )  # fmt: skip
+    await first_job(emu, run)
+    assert run.returncode is None, await finish_async(run)
+
+    # the campaign found as the database's only one; the job's history read while the run works on it
+    watching = await cli.start("status", "--journal", uri, "--watch", "0.2", "--output", "json")
+    midway = await cli("status", "--journal", uri, "--campaign-name", "w", "--job", "job-000", "--events")
+    watched = await finish_async(watching)
+    ran = await finish_async(run)
+    after = await cli(
+        "status", "--journal", uri, "--job", "job-000", "--events", "--output", "json",
+        "--query", "events[].to",
+    )  # fmt: skip
+
+    assert ran.code == 0, ran
+    assert watched.code == 0, watched
+    docs = [json.loads(line) for line in watched.stdout.splitlines()]
+    assert len(docs) >= 2  # it redrew while the run worked
+    assert all((doc["campaign"], doc["total"]) == ("w", jobs) for doc in docs)
+    assert all(sum(doc["counts"].values()) == jobs for doc in docs)
+    assert all(doc["journal"] == uri.replace(PASSWORD, "***") for doc in docs)
+    assert [doc["complete"] for doc in docs] == [False] * (len(docs) - 1) + [True]
+    assert docs[-1]["counts"]["succeeded"] == jobs
+    assert docs[-1]["keys"] == [{"key": docs[-1]["keys"][0]["key"], "pending": 0, "active": 0, "final": jobs}]
+    assert midway.code == 0, midway
+    events = midway.json()["events"]
+    assert (events[0]["from"], events[0]["to"]) == ("pending", "submitting")
+    assert after.code == 0, after
+    assert (after.json()[0], after.json()[-1]) == ("submitting", "succeeded")
+    assert emu.stats()["duplicate_jobs"] == 0
+    assert_no_secret(*(text for r in (ran, watched, midway, after) for text in (r.stdout, r.stderr)))
 
 
 async def test_the_password_is_not_in_the_process_title(

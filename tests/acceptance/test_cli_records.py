@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.conftest import MakeEmulator
-from tests.support.cli import Cli
+from tests.support.cli import Cli, finish_async
 from tests.support.presets import FAST_POLL
 from tests.support.records import (
     bedrock_line,
@@ -96,6 +96,45 @@ async def test_records_line_sharded_uploaded_run_and_joined_back(
     table = await cli("results", "--journal", "j.db", "--out", "out2", "--endpoint-url", emu.url)
     assert table.code == 0, table
     assert "summaries" in table.stdout and "450" in table.stdout
+
+
+async def test_results_beside_the_run_that_holds_the_journal(
+    cli: Cli, make_emulator: MakeEmulator, tmp_path: Path
+) -> None:
+    """results reads a read-only snapshot: what the run has collected so far, without its lock."""
+    emu = await make_emulator(job_seconds=(2.0, 3.0))
+    await off(make_buckets, emu.url)
+    records = prompts(450)
+    write_jsonl(tmp_path / "prompts.jsonl", records)
+    campaign = write_campaign(tmp_path / "campaign.jsonl", [bedrock_line()])
+    run = await cli.start(
+        "run", str(campaign), "--journal", "j.db", "--endpoint-url", emu.url, "--records-per-job", "200",
+        *FAST_POLL,
+    )  # fmt: skip
+    while emu.stats()["jobs_total"] == 0 and run.returncode is None:  # noqa: ASYNC110 (no event to wait on)
+        await asyncio.sleep(0.05)
+    assert run.returncode is None, await finish_async(run)
+
+    beside = await cli(
+        "results", "--journal", "j.db", "--out", "early", "--endpoint-url", emu.url, "--output", "json"
+    )
+    ran = await finish_async(run)
+    after = await cli(
+        "results", "--journal", "j.db", "--out", "out", "--endpoint-url", emu.url, "--output", "json"
+    )
+
+    assert beside.code == 0, beside
+    [early] = beside.json()["lines"]
+    assert (early["id"], early["records"]) == ("summaries", 450)
+    assert early["succeeded"] + early["failed"] == 450  # not yet collected: reported failed (missing)
+    assert len(result_lines(tmp_path / "early" / "summaries.jsonl")) == 450
+    assert ran.code == 0, ran
+    assert after.code == 0, after
+    [line] = after.json()["lines"]
+    assert (line["records"], line["succeeded"], line["failed"]) == (450, 450, 0)
+    assert [r["recordId"] for r in result_lines(tmp_path / "out" / "summaries.jsonl")] == expected_ids(
+        records
+    )
 
 
 async def test_records_line_on_a_postgres_journal(

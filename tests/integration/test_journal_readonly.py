@@ -114,6 +114,21 @@ async def test_a_closed_journal_can_be_read_too(tmp_path: Path) -> None:
     assert after == before
 
 
+async def test_a_journal_made_before_records_shards_has_none(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    await (await held_journal(path)).aclose()
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("DROP TABLE shards")  # as a journal made before records lines were
+        conn.commit()
+
+    async with await open_journal(path, readonly=True) as snapshot:
+        assert await snapshot.shards() == []
+        assert snapshot.counts().total == 5
+
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'shards'").fetchone() == (0,)
+
+
 async def test_no_journal_is_an_error_and_none_is_created(tmp_path: Path) -> None:
     with pytest.raises(JournalError, match=r"nothing\.db: no such journal$"):
         await open_journal(tmp_path / "nothing.db", readonly=True)

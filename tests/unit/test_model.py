@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from asyncjobs.journal.sqlite import _FIELDS
+from asyncjobs.journal.commit import FIELDS as _FIELDS
 from asyncjobs.model import Job, JobState, Service, evolve
 
 JOB = Job(
