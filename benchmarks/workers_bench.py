@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from . import specs
 from .emulator import create_throttles, read_calls
 from .journal_bench import _location
 from .quota_bound import emulator_settings
+from .report import source_revision
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -116,7 +116,7 @@ def main() -> None:
     figures = asyncio.run(run(args.jobs, counts, args.runs))
     document = {
         "date": datetime.date.today().isoformat(),
-        "commit": _commit(),
+        "commit": source_revision(REPO)["commit"] or None,
         "command": f"python -m benchmarks.workers_bench --jobs {args.jobs} --workers {args.workers}"
         f" --runs {args.runs}",
         "load_average_at_start": round(load, 2),
@@ -126,16 +126,6 @@ def main() -> None:
     print(text)
     if args.figures != "-":
         Path(args.figures).write_text(text + "\n", encoding="utf-8")
-
-
-def _commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return out.stdout.strip() or None
 
 
 if __name__ == "__main__":
