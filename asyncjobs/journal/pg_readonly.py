@@ -18,7 +18,6 @@ The reads are the workers' own (:mod:`.pg_reads`). The URI's password shows as `
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import TypeVar
 
@@ -112,17 +111,8 @@ class PostgresSnapshot:
 
     async def jobs(self, states: Iterable[JobState] | None = None) -> AsyncIterator[Job]:
         """The jobs (only those in ``states``, if given) in the order they were added."""
-        wanted = None if states is None else list(states)
-        after = 0
-        while True:
-            page = await self._read(
-                functools.partial(pg_reads.jobs_after, campaign=self._campaign, after=after, states=wanted)
-            )
-            for job in page:
-                yield job
-            if len(page) < pg_reads.PAGE:
-                return
-            after = page[-1].seq
+        async for job in pg_reads.all_jobs(self._read, self._campaign, states):
+            yield job
 
     async def get(self, job_id: str) -> Job | None:
         """The job ``job_id``, as the snapshot has it (None if there is no such job)."""

@@ -8,8 +8,9 @@ writes.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from ..model import Job, JobState
@@ -59,6 +60,24 @@ async def jobs_after(
     return await select_jobs(
         conn, campaign, f"seq > %s AND state = ANY(%s) ORDER BY seq LIMIT {PAGE}", (after, wanted)
     )
+
+
+async def all_jobs(
+    read: Callable[[Callable[[Connection], Awaitable[list[Job]]]], Awaitable[list[Job]]],
+    campaign: str,
+    states: Iterable[JobState] | None,
+) -> AsyncIterator[Job]:
+    """Every job (in ``states``, if given) in campaign order, a page at a time, each page read
+    through ``read`` (the worker's session, or a snapshot's transaction)."""
+    wanted = None if states is None else list(states)
+    after = 0
+    while True:
+        page = await read(functools.partial(jobs_after, campaign=campaign, after=after, states=wanted))
+        for job in page:
+            yield job
+        if len(page) < PAGE:
+            return
+        after = page[-1].seq
 
 
 async def events(

@@ -253,17 +253,8 @@ class PostgresJournal:
         return await self._session.read(lambda conn: pg_reads.get(conn, self._campaign, job_id))
 
     async def jobs(self, states: Iterable[JobState] | None = None) -> AsyncIterator[Job]:
-        wanted = None if states is None else list(states)
-        after = 0
-        while True:
-            page = await self._session.read(
-                functools.partial(pg_reads.jobs_after, campaign=self._campaign, after=after, states=wanted)
-            )
-            for job in page:
-                yield job
-            if len(page) < pg_reads.PAGE:
-                return
-            after = page[-1].seq
+        async for job in pg_reads.all_jobs(self._session.read, self._campaign, states):
+            yield job
 
     async def events(self, job_id: str | None = None, limit: int | None = None) -> list[EventRecord]:
         return await self._session.read(lambda conn: pg_reads.events(conn, self._campaign, job_id, limit))
