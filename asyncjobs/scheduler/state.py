@@ -123,9 +123,12 @@ class RunState:
         #: Jobs handed to the submit workers whose create call has not yet returned.
         self._unsent: dict[str, str] = {}  # job id -> quota key
         self._unsent_keys: Counter[str] = Counter()
+        #: A shared journal: other workers' jobs that hold a slot and wait for their create
+        #: (submitting, as of the last mirror), by quota key.
+        self._others_unsent: Counter[str] = Counter()
         #: Jobs the service has created whose ARN is being journaled: not yet tracked, but
-        #: they hold a slot of the service's quota all the same.
-        self._journaling: Counter[str] = Counter()
+        #: they hold a slot of the service's quota all the same. Quota key -> job ids.
+        self._journaling: defaultdict[str, set[str]] = defaultdict(set)
         #: The run's records shards: uploaded before their create, collected when they end.
         self.records: RecordsStage | None = None
         #: Shard jobs ended whose outputs are being collected: the run does not end meanwhile
@@ -143,6 +146,7 @@ class RunState:
         """Rebuild the slots, tracked jobs and jobs to reconcile from the journal (start-up, resume)."""
         self._unsent.clear()
         self._unsent_keys.clear()
+        self._others_unsent.clear()
         self._slots.clear()
         self.tracked.clear()
         self._later.clear()
@@ -176,6 +180,7 @@ class RunState:
         tracked (one worker sweeps each kind for all). Jobs this worker is sending keep theirs."""
         slots: dict[str, set[str]] = defaultdict(set)
         created: set[str] = set()
+        others_unsent: Counter[str] = Counter()
         for job in active:
             slots[job.quota_key].add(job.id)
             if job.state in (JobState.SUBMITTED, JobState.RUNNING):
@@ -183,6 +188,9 @@ class RunState:
                 known = self.tracked.get(job.id)
                 if known is None or known.state is not job.state:
                     self.tracked.put(job)
+            elif job.id not in self._unsent and job.id not in self._later and not self._is_journaling(job):
+                others_unsent[job.quota_key] += 1
+        self._others_unsent = others_unsent
         for job_id in list(self.tracked.jobs):
             if job_id not in created:
                 self.tracked.drop(job_id)
@@ -243,16 +251,19 @@ class RunState:
 
     def created_in(self, key: str) -> int:
         """Our jobs of ``key`` that the service has created and not yet ended."""
-        return self.tracked.count(key) + self._journaling[key]
+        return self.tracked.count(key) + len(self._journaling[key])
 
     @contextlib.contextmanager
     def journaling(self, job: Job) -> Iterator[None]:
         """While ``job``'s ARN is being journaled, it counts as created (it is not tracked yet)."""
-        self._journaling[job.quota_key] += 1
+        self._journaling[job.quota_key].add(job.id)
         try:
             yield
         finally:
-            self._journaling[job.quota_key] -= 1
+            self._journaling[job.quota_key].discard(job.id)
+
+    def _is_journaling(self, job: Job) -> bool:
+        return job.id in self._journaling.get(job.quota_key, ())
 
     # ------------------------------------------- jobs whose create is due again
     def later(self, job: Job, at: float) -> None:
@@ -289,7 +300,10 @@ class RunState:
         return len(self._unsent)
 
     def unsent_in(self, key: str) -> int:
-        return self._unsent_keys[key]
+        """Jobs of ``key`` that hold a slot and wait for their create call: this worker's handed to
+        the submit workers, and on a shared journal, the other workers' claimed ones (as of the
+        last mirror). While any wait, the create rate, not the quota, holds the key's work up."""
+        return self._unsent_keys[key] + self._others_unsent[key]
 
     # ------------------------------------------------------- caps and paces
     def cap(self, key: str) -> Capacity:

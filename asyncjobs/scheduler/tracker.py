@@ -104,7 +104,8 @@ class Tracker(RunPart):
     def _waiting_keys(self, now: float) -> frozenset[str]:
         """Keys whose work waits for a slot: full, with pending jobs, and every slot held by a
         created job. While a claimed job still waits for its create (the create rate is what
-        holds it up), a finished job would not start anything sooner: no sweep for that."""
+        holds it up), a finished job would not start anything sooner: no sweep for that. On a
+        shared journal that holds for every worker's claimed jobs: the rate is the campaign's."""
         state = self._state
         return frozenset(
             key

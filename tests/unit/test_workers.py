@@ -60,6 +60,35 @@ def test_the_mirror_drops_what_ended_and_keeps_what_this_worker_is_sending() -> 
     assert state.in_use(KEY) == 2  # c, and m which this worker is sending
 
 
+def test_every_workers_claimed_jobs_count_as_waiting_for_their_create() -> None:
+    """The tracker does not sweep a full key while any of its slots waits for a create: the
+    campaign's create rate, not the quota, holds it up. So other workers' claims count too."""
+    state = shared_state()
+    mine, journaling, orphan = (job(i, JobState.SUBMITTING) for i in ("m", "j", "o"))
+    state.take_slots(KEY, [mine])
+    state.handed_over(mine)  # this worker's, its create not yet returned
+    state.taken_over(orphan)  # this worker's now, its create due again
+    with state.journaling(journaling):  # this worker's create returned: its ARN is being journaled
+        state.mirror(
+            [
+                mine,
+                orphan,
+                journaling,
+                job("x", JobState.SUBMITTING),  # claimed by other workers
+                job("y", JobState.SUBMITTING),
+                job("c", JobState.RUNNING),  # created
+            ]
+        )
+        assert state.unsent_in(KEY) == 3  # m, x and y: each once
+        assert state.unsent_in("bedrock:other") == 0
+
+    state.mirror([job("c", JobState.RUNNING), job("x", JobState.SUBMITTED)])  # m's and y's claims ended
+
+    assert state.unsent_in(KEY) == 1  # m: this worker's own count, until its create returns
+    state.sent(mine)
+    assert state.unsent_in(KEY) == 0
+
+
 def test_the_mirror_keeps_a_tracked_job_that_did_not_change() -> None:
     state = shared_state()
     tracked = job("b", JobState.SUBMITTED)
