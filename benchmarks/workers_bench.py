@@ -11,7 +11,7 @@ server (job names, hence the emulator's durations, are the same in every run). T
 claims, leases, rate bucket and sweep leases they share go through the database as between
 hosts. Reported per worker count, medians over ``--runs``: makespan, create throttles, status
 reads, duplicates; and the ratios of N workers to 1 (the goal: makespan <= 1.1x, no more
-throttles). The figures are printed and written to ``--figures`` (``benchmarks/workers.json`` by
+throttles, status reads <= 1.5x). The figures are printed and written to ``--figures`` (``benchmarks/workers.json`` by
 default), with the date, the commit and the machine's load average when the runs began: the
 makespan is noisy on a busy machine, so compare medians of runs made on the same machine.
 """
@@ -89,6 +89,7 @@ async def run(jobs: int, worker_counts: list[int], runs: int) -> dict[str, Any]:
         entry = results[str(workers)]
         entry["makespan_vs_first"] = round(entry["makespan_s"] / first["makespan_s"], 3)
         entry["throttles_vs_first"] = entry["create_throttles"] - first["create_throttles"]
+        entry["reads_vs_first"] = round(entry["reads"] / max(1, first["reads"]), 2)
     return {"jobs": jobs, "runs": runs, "workers": results}
 
 
