@@ -11,9 +11,10 @@ server (job names, hence the emulator's durations, are the same in every run). T
 claims, leases, rate bucket and sweep leases they share go through the database as between
 hosts. Reported per worker count, medians over ``--runs``: makespan, create throttles, status
 reads, duplicates; and the ratios of N workers to 1 (the goal: makespan <= 1.1x, no more
-throttles, status reads <= 1.5x). The figures are printed and written to ``--figures`` (``benchmarks/workers.json`` by
-default), with the date, the commit and the machine's load average when the runs began: the
-makespan is noisy on a busy machine, so compare medians of runs made on the same machine.
+throttles, status reads <= 1.5x). The figures are printed and written to ``--figures``
+(``benchmarks/workers.json`` by default), with the date, the commit and the machine's load
+average when the runs began: the makespan is noisy on a busy machine, so compare medians of runs
+made on the same machine.
 """
 
 from __future__ import annotations

@@ -84,6 +84,9 @@ def configure_logging(g: Globals, *, interactive: bool) -> None:
     logging.getLogger("asyncjobs").setLevel(level)
     for noisy in ("botocore", "aiobotocore", "aioboto3", "boto3", "urllib3", "aiohttp", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # psycopg warns of the errors it ignores while ending a pipeline on a lost connection: the
+    # journal reports the outage itself, once (asyncjobs.journal.outage)
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

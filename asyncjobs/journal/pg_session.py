@@ -60,16 +60,34 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+#: libpq's TCP settings for a connection whose URI sets none of its own: a peer that vanished
+#: without a word (a network cut, a host powered off, a failover that kept the old address) is
+#: noticed after about 25 s, and the connection handled as lost (an outage to ride), instead of
+#: a statement or the listener waiting for the kernel's own timeout, which is minutes to hours.
+#: Keepalives are answered by a live server's kernel, so a long statement is not cut short.
+KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 10,  # seconds of silence before the first probe
+    "keepalives_interval": 5,  # seconds between unanswered probes
+    "keepalives_count": 3,  # unanswered probes before the connection is dropped
+    "tcp_user_timeout": 25_000,  # ms that sent data may stay unacknowledged (Linux)
+}
+
+
 async def connect(
     uri: str, *, within: float | None = None, autocommit: bool = True, application_name: str = "asyncjobs"
 ) -> Connection:
     """A connection to ``uri``; given ``within``, an attempt that gets no answer (a host gone from
     the network) fails after about that many seconds (libpq's least is 2) instead of psycopg's
-    130, unless the URI or ``PGCONNECT_TIMEOUT`` sets a timeout of its own."""
+    130, unless the URI or ``PGCONNECT_TIMEOUT`` sets a timeout of its own. The TCP settings of
+    :data:`KEEPALIVE` apply unless the URI sets any of them."""
+    given = conninfo_to_dict(uri)
     options: dict[str, Any] = {}
-    own = "connect_timeout" in conninfo_to_dict(uri) or "PGCONNECT_TIMEOUT" in os.environ
+    own = "connect_timeout" in given or "PGCONNECT_TIMEOUT" in os.environ
     if within is not None and not own:
         options["connect_timeout"] = max(2, math.ceil(within))
+    if not given.keys() & KEEPALIVE.keys():  # libpq ignores them on a Unix socket
+        options.update(KEEPALIVE)
     return await psycopg.AsyncConnection.connect(
         uri, autocommit=autocommit, application_name=application_name, **options
     )

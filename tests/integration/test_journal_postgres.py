@@ -359,3 +359,34 @@ async def test_a_plain_claim_transition_leases_the_job_too(postgres_database: Ma
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_a_silent_peer_is_noticed_by_tcp_keepalives_unless_the_uri_sets_its_own(
+    postgres_database: MakeDatabase,
+) -> None:
+    """A network cut that closes nothing would leave a statement (or the listener) waiting for the
+    kernel's timeout; libpq's keepalives and ``tcp_user_timeout`` end the wait. A URI that sets
+    any of those settings keeps its own, unmixed with ours."""
+    uri = postgres_database("keepalive")
+
+    async def settings(journal: Journal) -> dict[str, str]:
+        async def read(conn: psycopg.AsyncConnection) -> dict[str, str]:  # type: ignore[type-arg]
+            return conn.info.get_parameters()
+
+        return await journal._session.read(read)  # type: ignore[attr-defined]
+
+    ours = await open_journal(uri, campaign="c")
+    theirs = await open_journal(f"{uri}&keepalives_idle=3", campaign="c")
+    try:
+        got = await settings(ours)
+        assert {k: got.get(k) for k in ("keepalives", "keepalives_idle", "tcp_user_timeout")} == {
+            "keepalives": "1",
+            "keepalives_idle": "10",
+            "tcp_user_timeout": "25000",
+        }
+        got = await settings(theirs)
+        assert got.get("keepalives_idle") == "3"
+        assert "tcp_user_timeout" not in got and "keepalives_count" not in got
+    finally:
+        await ours.aclose()
+        await theirs.aclose()

@@ -166,6 +166,8 @@ def test_a_long_outage_stops_the_command_with_exit_3_and_its_resume_hint_finishe
 
         assert stopped.code == 3, stopped
         assert PASSWORD not in stopped.stdout + stopped.stderr
+        assert "error ignored" not in stopped.stderr  # psycopg's own warnings of the lost pipeline
+        assert stopped.stderr.count("asyncjobs.journal.outage") == 1  # the outage is told once
         error = stopped.error_lines[-1]
         assert error.startswith("asyncjobs: error: journal postgresql://postgres:***@"), error
         assert "unreachable" in error and "resume the campaign once it is back" in error
