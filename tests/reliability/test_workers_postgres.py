@@ -6,7 +6,7 @@ new one started in its place. At the end the journal is audited against the emul
 job (:func:`~tests.reliability.harness.audit`): no duplicate, every spec final, exactly one
 remote job per attempt; the emulator's peak running per quota key never went over the cap the
 workers were given together; and the workers together were throttled no more than one worker
-alone on the same campaign.
+alone on the same campaign, but for the chance in finding each AWS service's pace.
 """
 
 from __future__ import annotations
@@ -71,5 +71,9 @@ def test_three_workers_killed_and_replaced(
     assert stats["jobs_total"] == SPECS
     for key, peak in stats["peak_running"].items():
         assert peak <= CAPS[key.partition(":")[0]], (key, peak)
-    # the workers share one pace: together they are throttled about as much as one alone
-    assert stats["throttled_total"] <= 2 * solo_throttled + 5, (stats["throttled_total"], solo_throttled)
+    # the workers share one pace: together they are throttled no more than one alone. Either run
+    # may, by chance, find an AWS service's pace (the slow start) without a throttle, or with one:
+    # so at most one more per AWS service (Bedrock's and Personalize's creates are limited apart)
+    services = {key.partition(":")[0] for key in stats["peak_running"]}
+    assert services == {"bedrock", "personalize"}
+    assert stats["throttled_total"] <= solo_throttled + len(services), (stats["throttled"], solo_throttled)
