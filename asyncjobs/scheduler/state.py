@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
@@ -26,6 +27,12 @@ from .reporting import Clock, Settings, Stats
 
 if TYPE_CHECKING:
     from ..records.stage import RecordsStage
+
+#: Seconds another worker's claim counts as waiting for the campaign's create rate. A live worker
+#: sends its claims within seconds (it claims only a slot's worth of creates ahead); an older one
+#: is likelier a dead worker's, left until its lease expires (``--lease-seconds``), and a sweep
+#: that frees the key's other slots lets new claims start meanwhile.
+FRESH_CLAIM_SECONDS = 10.0
 
 
 class Signal:
@@ -175,9 +182,14 @@ class RunState:
         self.tracked.drop(job.id)
         self.notify()
 
-    def mirror(self, active: Iterable[Job]) -> None:
+    def mirror(self, active: Iterable[Job], *, wall: float | None = None) -> None:
         """A shared journal: every worker's active jobs hold slots, and every created one is
-        tracked (one worker sweeps each kind for all). Jobs this worker is sending keep theirs."""
+        tracked (one worker sweeps each kind for all). Jobs this worker is sending keep theirs.
+
+        Other workers' claims count as waiting for their create (:meth:`unsent_in`) while younger
+        than :data:`FRESH_CLAIM_SECONDS` by ``wall`` (``time.time()``; claims are stamped with
+        their worker's wall clock)."""
+        wall = time.time() if wall is None else wall
         slots: dict[str, set[str]] = defaultdict(set)
         created: set[str] = set()
         others_unsent: Counter[str] = Counter()
@@ -188,7 +200,7 @@ class RunState:
                 known = self.tracked.get(job.id)
                 if known is None or known.state is not job.state:
                     self.tracked.put(job)
-            elif job.id not in self._unsent and job.id not in self._later and not self._is_journaling(job):
+            elif self._fresh_claim_of_another(job, wall):
                 others_unsent[job.quota_key] += 1
         self._others_unsent = others_unsent
         for job_id in list(self.tracked.jobs):
@@ -262,8 +274,11 @@ class RunState:
         finally:
             self._journaling[job.quota_key].discard(job.id)
 
-    def _is_journaling(self, job: Job) -> bool:
-        return job.id in self._journaling.get(job.quota_key, ())
+    def _fresh_claim_of_another(self, job: Job, wall: float) -> bool:
+        """``job`` (submitting) is another worker's, claimed less than :data:`FRESH_CLAIM_SECONDS` ago."""
+        journaling = self._journaling.get(job.quota_key, ())
+        mine = job.id in self._unsent or job.id in self._later or job.id in journaling
+        return not mine and (job.updated_at is None or wall - job.updated_at < FRESH_CLAIM_SECONDS)
 
     # ------------------------------------------- jobs whose create is due again
     def later(self, job: Job, at: float) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import cast
 
@@ -87,6 +88,22 @@ def test_every_workers_claimed_jobs_count_as_waiting_for_their_create() -> None:
     assert state.unsent_in(KEY) == 1  # m: this worker's own count, until its create returns
     state.sent(mine)
     assert state.unsent_in(KEY) == 0
+
+
+def test_another_workers_old_claim_is_not_taken_for_one_waiting_for_the_rate() -> None:
+    """A claim left for longer than a live worker takes to send it is likelier a dead worker's,
+    held until its lease expires: it does not hold the key's sweeps back meanwhile."""
+    state = shared_state()
+    claimed_at = 5000.0
+
+    def claim(job_id: str) -> Job:
+        return dataclasses.replace(job(job_id, JobState.SUBMITTING), updated_at=claimed_at)
+
+    state.mirror([claim("x"), job("c", JobState.RUNNING)], wall=claimed_at + 1.0)
+    assert state.unsent_in(KEY) == 1
+    state.mirror([claim("x"), job("c", JobState.RUNNING)], wall=claimed_at + 30.0)
+    assert state.unsent_in(KEY) == 0
+    assert state.in_use(KEY) == 2  # it still holds its slot
 
 
 def test_the_mirror_keeps_a_tracked_job_that_did_not_change() -> None:
