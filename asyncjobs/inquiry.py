@@ -11,9 +11,11 @@ many created, unfinished jobs of the quota key are ours when a create is refused
 - A create of that key sent after the refusal and accepted, the probe's included, closes the
   inquiry as ``THROTTLED``: the quota had room at the same occupancy, so the pace was the
   cause. (A create already on its way when the refusal came proves nothing: the service may
-  have taken it first.) If one of ours had finished by then (``held`` fell), the room may be
-  that job's: ``UNCLEAR``, and the pace keeps its cut (a refusal that may have been the pace's is
-  taken as one: the cut is small, and the pace probes back up). If the pace was not holding
+  have taken it first.) If one of ours had finished by then (``held`` fell; the scheduler
+  looks, with one List, before it takes the pace for the cause: a job may end unseen between
+  sweeps), the room may be that job's: ``UNCLEAR``, and the pace settles just below the one
+  that drew the refusal (it may have been the pace's, but a full cut for a refusal that likely
+  was the quota's slows every later create). If the pace was not holding
   creates back when the refusal came (the slots were), the pace is not suspected at all: no cut,
   and an accepted create is ``UNCLEAR`` too.
 - The probe refused again closes it as ``QUOTA_FULL``: a create sent after a silence is still
@@ -122,15 +124,28 @@ class Inquiries:
         ``held`` others of ours ran: an open inquiry there was about the pace, unless one of
         ours has finished since it opened (``held`` fell). A create sent before the key's last
         refusal proves nothing either way."""
-        if sent is not None and sent <= self._sends_at_refusal.get(key, 0):
+        if self._too_early(key, sent):
             return None
         if held >= self._refused_at.get(key, held + 1):
             del self._refused_at[key]  # the quota has room above the level once refused
         inquiry = self._open.get(key)
         if inquiry is not None:
-            clear = inquiry.pace_suspected and held >= inquiry.held
-            self._close(inquiry, Verdict.THROTTLED if clear else Verdict.UNCLEAR)
+            self._close(inquiry, Verdict.THROTTLED if self._pace_shown(inquiry, held) else Verdict.UNCLEAR)
         return inquiry
+
+    def would_find_the_pace(self, key: str, held: int, *, sent: int | None = None) -> bool:
+        """Whether :meth:`accepted` would now close ``key``'s inquiry as ``THROTTLED``. The
+        caller may first look whether one of ours ended unseen (``held`` would fall): the
+        room the create found may be that job's, and the pace is then not proven at fault."""
+        inquiry = self._open.get(key)
+        return inquiry is not None and not self._too_early(key, sent) and self._pace_shown(inquiry, held)
+
+    def _too_early(self, key: str, sent: int | None) -> bool:
+        return sent is not None and sent <= self._sends_at_refusal.get(key, 0)
+
+    @staticmethod
+    def _pace_shown(inquiry: Inquiry, held: int) -> bool:
+        return inquiry.pace_suspected and held >= inquiry.held
 
     def abandoned(self, job_id: str) -> Inquiry | None:
         """The probe ``job_id`` will not be sent again (the run stops, or another error came):

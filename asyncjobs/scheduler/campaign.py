@@ -174,8 +174,10 @@ class Campaign:
             await self._state.restore()
             if self.settings.resubmit_failed:
                 await self._outcomes.resubmit_earlier_failures()
-            dispatcher = Dispatcher(self._state, control, self._outcomes, self._reporter, adapters)
             tracker = Tracker(self._state, control, self._outcomes, self._reporter, adapters)
+            dispatcher = Dispatcher(
+                self._state, control, self._outcomes, self._reporter, adapters, look=tracker.look
+            )
             workers = Workers(self._state, control, self._outcomes, self._reporter, adapters)
             if self._state.shared:
                 await workers.mirror()  # every worker's jobs, before the first claim

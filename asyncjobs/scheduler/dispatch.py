@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import itertools
 from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -26,7 +28,13 @@ from .parts import RunPart
 
 
 class Dispatcher(RunPart):
-    """The claim loop and the submit workers of one run (its :meth:`run` starts them all)."""
+    """The claim loop and the submit workers of one run (its :meth:`run` starts them all).
+
+    ``look`` polls some tracked jobs now and records what it saw (:meth:`Tracker.look`)."""
+
+    def __init__(self, *args: Any, look: Callable[[list[Job]], Awaitable[None]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._look = look
 
     #: Create calls in flight at once.
     _inflight: anyio.Semaphore
@@ -221,10 +229,14 @@ class Dispatcher(RunPart):
                     await anyio.sleep(wait)
 
     async def _accepted(self, job: Job, arn: str, rate: AdaptiveRate, sent: int) -> None:
-        state = self._state
+        state, key = self._state, job.quota_key
         rate.on_success()
         state.stats.creates += 1
-        settled = state.inquiries.accepted(job.quota_key, state.created_in(job.quota_key), sent=sent)
+        if state.inquiries.would_find_the_pace(key, state.created_in(key), sent=sent):
+            # before the pace takes the blame: one of ours may have ended since the last sweep,
+            # and the room this create found be that job's (one List; inquiries are few)
+            await self._look(list(state.tracked.by_key.get(key, {}).values()))
+        settled = state.inquiries.accepted(key, state.created_in(key), sent=sent)
         if settled is not None:
             self._inquiry_closed(job, settled)
             if settled.verdict is Verdict.THROTTLED:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import anyio
 from aiolimiter import AsyncLimiter
@@ -17,6 +18,18 @@ from .sweeps import LEASE_SECONDS, SweepLeases
 
 class Tracker(RunPart):
     """Sweeps the tracked jobs of each kind and hands what it saw to :class:`Outcomes`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: One status-read limiter per AWS service, for sweeps and looks alike (made in the
+        #: run's event loop: aiolimiter binds to it).
+        self._limiters: dict[str, AsyncLimiter] = {}
+
+    async def look(self, jobs: list[Job]) -> None:
+        """Poll ``jobs`` (all of one kind) now, outside the sweep schedule, and record what
+        changed: a job found ended is untracked and frees its slot, as after a sweep."""
+        if jobs:
+            await self._sweep(jobs)
 
     async def run(self, wait: bool) -> None:
         """Sweep each job kind when the poll policy says a sweep would pay off; with a shared
@@ -40,8 +53,6 @@ class Tracker(RunPart):
 
     async def _track(self, wait: bool, leases: SweepLeases | None) -> None:
         state, settings = self._state, self._state.settings
-        # one status-read limiter per AWS service (aiolimiter binds to the running loop)
-        limiters: dict[str, AsyncLimiter] = {}
         policy = PollPolicy(settings.min_poll_interval, settings.poll_interval)
         start = state.clock()
         last: dict[Service, float] = defaultdict(lambda: start)
@@ -81,7 +92,7 @@ class Tracker(RunPart):
                 if self._control.stopping:
                     break
                 last[service] = state.clock()
-                changed = await self._sweep(list(state.tracked.by_service[service].values()), limiters)
+                changed = await self._sweep(list(state.tracked.by_service[service].values()))
                 idle[service] = 0 if changed else idle[service] + 1
 
     def _bearing(
@@ -130,12 +141,14 @@ class Tracker(RunPart):
         counts = self._state.journal.counts()
         return counts[JobState.PENDING] == 0 and counts[JobState.SUBMITTING] == 0
 
-    async def _sweep(self, jobs: list[Job], limiters: dict[str, AsyncLimiter]) -> bool:
+    async def _sweep(self, jobs: list[Job]) -> bool:
         """Poll ``jobs`` (all of one kind) and record what changed; True if any state changed."""
         state = self._state
         adapter = self._adapters[jobs[0].service]
         name = jobs[0].service.aws_service
-        limiter = limiters.setdefault(name, AsyncLimiter(1, 1.0 / state.settings.read_rate))
+        if name not in self._limiters:
+            self._limiters[name] = AsyncLimiter(1, 1.0 / state.settings.read_rate)
+        limiter = self._limiters[name]
         await limiter.acquire()
         try:
             # a read only: a stop need not wait for it (what it saw is committed shielded)
