@@ -54,7 +54,8 @@ from .calls import Call
 from .config import EmulatorConfig
 from .faults import Fault, FaultInjector
 from .limits import RateLimits
-from .s3 import MOTO_MISSING, S3Store, buckets_from_json
+from .s3 import MOTO_MISSING, S3Store
+from .saved_s3 import buckets_from_json
 from .state import EmulatorState
 from .wire import (
     BEDROCK_STATUS,
