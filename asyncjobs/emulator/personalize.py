@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .calls import Call, check_input
-from .jobdata import DEFAULT_NUM_RESULTS
 from .jobs import PERSONALIZE, PERSONALIZE_SEGMENT, EmuJob
+from .personalize_data import DEFAULT_NUM_RESULTS
 from .state import EmulatorState
 from .wire import epoch_number
 

@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
-from . import jobdata
+from . import bedrock_data, personalize_data
 from .config import EmulatorConfig
 from .jobs import (
     BEDROCK,
@@ -198,7 +198,7 @@ class EmulatorState:
 
     def _plan_bedrock(self, job: EmuJob) -> None:
         """Read and check the job's input, if it is in the emulator's S3; the outcome follows."""
-        plan = jobdata.plan_bedrock(self.s3, self.config, job.request, job.job_id, job.arn, job.outcome)
+        plan = bedrock_data.plan_bedrock(self.s3, self.config, job.request, job.job_id, job.arn, job.outcome)
         if plan is None:
             return
         job.plan = plan
@@ -310,7 +310,7 @@ class EmulatorState:
             running_status=self.config.personalize_running_status,
             tags={str(tag["tagKey"]): str(tag["tagValue"]) for tag in params.get("tags") or []},
         )
-        job.plan = jobdata.plan_personalize(self.s3, job.request)
+        job.plan = personalize_data.plan_personalize(self.s3, job.request)
         if job.plan is not None and job.plan.failure is not None:
             job.fail_early(job.plan.failure)
         self._add(job)
@@ -403,10 +403,10 @@ class EmulatorState:
             plan = job.plan
             assert plan is not None
             if job.kind == BEDROCK:
-                jobdata.write_bedrock(self.s3, self.config, plan, job.arn)
+                bedrock_data.write_bedrock(self.s3, self.config, plan, job.arn)
             else:
-                num_results = int(job.request.get("numResults") or jobdata.DEFAULT_NUM_RESULTS)
-                jobdata.write_personalize(
+                num_results = int(job.request.get("numResults") or personalize_data.DEFAULT_NUM_RESULTS)
+                personalize_data.write_personalize(
                     self.s3, self.config, plan, job.arn, job.kind == PERSONALIZE_SEGMENT, num_results
                 )
             plan.settled = True
