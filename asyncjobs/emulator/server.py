@@ -37,7 +37,6 @@ import os
 import re
 import time
 import uuid
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -47,15 +46,15 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from multidict import CIMultiDict
 
-from ..atomic import write_private
-from . import bedrock, personalize
+from . import bedrock, personalize, saved_state
 from .bodies import load_json
 from .calls import Call
 from .config import EmulatorConfig
 from .faults import Fault, FaultInjector
+from .introspection import job_records, stats_snapshot
 from .limits import RateLimits
-from .s3 import MOTO_MISSING, S3Store
-from .saved_s3 import buckets_from_json
+from .s3 import S3Store
+from .saved_state import EmulatorStateError
 from .state import EmulatorState
 from .wire import (
     BEDROCK_STATUS,
@@ -68,17 +67,9 @@ from .wire import (
     access_denied_message,
 )
 
+__all__ = ["Emulator", "EmulatorStateError", "build_app"]
+
 log = structlog.get_logger("asyncjobs.emulator")
-
-#: The ``format`` and ``version`` of a file written by :meth:`Emulator.save_state`.
-STATE_FORMAT = "asyncjobs-emulator-state"
-#: 3: the file keeps S3 (``"s3"``: every bucket and object) beside the jobs.
-STATE_VERSION = 3
-
-
-class EmulatorStateError(ValueError):
-    """A saved emulator state cannot be loaded: unreadable, corrupt, or saved under other settings."""
-
 
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/([a-z0-9-]+)/")
 #: The region and service of a SigV4 credential scope.
@@ -248,10 +239,10 @@ class _Service:
     # -- introspection
 
     async def get_stats(self, request: web.Request) -> web.Response:
-        return web.json_response(self.state.snapshot())
+        return web.json_response(stats_snapshot(self.state))
 
     async def get_jobs(self, request: web.Request) -> web.Response:
-        return web.json_response(self.state.job_records())
+        return web.json_response(job_records(self.state))
 
     async def get_config(self, request: web.Request) -> web.Response:
         return web.json_response(self.state.config.as_json())
@@ -456,11 +447,11 @@ class Emulator:
 
     def stats(self) -> dict[str, Any]:
         """The counters, as ``GET /_emulator/stats`` returns them."""
-        return self._service.state.snapshot()
+        return stats_snapshot(self._service.state)
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every job, as ``GET /_emulator/jobs`` returns them."""
-        return self._service.state.job_records()
+        return job_records(self._service.state)
 
     def configure(self, **changes: Any) -> EmulatorConfig:
         """Change settings of the running emulator (rate buckets start full again)."""
@@ -480,17 +471,7 @@ class Emulator:
         their files: their statuses follow the clock, so jobs left running have kept running
         meanwhile. Each save writes the whole of S3 again, base64-encoded (4/3 of the bytes).
         """
-        target = Path(path)
-        document = {
-            "format": STATE_FORMAT,
-            "version": STATE_VERSION,
-            "config": self.config.as_json(),
-            "state": self._service.state.to_json(),
-            # after the jobs: a job saved with its outputs written has them in this S3 too
-            "s3": self._service.s3.snapshot(),
-        }
-        text = json.dumps(document, separators=(",", ":"))  # one C call: json.dump writes in pieces
-        write_private(target, text.encode())
+        saved_state.save(path, self.config, self._service.state, self._service.s3)
 
     def load_state(self, path: str | os.PathLike[str]) -> None:
         """Replace every job and counter, and S3, with those :meth:`save_state` wrote to ``path``.
@@ -500,31 +481,7 @@ class Emulator:
         and changes nothing, if the file cannot be read, is not a saved state of this version,
         was saved under other settings, or holds S3 objects and moto is not installed.
         """
-        try:
-            with Path(path).open(encoding="utf-8") as src:
-                document = json.load(src)
-        # ValueError: not JSON, not UTF-8, or an integer too long to read; RecursionError:
-        # nested deeper than the parser can recurse
-        except (OSError, ValueError, RecursionError) as exc:
-            raise EmulatorStateError(f"{path}: cannot read the emulator state: {exc}") from exc
-        if not isinstance(document, dict) or document.get("format") != STATE_FORMAT:
-            raise EmulatorStateError(f"{path}: not an emulator state file")
-        if document.get("version") != STATE_VERSION:
-            raise EmulatorStateError(
-                f"{path}: emulator state version {document.get('version')!r}, not {STATE_VERSION}"
-            )
-        if document.get("config") != self.config.as_json():
-            raise EmulatorStateError(f"{path}: the emulator state was saved under other settings")
-        try:
-            state = EmulatorState.from_json(self.config, document["state"], self._service.s3)
-            buckets = buckets_from_json(document["s3"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise EmulatorStateError(f"{path}: corrupt emulator state: {exc!r}") from exc
-        try:
-            self._service.s3.restore(buckets)
-        except ImportError as exc:
-            raise EmulatorStateError(f"{path}: the emulator state holds S3 objects. {MOTO_MISSING}") from exc
-        self._service.state = state
+        self._service.state = saved_state.load(path, self.config, self._service.s3)
 
     async def start(self) -> str:
         """Bind and start serving; returns the URL."""
