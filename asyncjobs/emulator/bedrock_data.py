@@ -6,7 +6,8 @@ folder). Output goes to ``<output s3Uri>/<jobId>/``: ``<input path under s3Uri>.
 
 A record's ``modelOutput`` is a fake, deterministic in the input: an Anthropic-Messages-shaped reply
 quoting the prompt, with token counts of about four characters a token. When a job touches S3 at
-all, and how records' fates are drawn, is in :mod:`.jobdata`.
+all, and how records' fates are drawn, is in :mod:`.jobdata`. Apart from Personalize's data: the
+two formats share only the :class:`~asyncjobs.emulator.jobdata.Plan` and how a file is written.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Input is every object under ``jobInput.s3DataSource.path`` (a prefix); output is ``<file name>.out``
 per input file under ``jobOutput.s3DataDestination.path``. The recommendations are fakes,
 deterministic in the input: made-up item and user ids, or a ranking input's ``itemList`` re-ranked.
-When a job touches S3 at all is in :mod:`.jobdata`.
+When a job touches S3 at all is in :mod:`.jobdata`. Apart from Bedrock's data: the two formats
+share only the :class:`~asyncjobs.emulator.jobdata.Plan` and how a file is written.
 """
 
 from __future__ import annotations
