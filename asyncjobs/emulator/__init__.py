@@ -8,12 +8,17 @@ The real botocore/aioboto3/boto3 clients and the AWS CLI talk to it through
         session.client("bedrock", endpoint_url=emu.url, ...)
 
 Modules: :mod:`.config` (the knobs), :mod:`.jobs` (a job's lifecycle), :mod:`.state`
-(jobs, quotas, idempotency), :mod:`.stats`, :mod:`.limits` (rate buckets),
-:mod:`.faults`, :mod:`.wire` (error codes and messages), :mod:`.bodies` (JSON request
-bodies, nesting bounded), :mod:`.calls` (one parsed request), :mod:`.bedrock` and
-:mod:`.personalize` (the operations, tags included), :mod:`.s3` (moto's S3 behind the
-endpoint), :mod:`.jobdata` (what jobs read from S3 and write back), :mod:`.server` (HTTP
-and :class:`Emulator`), :mod:`.cli` (the ``emulator`` command).
+(jobs, quotas, idempotency), :mod:`.listing` (List pages and the list lag), :mod:`.stats`
+and :mod:`.introspection` (counters; what ``/_emulator/stats`` and ``/_emulator/jobs`` show),
+:mod:`.limits` (rate buckets), :mod:`.faults`, :mod:`.wire` (error codes and messages),
+:mod:`.bodies` (JSON request bodies, nesting bounded), :mod:`.calls` (one parsed request),
+:mod:`.bedrock` and :mod:`.personalize` (the operations, tags included), :mod:`.s3` (moto's S3
+behind the endpoint) and :mod:`.saved_s3` (its saved form), :mod:`.jobdata`,
+:mod:`.bedrock_data` and :mod:`.personalize_data` (what jobs read from S3 and write back) and
+:mod:`.outputs` (when), :mod:`.service` (the API request pipeline), :mod:`.control` (the
+``/_emulator/*`` routes), :mod:`.http_wire` (signatures and the shape of every answer),
+:mod:`.server` (the routes and :class:`Emulator`), :mod:`.saved_state` (the state file),
+:mod:`.cli` (the ``emulator`` command), :mod:`.process` (it as a subprocess).
 """
 
 from .config import EmulatorConfig

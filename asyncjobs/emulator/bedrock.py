@@ -24,6 +24,7 @@ from typing import Any
 
 from .calls import Call, check_input
 from .jobs import EmuJob
+from .listing import list_bedrock
 from .state import EmulatorState
 from .wire import ApiError, iso8601
 
@@ -58,7 +59,8 @@ def list_jobs(state: EmulatorState, call: Call) -> dict[str, Any]:
     params = _list_params(call.query)
     check_input(SERVICE, call.operation, params, INVALID)
     after, before = params.get("submitTimeAfter"), params.get("submitTimeBefore")
-    listing = state.list_bedrock(
+    listing = list_bedrock(
+        state,
         call.region,
         status=params.get("statusEquals"),
         name_contains=params.get("nameContains"),

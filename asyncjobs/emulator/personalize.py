@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from .calls import Call, check_input
-from .jobdata import DEFAULT_NUM_RESULTS
 from .jobs import PERSONALIZE, PERSONALIZE_SEGMENT, EmuJob
+from .listing import list_personalize
+from .personalize_data import DEFAULT_NUM_RESULTS
 from .state import EmulatorState
 from .wire import epoch_number
 
@@ -61,7 +62,8 @@ def _list(kind: str) -> Handler:
     def handler(state: EmulatorState, call: Call) -> dict[str, Any]:
         params = call.json_body(INVALID)
         check_input(SERVICE, call.operation, params, INVALID)
-        listing = state.list_personalize(
+        listing = list_personalize(
+            state,
             kind,
             call.region,
             solution_version_arn=params.get("solutionVersionArn"),

@@ -2,7 +2,7 @@
 
 Requests arrive here already parsed and validated; errors leave as
 :class:`~asyncjobs.emulator.wire.ApiError`. Every operation costs O(1) or O(active
-jobs of one quota key), except the list operations, which walk the jobs of one kind
+jobs of one quota key); the List operations (:mod:`.listing`) walk the jobs of one kind
 and region from where the page token points.
 
 Decisions AWS does not document, taken here:
@@ -16,59 +16,31 @@ Decisions AWS does not document, taken here:
 - Bedrock's quota key is ``bedrock:<modelId>`` (as the request spells the model);
   Personalize's is ``personalize:<region>:batch-inference|batch-segment``, where the
   region is the request's (the endpoint's), like AWS.
-- Lists are newest first by default (Bedrock ``sortOrder`` may ask otherwise).
-- With a ``list_lag``, a List shows each job as it was that long ago (its schedule
-  says what it was) and leaves out jobs created since; the pages still walk the jobs
-  in creation order, so a job that comes into view between two pages appears at the
-  newest end, never inside pages already handed out.
+
+The jobs and counters save as JSON (:meth:`EmulatorState.to_json`); the file around them is
+:mod:`.saved_state`'s.
 """
 
 from __future__ import annotations
 
-import bisect
 import heapq
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
-from . import jobdata
+from .bedrock_data import plan_bedrock
 from .config import EmulatorConfig
-from .jobs import (
-    BEDROCK,
-    KINDS,
-    PERSONALIZE,
-    PERSONALIZE_SEGMENT,
-    EmuJob,
-    draw_bedrock,
-    draw_personalize,
-)
+from .jobs import BEDROCK, PERSONALIZE, EmuJob, draw_bedrock, draw_personalize
+from .outputs import PendingOutputs, write_outputs
+from .personalize_data import plan_personalize
 from .s3 import S3Store
 from .stats import Stats
-from .wire import (
-    PERSONALIZE_JOB_NOUN,
-    ApiError,
-    bedrock_quota_message,
-    decode_page_token,
-    encode_page_token,
-    personalize_quota_message,
-)
+from .wire import PERSONALIZE_JOB_NOUN, ApiError, bedrock_quota_message, personalize_quota_message
 
 _ARN_RESOURCE = {BEDROCK: "model-invocation-job", PERSONALIZE: "batch-inference-job"}
 _ARN_RESOURCE["personalize-segment"] = "batch-segment-job"
 _QUOTA_SUFFIX = {PERSONALIZE: "batch-inference", "personalize-segment": "batch-segment"}
 #: The most tags a resource may carry (both services' TagList maximum).
 MAX_TAGS = 200
-#: The statuses after which a job's outputs are written.
-_OUTPUT_STATUSES = frozenset({"Completed", "PartiallyCompleted", "ACTIVE"})
-
-
-class Listing(NamedTuple):
-    """One page of a List operation."""
-
-    jobs: list[EmuJob]
-    next_token: str | None
-    #: The moment the page shows its jobs at: now, less the list lag.
-    as_of: float
 
 
 class EmulatorState:
@@ -79,9 +51,8 @@ class EmulatorState:
         #: Where jobs whose input bucket exists read their input and write their outputs.
         self.s3 = s3 if s3 is not None else S3Store()
         self.stats = Stats()
-        #: Jobs whose outputs are not written yet, as a heap of (end time, seq, job); an entry whose
-        #: job has not ended by its time (it was stopped, so it ends later) is pushed back.
-        self._outputs: list[tuple[float, int, EmuJob]] = []
+        #: Jobs whose outputs are not written yet.
+        self._outputs = PendingOutputs()
         self._seq = 0
         self._by_arn: dict[str, EmuJob] = {}
         self._bedrock_by_id: dict[str, EmuJob] = {}
@@ -97,15 +68,6 @@ class EmulatorState:
 
     def now(self) -> float:
         return self.config.clock()
-
-    def _listing_view(self) -> tuple[float, Callable[[EmuJob], bool]]:
-        """The moment a List shows, and which jobs existed then (all of them without a lag)."""
-        config = self.config
-        lag = config.list_lag * config.time_scale
-        as_of = self.now() - lag
-        if not lag:
-            return as_of, _always
-        return as_of, lambda job: job.submit_time <= as_of
 
     # -- shared bookkeeping
 
@@ -131,8 +93,7 @@ class EmulatorState:
                 self._tokens[(job.region, job.token)] = job
         self._listing.setdefault((job.kind, job.region), []).append(job)
         self._track_end(job)
-        if job.plan is not None and not job.plan.settled:
-            heapq.heappush(self._outputs, (job.end_time, job.seq, job))
+        self._outputs.add(job)  # if it has outputs to write
         self._running[job.quota_key] += 1
         self._name_counts[(job.kind, job.name)] += 1
 
@@ -198,7 +159,7 @@ class EmulatorState:
 
     def _plan_bedrock(self, job: EmuJob) -> None:
         """Read and check the job's input, if it is in the emulator's S3; the outcome follows."""
-        plan = jobdata.plan_bedrock(self.s3, self.config, job.request, job.job_id, job.arn, job.outcome)
+        plan = plan_bedrock(self.s3, self.config, job.request, job.job_id, job.arn, job.outcome)
         if plan is None:
             return
         job.plan = plan
@@ -242,34 +203,6 @@ class EmulatorState:
                 self._track_end(job)  # the entry for its old end time is now stale
         return job
 
-    def list_bedrock(
-        self,
-        region: str,
-        *,
-        status: str | None = None,
-        name_contains: str | None = None,
-        after: float | None = None,
-        before: float | None = None,
-        descending: bool = True,
-        max_results: int = 100,
-        next_token: str | None = None,
-    ) -> Listing:
-        as_of, existed = self._listing_view()
-
-        def matches(job: EmuJob) -> bool:
-            return (
-                existed(job)
-                and (name_contains is None or name_contains in job.name)
-                and (after is None or job.submit_time > after)
-                and (before is None or job.submit_time < before)
-                and (status is None or job.status_at(as_of) == status)
-            )
-
-        jobs, token = self._page(
-            BEDROCK, region, matches, descending, max_results, next_token, "ValidationException"
-        )
-        return Listing(jobs, token, as_of)
-
     # -- Personalize
 
     def create_personalize(self, kind: str, region: str, params: dict[str, Any]) -> EmuJob:
@@ -310,7 +243,7 @@ class EmulatorState:
             running_status=self.config.personalize_running_status,
             tags={str(tag["tagKey"]): str(tag["tagValue"]) for tag in params.get("tags") or []},
         )
-        job.plan = jobdata.plan_personalize(self.s3, job.request)
+        job.plan = plan_personalize(self.s3, job.request)
         if job.plan is not None and job.plan.failure is not None:
             job.fail_early(job.plan.failure)
         self._add(job)
@@ -323,27 +256,6 @@ class EmulatorState:
             noun = PERSONALIZE_JOB_NOUN[kind]
             raise ApiError("ResourceNotFoundException", f"Could not find the {noun} job {arn}")
         return job
-
-    def list_personalize(
-        self,
-        kind: str,
-        region: str,
-        *,
-        solution_version_arn: str | None = None,
-        max_results: int = 100,
-        next_token: str | None = None,
-    ) -> Listing:
-        as_of, existed = self._listing_view()
-
-        def matches(job: EmuJob) -> bool:
-            return existed(job) and (
-                solution_version_arn is None or job.request.get("solutionVersionArn") == solution_version_arn
-            )
-
-        jobs, token = self._page(
-            kind, region, matches, True, max_results, next_token, "InvalidNextTokenException"
-        )
-        return Listing(jobs, token, as_of)
 
     # -- tags (of jobs of both services)
 
@@ -370,161 +282,68 @@ class EmulatorState:
             job.tags.pop(key, None)
 
     # -- outputs (written by the server, in a worker thread, before it answers anything that could
-    # show a finished job: see Emulator's settle)
+    # show a finished job: see EmulatorService.settle; which are due is :mod:`.outputs`')
 
     def outputs_due(self) -> bool:
         """Whether a job has ended whose outputs are not written yet."""
-        return bool(self._outputs) and self._outputs[0][0] <= self.now()
+        return self._outputs.any_due(self.now())
 
     def take_due_outputs(self) -> list[EmuJob]:
         """The jobs that have ended and need outputs written.
 
         Jobs that ended without outputs (failed, stopped, expired) are settled here.
         """
-        now = self.now()
-        due: list[EmuJob] = []
-        while self._outputs and self._outputs[0][0] <= now:
-            _, seq, job = heapq.heappop(self._outputs)
-            plan = job.plan
-            if plan is None or plan.settled:
-                continue
-            status = job.status_at(now)
-            if status not in job.terminal:  # stopped after it was filed: it ends later
-                heapq.heappush(self._outputs, (job.end_time, seq, job))
-            elif status in _OUTPUT_STATUSES and plan.failure is None:
-                due.append(job)
-            else:
-                plan.settled = True
-        return due
+        return self._outputs.take_due(self.now())
 
     def write_outputs(self, due: list[EmuJob]) -> None:
         """Write the outputs of jobs :meth:`take_due_outputs` returned (blocking S3 I/O)."""
         for job in due:
-            plan = job.plan
-            assert plan is not None
-            if job.kind == BEDROCK:
-                jobdata.write_bedrock(self.s3, self.config, plan, job.arn)
-            else:
-                num_results = int(job.request.get("numResults") or jobdata.DEFAULT_NUM_RESULTS)
-                jobdata.write_personalize(
-                    self.s3, self.config, plan, job.arn, job.kind == PERSONALIZE_SEGMENT, num_results
-                )
-            plan.settled = True
+            write_outputs(self.s3, self.config, job)
 
-    # -- paging
+    # -- the List operations' view (see :mod:`.listing`)
 
-    def _page(
-        self,
-        kind: str,
-        region: str,
-        matches: Callable[[EmuJob], bool],
-        descending: bool,
-        max_results: int,
-        next_token: str | None,
-        bad_token_code: str,
-    ) -> tuple[list[EmuJob], str | None]:
-        jobs = self._listing.get((kind, region), [])
-        start_after: int | None = None
-        if next_token is not None:
-            start_after = decode_page_token(next_token, descending)
-            if start_after is None:
-                raise ApiError(bad_token_code, "The pagination token is invalid")
-        page: list[EmuJob] = []
-        for job in _walk(jobs, descending, start_after):
-            if not matches(job):
-                continue
-            if len(page) == max_results:
-                return page, encode_page_token(page[-1].seq, descending)
-            page.append(job)
-        return page, None
+    def listed(self, kind: str, region: str) -> list[EmuJob]:
+        """The jobs of ``kind`` in ``region``, in creation (seq) order: what a List walks."""
+        return self._listing.get((kind, region), [])
 
-    # -- saving and restoring (``Emulator.save_state`` / ``load_state`` add the file format)
+    # -- saving and restoring (the format is :mod:`.saved_state`'s)
 
-    def to_json(self) -> dict[str, Any]:
-        """The jobs and counters as JSON-ready values; every index is rebuilt from the jobs."""
-        jobs = sorted(self._by_arn.values(), key=_seq)
-        return {"seq": self._seq, "stats": self.stats.to_json(), "jobs": [job.to_json() for job in jobs]}
+    @property
+    def last_seq(self) -> int:
+        """The sequence number of the newest job ever created (0 before the first)."""
+        return self._seq
+
+    def jobs(self) -> list[EmuJob]:
+        """Every job, oldest first."""
+        return sorted(self._by_arn.values(), key=_seq)
 
     @classmethod
-    def from_json(
-        cls, config: EmulatorConfig, data: Mapping[str, Any], s3: S3Store | None = None
+    def restored(
+        cls,
+        config: EmulatorConfig,
+        s3: S3Store | None,
+        stats: Stats,
+        jobs: list[EmuJob],
+        last_seq: int,
     ) -> EmulatorState:
-        """The state :meth:`to_json` wrote, under ``config``; ValueError/TypeError/KeyError if not one."""
-        if (
-            not isinstance(data, Mapping)
-            or not isinstance(data["seq"], int)
-            or not isinstance(data["jobs"], list)
-        ):
-            raise ValueError("not an emulator state")
+        """A state holding ``jobs`` (oldest first, each with its own ARN and seq) and these
+        counters, as it was saved; every index is rebuilt from the jobs."""
         state = cls(config, s3)
-        state.stats = Stats.from_json(data["stats"])
-        jobs = sorted((EmuJob.from_json(record) for record in data["jobs"]), key=_seq)
-        if len({job.arn for job in jobs}) != len(jobs) or len({job.seq for job in jobs}) != len(jobs):
-            raise ValueError("two jobs share an ARN or a sequence number")
-        if jobs and jobs[-1].seq > data["seq"]:
-            raise ValueError("a job is newer than the state's sequence number")
+        state.stats = stats
         for job in jobs:
             state._index(job)
-        state._seq = data["seq"]
+        state._seq = last_seq
         return state
 
-    # -- introspection
+    # -- introspection (what it shows is :mod:`.introspection`'s)
 
     def running_all(self) -> dict[str, int]:
         now = self.now()
         return {key: self.running(key, now) for key in list(self._running)}
 
-    def jobs_by_status(self) -> dict[str, dict[str, int]]:
-        now = self.now()
-        counts: dict[str, Counter[str]] = {kind: Counter() for kind in KINDS}
-        for job in self._by_arn.values():
-            counts[job.kind][job.status_at(now)] += 1
-        return {kind: dict(counter) for kind, counter in counts.items()}
-
-    def snapshot(self) -> dict[str, Any]:
-        return self.stats.snapshot(self.running_all(), self.jobs_by_status())
-
-    def job_records(self) -> list[dict[str, Any]]:
-        now = self.now()
-        return [
-            {
-                "kind": job.kind,
-                "jobName": job.name,
-                "arn": job.arn,
-                "id": job.job_id,
-                "region": job.region,
-                "quota_key": job.quota_key,
-                "status": job.status_at(now),
-                "submit_time": job.submit_time,
-                "start_time": job.start_time_at(now),
-                "end_time": job.end_time_at(now),
-                "client_request_token": job.token,
-                "tags": dict(job.tags),
-                # the S3 keys of the outputs written so far; None for a job that touches no S3
-                "outputs": None if job.plan is None else list(job.plan.written),
-            }
-            for job in sorted(self._by_arn.values(), key=lambda j: j.seq)
-        ]
-
-
-def _walk(jobs: list[EmuJob], descending: bool, start_after: int | None) -> Iterator[EmuJob]:
-    """Jobs in seq order (or reversed), strictly after the job ``start_after``."""
-    if descending:
-        end = len(jobs) if start_after is None else bisect.bisect_left(jobs, start_after, key=_seq)
-        for index in range(end - 1, -1, -1):
-            yield jobs[index]
-    else:
-        begin = 0 if start_after is None else bisect.bisect_right(jobs, start_after, key=_seq)
-        for index in range(begin, len(jobs)):
-            yield jobs[index]
-
 
 def _seq(job: EmuJob) -> int:
     return job.seq
-
-
-def _always(job: EmuJob) -> bool:
-    return True
 
 
 def _create_operation(kind: str) -> str:
