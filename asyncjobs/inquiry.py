@@ -133,12 +133,17 @@ class Inquiries:
             self._close(inquiry, Verdict.THROTTLED if self._pace_shown(inquiry, held) else Verdict.UNCLEAR)
         return inquiry
 
-    def would_find_the_pace(self, key: str, held: int, *, sent: int | None = None) -> bool:
-        """Whether :meth:`accepted` would now close ``key``'s inquiry as ``THROTTLED``. The
-        caller may first look whether one of ours ended unseen (``held`` would fall): the
-        room the create found may be that job's, and the pace is then not proven at fault."""
+    def would_acquit_the_quota(self, key: str, held: int, *, sent: int | None = None) -> bool:
+        """Whether :meth:`accepted` would now find the quota not at fault for ``key``'s last
+        refusal: close its inquiry as ``THROTTLED``, or clear the strike at the level refused.
+        Either rests on ``held``; the caller may first look whether one of ours ended unseen
+        (``held`` would fall): the room the create found may be that job's."""
+        if self._too_early(key, sent):
+            return False
         inquiry = self._open.get(key)
-        return inquiry is not None and not self._too_early(key, sent) and self._pace_shown(inquiry, held)
+        if inquiry is not None and self._pace_shown(inquiry, held):
+            return True
+        return held >= self._refused_at.get(key, held + 1)
 
     def _too_early(self, key: str, sent: int | None) -> bool:
         return sent is not None and sent <= self._sends_at_refusal.get(key, 0)

@@ -232,9 +232,9 @@ class Dispatcher(RunPart):
         state, key = self._state, job.quota_key
         rate.on_success()
         state.stats.creates += 1
-        if state.inquiries.would_find_the_pace(key, state.created_in(key), sent=sent):
-            # before the pace takes the blame: one of ours may have ended since the last sweep,
-            # and the room this create found be that job's (one List; inquiries are few)
+        if state.inquiries.would_acquit_the_quota(key, state.created_in(key), sent=sent):
+            # before the quota is found not at fault: one of ours may have ended since the last
+            # sweep, and the room this create found be that job's (one List, only after a refusal)
             await self._look(list(state.tracked.by_key.get(key, {}).values()))
         settled = state.inquiries.accepted(key, state.created_in(key), sent=sent)
         if settled is not None:
