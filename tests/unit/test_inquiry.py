@@ -93,3 +93,22 @@ async def test_a_create_accepted_above_the_refused_occupancy_clears_the_strike()
     inquiries.accepted("k", 2)  # 3 running now: 2 was not the quota
     role, _ = inquiries.refused("k", "b", 2)
     assert role is Role.PROBE
+
+
+async def test_the_quota_is_acquitted_only_by_an_acceptance_at_the_level_refused() -> None:
+    """What the scheduler checks with a look first (one of ours may have ended unseen): an
+    acceptance that would close the inquiry as the pace's, or clear the strike at the level
+    refused. Below that level, or sent before the refusal, an acceptance acquits nothing."""
+    inquiries = Inquiries()
+    assert not inquiries.would_acquit_the_quota("k", 5)  # nothing refused
+    early = inquiries.sending()
+    inquiries.refused("k", "a", 2)
+    assert not inquiries.would_acquit_the_quota("k", 2, sent=early)
+    assert not inquiries.would_acquit_the_quota("k", 1)  # one of ours ended: the room may be its
+    assert inquiries.would_acquit_the_quota("k", 2)  # would be THROTTLED
+    closed = inquiries.accepted("k", 1)
+    assert closed is not None and closed.verdict is Verdict.UNCLEAR
+    assert not inquiries.would_acquit_the_quota("k", 1)
+    assert inquiries.would_acquit_the_quota("k", 2)  # would clear the strike at 2
+    inquiries.accepted("k", 2)
+    assert not inquiries.would_acquit_the_quota("k", 2)  # cleared: nothing left to acquit

@@ -286,6 +286,26 @@ async def test_one_text_for_a_full_quota_is_found_out_by_a_second_refusal(journa
     assert any(e["event"] == "asyncjobs.capacity.exceeded" for e in logs)
 
 
+async def test_a_full_quota_is_found_out_though_jobs_end_unseen_in_between(journal: SQLiteJournal) -> None:
+    """Sweeps 2 s apart, jobs of 1 s: when a create is accepted after a refusal, a job of ours
+    has often ended unseen. Counted as still running, it would make the room look like the
+    pace's fault, or the quota's level look passed, and each later refusal open a new inquiry
+    (each holding the service's creates for a silence). The scheduler looks first: the quota
+    of 3 is found out within two inquiries."""
+    fake = FakeService(max_running=3, duration=1.0, ambiguous=True)
+    await journal.add_specs(minimal_specs(14))
+    with capture_logs() as logs:
+        campaign = await run(
+            journal, fake, min_poll_interval=2.0, poll_interval=2.0, capacity_probe_after=600.0
+        )
+    assert journal.counts()[JobState.SUCCEEDED] == 14
+    assert fake.peak_running <= 3
+    assert campaign._state.cap("bedrock:m1").cap == 3
+    assert campaign.progress().throttled == 0
+    assert sum(1 for e in logs if e["event"] == "asyncjobs.create.limited") <= 2
+    assert any(e["event"] == "asyncjobs.capacity.exceeded" for e in logs)
+
+
 async def test_one_text_for_throttles_is_found_out_by_an_accepted_create(journal: SQLiteJournal) -> None:
     """A service that takes one create per 0.6 s, and refuses faster ones with the quota's error:
     the pace, discovered from nothing, stops there; the cap stays; the refusals count as throttles."""
