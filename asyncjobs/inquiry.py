@@ -22,8 +22,9 @@ many created, unfinished jobs of the quota key are ours when a create is refused
   refused, so the quota is full. The cap drops to what runs and the job waits; the pace's
   provisional cut is undone.
 - A refusal at an occupancy that was refused before, with no create of the key accepted above
-  it since, is a second strike: ``QUOTA_FULL`` at once. Jobs shorter than the silence free
-  their slots before the probe goes out; the quota still shows by refusing at the same level.
+  it since (counted after the same look), is a second strike: ``QUOTA_FULL`` at once. Jobs
+  shorter than the silence free their slots before the probe goes out; the quota still shows
+  by refusing at the same level.
 - Other jobs of the key refused while an inquiry is open wait for its verdict and follow it.
 
 One open inquiry per key; its state is plain data, so the rules above are tested as a table.

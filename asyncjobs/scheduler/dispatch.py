@@ -11,8 +11,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
 from anyio.abc import TaskGroup
@@ -23,8 +22,12 @@ from ..lifecycle import Event
 from ..limits import AdaptiveRate
 from ..model import Job, JobState, Service
 from ..services.base import ServiceAdapter
+from .control import Control
 from .decisions import DECIDED_ERRORS, Action, Attempts, Decision, decide
+from .outcomes import Outcomes
 from .parts import RunPart
+from .reporting import Reporter
+from .state import RunState
 
 
 class Dispatcher(RunPart):
@@ -32,8 +35,17 @@ class Dispatcher(RunPart):
 
     ``look`` polls some tracked jobs now and records what it saw (:meth:`Tracker.look`)."""
 
-    def __init__(self, *args: Any, look: Callable[[list[Job]], Awaitable[None]], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        state: RunState,
+        control: Control,
+        outcomes: Outcomes,
+        reporter: Reporter,
+        adapters: Mapping[Service, ServiceAdapter],
+        *,
+        look: Callable[[list[Job]], Awaitable[None]],
+    ) -> None:
+        super().__init__(state, control, outcomes, reporter, adapters)
         self._look = look
 
     #: Create calls in flight at once.
