@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from .config import EmulatorConfig
-from .jobdata import InputError, Plan, as_folder, in_output_order, split_s3_uri, write_output
+from .jobdata import InputError, Plan, as_folder, in_output_order, input_lines, split_s3_uri, write_output
 from .s3 import S3Store
 
 #: The fields of a Bedrock manifest, in AWS's order.
@@ -104,24 +104,19 @@ class _Record:
 
 def _bedrock_records(store: S3Store, plan: Plan) -> Iterator[_Record]:
     """Every record of every input file, in input order; InputError on a malformed line."""
-    for index, (key, _name) in enumerate(plan.inputs):
-        data = store.read(plan.input_bucket, key)
-        if data is None:
-            raise InputError(f"The input file s3://{plan.input_bucket}/{key} could not be read")
-        for number, raw in enumerate(data.splitlines(), start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = orjson.loads(raw)
-            except ValueError:
-                raise InputError(
-                    f"s3://{plan.input_bucket}/{key} line {number}: the record is not valid JSON"
-                ) from None
-            if not isinstance(record, dict) or not isinstance(record.get("modelInput"), dict):
-                raise InputError(
-                    f"s3://{plan.input_bucket}/{key} line {number}: the record has no modelInput object"
-                )
-            yield _Record(index, record)
+    lines = input_lines(store, plan, missing="The input file {uri} could not be read")
+    for index, key, number, raw in lines:
+        try:
+            record = orjson.loads(raw)
+        except ValueError:
+            raise InputError(
+                f"s3://{plan.input_bucket}/{key} line {number}: the record is not valid JSON"
+            ) from None
+        if not isinstance(record, dict) or not isinstance(record.get("modelInput"), dict):
+            raise InputError(
+                f"s3://{plan.input_bucket}/{key} line {number}: the record has no modelInput object"
+            )
+        yield _Record(index, record)
 
 
 class _Fates:

@@ -28,6 +28,7 @@ Where AWS documents no text (failure messages, a record error's ``errorMessage``
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -88,6 +89,19 @@ def split_s3_uri(uri: str) -> tuple[str, str] | None:
         return None
     bucket, _, key = uri[len("s3://") :].partition("/")
     return (bucket, key) if bucket else None
+
+
+def input_lines(store: S3Store, plan: Plan, *, missing: str) -> Iterator[tuple[int, str, int, bytes]]:
+    """Every non-blank line of every input file of ``plan``, in input order, as (the file's index,
+    its key, the line's number from 1, the line). A file that cannot be read is an InputError
+    whose text is ``missing`` with ``{uri}`` filled in (each service words it its own way)."""
+    for index, (key, _name) in enumerate(plan.inputs):
+        data = store.read(plan.input_bucket, key)
+        if data is None:
+            raise InputError(missing.format(uri=f"s3://{plan.input_bucket}/{key}"))
+        for number, raw in enumerate(data.splitlines(), start=1):
+            if raw.strip():
+                yield index, key, number, raw
 
 
 def as_folder(key: str) -> str:

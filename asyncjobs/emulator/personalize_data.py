@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from .config import EmulatorConfig
-from .jobdata import InputError, Plan, as_folder, in_output_order, split_s3_uri, write_output
+from .jobdata import InputError, Plan, as_folder, in_output_order, input_lines, split_s3_uri, write_output
 from .s3 import S3Store
 
 #: Personalize's numResults when the request has none (the console's default).
@@ -46,23 +46,16 @@ def plan_personalize(store: S3Store, params: dict[str, Any]) -> Plan | None:
 
 
 def _personalize_lines(store: S3Store, plan: Plan) -> Iterator[tuple[int, dict[str, Any]]]:
-    for index, (key, _name) in enumerate(plan.inputs):
-        data = store.read(plan.input_bucket, key)
-        if data is None:
-            raise InputError(f"Input data not found: s3://{plan.input_bucket}/{key}")
-        for number, raw in enumerate(data.splitlines(), start=1):
-            if not raw.strip():
-                continue
-            try:
-                line = orjson.loads(raw)
-            except ValueError:
-                line = None
-            if not isinstance(line, dict):
-                raise InputError(
-                    f"Input data is invalid: s3://{plan.input_bucket}/{key} line {number} "
-                    "is not a JSON object"
-                )
-            yield index, line
+    for index, key, number, raw in input_lines(store, plan, missing="Input data not found: {uri}"):
+        try:
+            line = orjson.loads(raw)
+        except ValueError:
+            line = None
+        if not isinstance(line, dict):
+            raise InputError(
+                f"Input data is invalid: s3://{plan.input_bucket}/{key} line {number} is not a JSON object"
+            )
+        yield index, line
 
 
 def write_personalize(
