@@ -26,6 +26,9 @@ many created, unfinished jobs of the quota key are ours when a create is refused
   shorter than the silence free their slots before the probe goes out; the quota still shows
   by refusing at the same level.
 - Other jobs of the key refused while an inquiry is open wait for its verdict and follow it.
+- A probe that finds the key's cap already filled by created jobs when its turn comes (another
+  worker sharing the quota found it full and shared the cap meanwhile) is not sent: the
+  inquiry closes as ``QUOTA_FULL``, as if its own probe had been refused.
 
 One open inquiry per key; its state is plain data, so the rules above are tested as a table.
 """
@@ -152,6 +155,15 @@ class Inquiries:
     @staticmethod
     def _pace_shown(inquiry: Inquiry, held: int) -> bool:
         return inquiry.pace_suspected and held >= inquiry.held
+
+    def answered_by_cap(self, job_id: str) -> Inquiry | None:
+        """The probe ``job_id`` is not sent because the key's cap is full (found by another
+        worker sharing the quota): the quota was full, as a refused probe would have said."""
+        for inquiry in self._open.values():
+            if inquiry.probe == job_id:
+                self._close(inquiry, Verdict.QUOTA_FULL)
+                return inquiry
+        return None
 
     def abandoned(self, job_id: str) -> Inquiry | None:
         """The probe ``job_id`` will not be sent again (the run stops, or another error came):

@@ -255,6 +255,8 @@ class Capacity:
 
     key: str
     limit: int
+    #: Called after each change of cap (workers sharing the quota hear of it at once).
+    on_change: Callable[[], None] | None = field(default=None, repr=False, compare=False)
     cap: int = field(init=False)
     lowered_at: float | None = field(default=None, init=False)
     #: While none of ours hold a slot, other users fill the quota: wait before trying again.
@@ -272,7 +274,7 @@ class Capacity:
     def exceeded(self, in_use: int, now: float, rng: random.Random) -> None:
         """The service said the quota is full while ``in_use`` others of ours hold slots."""
         self.rejections += 1
-        self.cap = max(1, min(self.cap, in_use))
+        self._set(max(1, min(self.cap, in_use)))
         self.lowered_at = now
         if in_use == 0:  # nothing of ours will free a slot: back off instead of asking again at once
             self.hold_until = now + backoff(min(self.rejections, 6), rng, base=1.0, cap=60.0) + 1.0
@@ -280,7 +282,7 @@ class Capacity:
     def accepted(self, running: int) -> None:
         """The service accepted a job while ``running`` of ours hold slots: the quota is at least that."""
         if running > self.cap:
-            self.cap = min(self.limit, running)
+            self._set(min(self.limit, running))
 
     def released(self) -> None:
         """One of ours left the quota: a slot is really free."""
@@ -290,9 +292,21 @@ class Capacity:
         """Raise a lowered cap by one once ``after`` seconds passed without a rejection."""
         if self.lowered_at is None or self.cap >= self.limit or now - self.lowered_at < after:
             return False
-        self.cap += 1
+        self._set(self.cap + 1)
         self.lowered_at = now if self.cap < self.limit else None
         return True
+
+    def adopt(self, cap: int, now: float) -> None:
+        """Another worker sharing this quota found its cap at ``cap``: take it, and probe above
+        it no sooner than if this worker had found it now (the workers' probes stay apart)."""
+        self.cap = max(1, min(self.limit, cap))
+        self.lowered_at = now if self.cap < self.limit else None
+
+    def _set(self, cap: int) -> None:
+        if cap != self.cap:
+            self.cap = cap
+            if self.on_change is not None:
+                self.on_change()
 
 
 #: The AWS default running-jobs quotas (Bedrock: per base model; Personalize: per region and kind).

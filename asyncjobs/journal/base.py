@@ -177,13 +177,23 @@ class Journal(Protocol):
         now holds it (it sweeps), False if another worker's lease is still good."""
         ...
 
+    async def caps(self) -> Mapping[str, int]:
+        """The running-jobs caps the campaign's workers found, by quota key: what the last
+        :meth:`save_caps` of any of them said (one process: its own, kept in memory)."""
+        ...
+
+    async def save_caps(self, caps: Mapping[str, int]) -> None:
+        """Share running-jobs caps this worker found with the campaign's other workers (one
+        commit; they hear of it through :meth:`changes`)."""
+        ...
+
     async def refresh(self) -> None:
         """Bring :meth:`counts` up to date with every worker's changes (one process: a no-op)."""
         ...
 
     def changes(self) -> AsyncIterator[str]:
         """The id of another worker each time it commits a change that frees a quota slot (a job
-        final, or back to ``pending``) or saves a pace, as soon as it commits: a worker hears of
+        final, or back to ``pending``) or saves a pace or a cap, as soon as it commits: a worker hears of
         it without waiting for its next periodic read. Ends at once where no other worker can
         share the journal; raises :class:`~asyncjobs.errors.JournalError` if it can no longer
         listen (the changes it missed are then only seen by reading the journal)."""

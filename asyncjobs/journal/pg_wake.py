@@ -1,10 +1,10 @@
-"""Telling the other workers of a campaign at once that a slot is free or a pace was saved.
+"""Telling the other workers of a campaign at once that a slot is free or a limit was learned.
 
-A commit that frees a quota slot (a job final, or given back to ``pending``) or saves a pace
-sends ``NOTIFY asyncjobs`` in its own transaction (so only if it commits); the payload is
-``<worker> <campaign>``. :func:`listen` LISTENs on a connection of its own and yields the id of
-each other worker of the campaign that sent one, so a worker reads the journal again at the
-commit instead of at its next periodic refresh.
+A commit that frees a quota slot (a job final, or given back to ``pending``) or saves a pace or
+a cap (:mod:`.pg_learned`) sends ``NOTIFY asyncjobs`` in its own transaction (so only if it
+commits); the payload is ``<worker> <campaign>``. :func:`listen` LISTENs on a connection of its
+own and yields the id of each other worker of the campaign that sent one, so a worker reads the
+journal again at the commit instead of at its next periodic refresh.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ holds many campaigns: every row is keyed by its campaign's name (tables in :mod:
   and whenever :meth:`PostgresJournal.refresh` is called. Other workers' changes show within
   about ``refresh_seconds`` of this worker's next commit; a decision that must be exact (a quota
   cap) is taken in the database, by :meth:`PostgresJournal.claim`.
-- **Wake-ups.** A commit that frees a quota slot or saves a pace notifies the campaign's other
-  workers, and :meth:`PostgresJournal.changes` hears them (:mod:`.pg_wake`).
+- **Wake-ups.** A commit that frees a quota slot or saves a pace or cap notifies the campaign's
+  other workers, and :meth:`PostgresJournal.changes` hears them (:mod:`.pg_wake`).
 - **Secrets.** The URI's password never leaves the session: :attr:`PostgresJournal.path`,
   ``repr``, errors and logs show :func:`.location.redact`'s form.
 
@@ -32,7 +32,8 @@ This class ties the parts together; each concern has its module: the tables and 
 (:mod:`.pg_schema`), the connection (:mod:`.pg_session`), ingest (:mod:`.pg_ingest`), reads
 (:mod:`.pg_reads`, shared with the read-only snapshot of :mod:`.pg_readonly`), state changes
 (:mod:`.pg_changes`, queued by :class:`~.commit.GroupCommit` as in the SQLite journal), claims
-and leases (:mod:`.pg_leases`), and the shared create rate (:mod:`.pg_rate`).
+and leases (:mod:`.pg_leases`), the shared create rate (:mod:`.pg_rate`), and the paces and caps
+the workers learn (:mod:`.pg_learned`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ import structlog
 from ..errors import JournalError, JournalUnavailable
 from ..lifecycle import Event
 from ..model import Job, JobSpec, JobState, StateCounts
-from . import location, pg_ingest, pg_rate, pg_reads, pg_schema, pg_wake, shards
+from . import location, pg_ingest, pg_learned, pg_rate, pg_reads, pg_schema, pg_wake, shards
 from .base import AddResult, Change, EventRecord, key_counts, total_counts
 from .commit import GroupCommit, check_changes, count_changes
 from .pg_changes import ChangeWriter
@@ -260,12 +261,16 @@ class PostgresJournal:
         return await self._session.read(lambda conn: pg_reads.events(conn, self._campaign, job_id, limit))
 
     async def paces(self) -> Mapping[str, float]:
-        return await pg_rate.paces(self._session, self._campaign)
+        return await pg_learned.read(self._session, self._campaign, pg_learned.PACE, float)
 
     # ---------------------------------------------------------------- writes
     async def save_paces(self, paces: Mapping[str, float]) -> None:
-        await pg_rate.save_paces(
-            self._session, self._campaign, paces, announce=pg_wake.announcement(self._worker, self._campaign)
+        await pg_learned.save(
+            self._session,
+            self._campaign,
+            pg_learned.PACE,
+            {k: float(v) for k, v in paces.items()},
+            announce=pg_wake.announcement(self._worker, self._campaign),
         )
 
     async def transition(self, job: Job, event: Event, *, detail: str | None = None, **fields: Any) -> Job:
@@ -304,7 +309,7 @@ class PostgresJournal:
 
     def changes(self) -> AsyncGenerator[str, None]:
         """The id of another worker each time it commits a change to this campaign that frees a
-        quota slot or saves a pace (:mod:`.pg_wake`: LISTEN on a connection of its own)."""
+        quota slot or saves a pace or cap (:mod:`.pg_wake`: LISTEN on a connection of its own)."""
         if self._connect is None:
             raise JournalError(f"journal {self._shown} is closed")
         return pg_wake.listen(
@@ -313,3 +318,15 @@ class PostgresJournal:
 
     async def try_lease_sweep(self, kind: str, seconds: float) -> bool:
         return await self._leases.try_lease_sweep(kind, seconds)
+
+    async def caps(self) -> Mapping[str, int]:
+        return await pg_learned.read(self._session, self._campaign, pg_learned.CAP, int)
+
+    async def save_caps(self, caps: Mapping[str, int]) -> None:
+        await pg_learned.save(
+            self._session,
+            self._campaign,
+            pg_learned.CAP,
+            {k: int(v) for k, v in caps.items()},
+            announce=pg_wake.announcement(self._worker, self._campaign),
+        )

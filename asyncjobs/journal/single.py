@@ -3,8 +3,9 @@ process holds (SQLite: its ``flock`` makes that process the only worker).
 
 With one worker nothing is shared: a claim counts the in-memory counts, every lease is this
 worker's and never expires under it (a crashed process's ``submitting`` jobs are reconciled by
-the resume, not taken over), every sweep lease is granted, and the create-rate bucket lives in
-memory. Built only on the protocol's other methods, so any single-process journal can mix it in.
+the resume, not taken over), every sweep lease is granted, and the create-rate bucket and the
+caps (shared with no one) live in memory. Built only on the protocol's other methods, so any
+single-process journal can mix it in.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class SingleProcessWorker:
     _single_worker: str | None = None
     _claiming: asyncio.Lock | None = None
     _buckets: dict[str, tuple[float, float]] | None = None
+    _caps: dict[str, int] | None = None
 
     @property
     def worker(self) -> str:
@@ -90,6 +92,14 @@ class SingleProcessWorker:
 
     async def try_lease_sweep(self, kind: str, seconds: float) -> bool:
         return True
+
+    async def caps(self) -> Mapping[str, int]:
+        return dict(self._caps or {})
+
+    async def save_caps(self, caps: Mapping[str, int]) -> None:
+        if self._caps is None:
+            self._caps = {}
+        self._caps.update(caps)
 
     async def refresh(self) -> None:
         return None

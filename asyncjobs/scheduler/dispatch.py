@@ -190,7 +190,10 @@ class Dispatcher(RunPart):
                 await control.interruptible(inquiry.decided.wait)
                 continue
             if not attempts.maybe_created and state.created_in(job.quota_key) >= state.cap(job.quota_key).cap:
-                # our own created jobs fill the key's cap (lowered since this job was claimed)
+                # created jobs fill the key's cap (lowered since this job was claimed: by this
+                # worker, or by another that shared what it found while this probe waited)
+                if (answered := state.inquiries.answered_by_cap(job.id)) is not None:
+                    self._inquiry_closed(job, answered)
                 await self._outcomes.release(job, Event.DEFER, "waiting for a slot", slot_freed=False)
                 return
             if control.stop_asked():

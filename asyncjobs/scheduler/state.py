@@ -127,6 +127,10 @@ class RunState:
         self._learned: dict[str, float] = {}
         #: The paces last read from a shared journal (another worker's, once they change).
         self._seen_paces: dict[str, float] = {}
+        #: Each quota key's cap as the shared journal last had it (read, or saved by this worker):
+        #: a cap that differs from it was found here and is shared; a journal's that differs from
+        #: it was found by another worker and is taken up.
+        self._shared_caps: dict[str, int] = {}
         #: Jobs handed to the submit workers whose create call has not yet returned.
         self._unsent: dict[str, str] = {}  # job id -> quota key
         self._unsent_keys: Counter[str] = Counter()
@@ -158,6 +162,7 @@ class RunState:
         self.tracked.clear()
         self._later.clear()
         self._learned.update(await self.journal.paces())
+        self.adopt_caps(await self.journal.caps())
         now = self.clock()
         for job in await self.journal.active():
             self._slots[job.quota_key].add(job.id)
@@ -323,8 +328,38 @@ class RunState:
     # ------------------------------------------------------- caps and paces
     def cap(self, key: str) -> Capacity:
         if key not in self._capacity:
-            self._capacity[key] = Capacity(key, default_limit(key, dict(self.settings.max_running)))
+            self._capacity[key] = Capacity(
+                key,
+                default_limit(key, dict(self.settings.max_running)),
+                # workers share the caps they find: a change is saved for the others at once
+                on_change=self.wake_workers.set if self.shared else None,
+            )
         return self._capacity[key]
+
+    def changed_caps(self) -> Mapping[str, int]:
+        """Caps this worker found (lowered by a full quota, raised by a probe) since it last
+        saved or read them, by quota key."""
+        return {
+            key: cap.cap
+            for key, cap in self._capacity.items()
+            if cap.cap != self._shared_caps.get(key, cap.limit)
+        }
+
+    def caps_saved(self, caps: Mapping[str, int]) -> None:
+        self._shared_caps.update(caps)
+
+    def adopt_caps(self, caps: Mapping[str, int]) -> None:
+        """Caps another worker saved to a shared journal: every worker claims under the cap one
+        of them found, instead of each being refused by the service to find it."""
+        now = self.clock()
+        for key, found in caps.items():
+            if found == self._shared_caps.get(key):
+                continue  # unchanged since this worker last read or saved it
+            self._shared_caps[key] = found
+            cap = self.cap(key)
+            if cap.cap != found:
+                cap.adopt(found, now)
+                self.notify()
 
     def rate(self, service: Service) -> AdaptiveRate:
         name = service.aws_service

@@ -11,12 +11,13 @@ its create is settled. This part of a run keeps that going:
   the same token and name, as a single-process resume does: nothing is created twice.
 - **Mirror**: every worker's active jobs hold slots here and the created ones are tracked, so
   that the one worker holding a kind's sweep lease sweeps them all (:mod:`.tracker`) and every
-  worker sees the campaign end; the counts are recounted and the paces another worker learned
-  are taken up.
+  worker sees the campaign end; the counts are recounted and the paces and caps another worker
+  learned are taken up.
 - **Wake-ups**: the mirror is read again as soon as another worker commits a change that frees
-  a slot or saves a pace (:meth:`~asyncjobs.journal.base.Journal.changes`: PostgreSQL's
-  LISTEN/NOTIFY), and a pace this worker changes is saved at once, so that the workers slow
-  down together after a throttle instead of each drawing its own. The periodic mirror stays, for
+  a slot or saves a pace or cap (:meth:`~asyncjobs.journal.base.Journal.changes`: PostgreSQL's
+  LISTEN/NOTIFY), and a pace or cap this worker changes is saved at once, so that the workers
+  slow down together after a throttle instead of each drawing its own, and claim under a quota's
+  cap once one of them has found it instead of each being refused to find it. The periodic mirror stays, for
   what no notification tells (claims, and anything missed while the listener reconnects).
 
 With a journal that one process holds (SQLite) there is nothing to share: the part returns at once.
@@ -29,7 +30,7 @@ import anyio
 from ..errors import JournalError
 from .parts import RunPart
 
-#: Seconds between mirrors of the shared journal (counts, active jobs, paces) and take-over checks,
+#: Seconds between mirrors of the shared journal (counts, active jobs, paces, caps) and take-over checks,
 #: when no other worker's change wakes this worker sooner.
 MIRROR_INTERVAL = 1.0
 #: Seconds before listening again for other workers' changes after the listener failed.
@@ -61,13 +62,13 @@ class Workers(RunPart):
                     self._reporter.emit("job.taken_over", job, detail="its worker's lease expired")
                     state.taken_over(job)
                 check_at = now + MIRROR_INTERVAL
-            await self._save_paces()
+            await self._save_learned()
             await self.mirror()
             with control.cut_short_by_stop():
                 await state.wake_workers.wait(check_at - state.clock())
 
     async def _listen(self) -> None:
-        """Wake the mirror whenever another worker frees a slot or saves a pace."""
+        """Wake the mirror whenever another worker frees a slot or saves a pace or cap."""
         state, control = self._state, self._control
         told = False  # of the failure: once until listening works again
         while not control.stopping:
@@ -82,13 +83,16 @@ class Workers(RunPart):
                     told = True
             await control.pause(LISTEN_RETRY)
 
-    async def _save_paces(self) -> None:
-        """A pace this worker learned, saved for the others now (not at the next periodic save)."""
+    async def _save_learned(self) -> None:
+        """A pace or cap this worker learned, saved for the others now (not at the next
+        periodic save)."""
         state = self._state
-        changed = state.changed_paces()
-        if changed:
-            await state.journal.save_paces(changed)
-            state.paces_saved(changed)
+        if paces := state.changed_paces():
+            await state.journal.save_paces(paces)
+            state.paces_saved(paces)
+        if caps := state.changed_caps():
+            await state.journal.save_caps(caps)
+            state.caps_saved(caps)
 
     async def mirror(self) -> None:
         """Bring this worker's view in line with every worker's changes."""
@@ -96,3 +100,4 @@ class Workers(RunPart):
         await state.journal.refresh()
         state.mirror(await state.journal.active())
         state.adopt_paces(await state.journal.paces())
+        state.adopt_caps(await state.journal.caps())

@@ -280,3 +280,14 @@ async def test_take_reserves_from_a_bucket_per_key(opener: Opener) -> None:
     assert 99 < waits[2] <= 100
     assert 199 < waits[3] <= 200
     assert await journal.take("personalize:us-east-1", rate=0.01, burst=1) == 0.0  # another key
+
+
+async def test_caps_saved_are_read_back_and_a_later_save_wins(opener: Opener) -> None:
+    journal = await opener()
+    assert await journal.caps() == {}
+    await journal.save_caps({"personalize:us-east-1:batch-inference": 3, "bedrock:m1": 8})
+    await journal.save_caps({"bedrock:m1": 9})
+    assert await journal.caps() == {"personalize:us-east-1:batch-inference": 3, "bedrock:m1": 9}
+    assert await journal.paces() == {}  # caps are not paces, nor paces caps
+    await journal.save_paces({"bedrock:us-east-1": 1.5})
+    assert await journal.caps() == {"personalize:us-east-1:batch-inference": 3, "bedrock:m1": 9}

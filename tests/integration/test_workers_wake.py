@@ -44,7 +44,7 @@ async def listening(journal: PostgresJournal, count: int) -> None:
             await anyio.sleep(0.02)
 
 
-async def test_a_worker_hears_another_free_a_slot_or_save_a_pace_and_not_itself(
+async def test_a_worker_hears_another_free_a_slot_or_save_a_pace_or_cap_and_not_itself(
     postgres_database: MakeDatabase,
 ) -> None:
     uri = postgres_database("wake")
@@ -68,10 +68,17 @@ async def test_a_worker_hears_another_free_a_slot_or_save_a_pace_and_not_itself(
             await c.save_paces({"personalize:us-east-1": 1.5})  # a pace saved: b hears of it
         assert first == [c.worker]
 
+        await c.save_caps({KEY: 2})  # a cap found: b hears of it, and reads it
+        assert await next_from(heard) == c.worker
+        assert await b.caps() == {KEY: 2}
+
         await other.save_paces({"bedrock:us-east-1": 2.0})  # another campaign: not b's concern
+        await other.save_caps({KEY: 1})
         await b.save_paces({"bedrock:us-east-1": 2.0})  # b's own: not told back to it
+        await b.save_caps({KEY: 3})
         await a.transition(jobs[0], Event.DEFER, detail="quota full")  # a slot freed by a
         assert await next_from(heard) == a.worker  # in commit order: nothing came before it
+        assert await c.caps() == {KEY: 3}  # the campaign's last save, not another campaign's
 
         created = await a.transition(jobs[1], Event.CREATED, arn="arn:1", submitted_at=time.time())
         await a.transition(created, Event.OBSERVE_SUCCEEDED)  # final: its slot is free

@@ -44,6 +44,18 @@ async def test_a_probe_that_leaves_unsent_decides_nothing_against_the_quota() ->
     assert role is Role.PROBE and again is not left, "a refusal at a lower occupancy opens a new inquiry"
 
 
+async def test_a_probe_the_shared_cap_keeps_unsent_finds_the_quota_full() -> None:
+    """Another worker found the key's cap while the probe waited: the probe is not sent, and the
+    refusal it was to decide is the quota's."""
+    inquiries = Inquiries()
+    inquiries.refused("k", "a", 2)
+    assert inquiries.answered_by_cap("b") is None  # not the probe
+    answered = inquiries.answered_by_cap("a")
+    assert answered is not None and answered.verdict is Verdict.QUOTA_FULL
+    assert answered.decided.is_set() and not inquiries.is_open("k")
+    assert inquiries.answered_by_cap("a") is None  # closed once
+
+
 async def test_keys_are_inquired_into_apart() -> None:
     inquiries = Inquiries()
     inquiries.refused("k1", "a", 2)

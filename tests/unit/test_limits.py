@@ -169,6 +169,30 @@ def test_capacity_full_with_none_of_ours_holds_off() -> None:
     assert cap.free(0, 200.0) == 1
 
 
+def test_a_cap_another_worker_found_is_taken_and_probed_above_later() -> None:
+    cap = Capacity("personalize:us-east-1:batch-inference", 5)
+    cap.adopt(3, 100.0)
+    assert cap.cap == 3
+    assert not cap.probe(150.0, after=60.0)  # as careful as if this worker had found it at 100
+    assert cap.probe(161.0, after=60.0) and cap.cap == 4
+    cap.adopt(9, 170.0)  # never above what this worker's settings allow
+    assert cap.cap == 5 and not cap.probe(1000.0, after=60.0)
+    cap.adopt(0, 180.0)
+    assert cap.cap == 1
+
+
+def test_a_change_of_cap_is_told_and_a_taken_one_is_not() -> None:
+    told: list[int] = []
+    cap = Capacity("bedrock:m", 20)
+    cap.on_change = lambda: told.append(cap.cap)
+    cap.exceeded(7, 10.0, random.Random(0))
+    cap.exceeded(7, 11.0, random.Random(0))  # the same cap: nothing new to tell
+    cap.probe(80.0, after=60.0)
+    cap.accepted(12)
+    cap.adopt(4, 90.0)  # came from another worker: not told back
+    assert told == [7, 8, 12]
+
+
 @pytest.mark.parametrize(
     ("key", "overrides", "expected"),
     [

@@ -169,3 +169,45 @@ def test_a_journal_no_other_worker_shares_is_not_woken_by_a_pace() -> None:
     state.rate(Service.BEDROCK).on_throttle()
 
     assert not state.wake_workers.is_set()
+
+
+PERSONALIZE_KEY = "personalize:us-east-1:batch-inference"
+
+
+def test_a_cap_this_worker_finds_wakes_the_workers_part_to_share_it() -> None:
+    state = shared_state()
+    cap = state.cap(PERSONALIZE_KEY)
+    assert state.changed_caps() == {}  # the believed default: nothing found yet
+
+    cap.exceeded(3, state.clock(), state.rng)
+
+    assert state.wake_workers.is_set()
+    assert state.changed_caps() == {PERSONALIZE_KEY: 3}
+    state.caps_saved({PERSONALIZE_KEY: 3})
+    assert state.changed_caps() == {}
+
+
+def test_a_cap_another_worker_found_is_taken_up_once_and_not_saved_back() -> None:
+    state = shared_state()
+    state.adopt_caps({PERSONALIZE_KEY: 3})
+    cap = state.cap(PERSONALIZE_KEY)
+    assert cap.cap == 3 and cap.lowered_at == state.clock()
+    assert state.changed_caps() == {}  # it came from the journal
+
+    cap.probe(state.clock() + 61.0, after=60.0)  # this worker probes above it: 4, to share
+    assert state.changed_caps() == {PERSONALIZE_KEY: 4}
+    state.caps_saved({PERSONALIZE_KEY: 4})
+    state.adopt_caps({PERSONALIZE_KEY: 4})  # read back: its own
+    assert cap.cap == 4
+
+    cap.exceeded(2, state.clock(), state.rng)  # found lower here, not yet saved
+    state.adopt_caps({PERSONALIZE_KEY: 4})  # the journal as it was: nothing new in it
+    assert cap.cap == 2 and state.changed_caps() == {PERSONALIZE_KEY: 2}
+
+
+def test_a_journal_no_other_worker_shares_is_not_woken_by_a_cap() -> None:
+    state = RunState(cast(Journal, SQLiteStandIn()), Settings(), Clock(), random.Random(0), None)
+
+    state.cap(PERSONALIZE_KEY).exceeded(3, 0.0, state.rng)
+
+    assert not state.wake_workers.is_set()
