@@ -177,9 +177,10 @@ class Journal(Protocol):
         now holds it (it sweeps), False if another worker's lease is still good."""
         ...
 
-    async def caps(self) -> Mapping[str, int]:
+    async def caps(self, *, within: float | None = None) -> Mapping[str, int]:
         """The running-jobs caps the campaign's workers found, by quota key: what the last
-        :meth:`save_caps` of any of them said (one process: its own, kept in memory)."""
+        :meth:`save_caps` of any of them said (one process: its own, kept in memory); with
+        ``within``, only caps saved that many seconds ago or less."""
         ...
 
     async def save_caps(self, caps: Mapping[str, int]) -> None:

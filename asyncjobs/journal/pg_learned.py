@@ -6,8 +6,11 @@ so that the other workers take them up at once rather than at their next periodi
 - **Paces**: ``pace:<service>:<region>``, the create calls per second that throttles showed;
   a worker that starts later begins at the pace the others found.
 - **Caps**: ``cap:<quota key>``, the running-jobs cap a worker lowered when the service said a
-  quota was full (or raised when a probe above it was accepted): every worker claims under the
-  cap one of them found, instead of each finding it by being refused.
+  quota was full (or raised by a probe): every worker claims under the cap one of them found,
+  instead of each finding it by being refused. Each is stamped with the database's time, and a
+  worker takes up only recent ones: a worker still short of the quota's limit probes above its
+  cap and saves it again every ``capacity_probe_after``, so an older cap is a stopped campaign's,
+  and a quota raised meanwhile should not have to be found again one slot a minute.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import TypeVar
 import anyio
 
 from . import pg_wake
+from .pg_schema import NOW
 from .pg_session import Connection, Session
 
 T = TypeVar("T", int, float)
@@ -26,31 +30,49 @@ PACE = "pace:"
 CAP = "cap:"
 
 
-async def read(session: Session, campaign: str, prefix: str, parse: Callable[[str], T]) -> dict[str, T]:
-    """Every worker's values of the kind ``prefix`` (:data:`PACE`, :data:`CAP`), by key."""
+async def read(
+    session: Session, campaign: str, prefix: str, parse: Callable[[str], T], *, within: float | None = None
+) -> dict[str, T]:
+    """Every worker's values of the kind ``prefix`` (:data:`PACE`, :data:`CAP`), by key; with
+    ``within``, only those saved (``stamped``) that many seconds ago or less, by the database's
+    clock."""
 
     async def body(conn: Connection) -> dict[str, T]:
         cur = await conn.execute(
-            "SELECT key, value FROM asyncjobs_meta WHERE campaign = %s AND starts_with(key, %s)",
+            f"SELECT key, value, {NOW} FROM asyncjobs_meta WHERE campaign = %s AND starts_with(key, %s)",
             (campaign, prefix),
         )
-        return {key.removeprefix(prefix): parse(value) for key, value in await cur.fetchall()}
+        found: dict[str, T] = {}
+        for key, text, now in await cur.fetchall():
+            value, _, saved_at = text.partition(" ")
+            if within is not None and (not saved_at or now - float(saved_at) > within):
+                continue
+            found[key.removeprefix(prefix)] = parse(value)
+        return found
 
     return await session.read(body)
 
 
 async def save(
-    session: Session, campaign: str, prefix: str, values: Mapping[str, T], *, announce: str
+    session: Session,
+    campaign: str,
+    prefix: str,
+    values: Mapping[str, T],
+    *,
+    announce: str,
+    stamped: bool = False,
 ) -> None:
     """Keep this worker's values of the kind ``prefix`` (one commit, shielded: it runs as a run
-    ends), and tell the other workers (``announce``: :func:`.pg_wake.announcement`)."""
+    ends), and tell the other workers (``announce``: :func:`.pg_wake.announcement`).
+    ``stamped``: each value is stored with the database's time, for :func:`read`'s ``within``."""
     if not values:
         return
+    stored = f"%s || ' ' || ({NOW})::text" if stamped else "%s"
 
     async def body(conn: Connection) -> None:
         async with conn.cursor() as cur:
             await cur.executemany(
-                "INSERT INTO asyncjobs_meta (campaign, key, value) VALUES (%s, %s, %s)"
+                f"INSERT INTO asyncjobs_meta (campaign, key, value) VALUES (%s, %s, {stored})"
                 " ON CONFLICT (campaign, key) DO UPDATE SET value = excluded.value",
                 [(campaign, f"{prefix}{key}", repr(value)) for key, value in sorted(values.items())],
             )

@@ -319,8 +319,8 @@ class PostgresJournal:
     async def try_lease_sweep(self, kind: str, seconds: float) -> bool:
         return await self._leases.try_lease_sweep(kind, seconds)
 
-    async def caps(self) -> Mapping[str, int]:
-        return await pg_learned.read(self._session, self._campaign, pg_learned.CAP, int)
+    async def caps(self, *, within: float | None = None) -> Mapping[str, int]:
+        return await pg_learned.read(self._session, self._campaign, pg_learned.CAP, int, within=within)
 
     async def save_caps(self, caps: Mapping[str, int]) -> None:
         await pg_learned.save(
@@ -329,4 +329,5 @@ class PostgresJournal:
             pg_learned.CAP,
             {k: int(v) for k, v in caps.items()},
             announce=pg_wake.announcement(self._worker, self._campaign),
+            stamped=True,
         )

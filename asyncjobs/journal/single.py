@@ -54,7 +54,7 @@ class SingleProcessWorker:
     _single_worker: str | None = None
     _claiming: asyncio.Lock | None = None
     _buckets: dict[str, tuple[float, float]] | None = None
-    _caps: dict[str, int] | None = None
+    _caps: dict[str, tuple[int, float]] | None = None  # key -> (cap, monotonic time saved)
 
     @property
     def worker(self) -> str:
@@ -93,13 +93,19 @@ class SingleProcessWorker:
     async def try_lease_sweep(self, kind: str, seconds: float) -> bool:
         return True
 
-    async def caps(self) -> Mapping[str, int]:
-        return dict(self._caps or {})
+    async def caps(self, *, within: float | None = None) -> Mapping[str, int]:
+        now = time.monotonic()
+        return {
+            key: cap
+            for key, (cap, saved_at) in (self._caps or {}).items()
+            if within is None or now - saved_at <= within
+        }
 
     async def save_caps(self, caps: Mapping[str, int]) -> None:
         if self._caps is None:
             self._caps = {}
-        self._caps.update(caps)
+        now = time.monotonic()
+        self._caps.update((key, (cap, now)) for key, cap in caps.items())
 
     async def refresh(self) -> None:
         return None

@@ -162,7 +162,7 @@ class RunState:
         self.tracked.clear()
         self._later.clear()
         self._learned.update(await self.journal.paces())
-        self.adopt_caps(await self.journal.caps())
+        await self.take_up_caps()
         now = self.clock()
         for job in await self.journal.active():
             self._slots[job.quota_key].add(job.id)
@@ -348,6 +348,12 @@ class RunState:
     def caps_saved(self, caps: Mapping[str, int]) -> None:
         self._shared_caps.update(caps)
 
+    async def take_up_caps(self) -> None:
+        """Adopt the caps other workers saved lately (within two probe intervals: a worker with
+        work for a key below its limit saves its cap again at each probe; an older cap is a
+        stopped run's, and the quota may have been raised since)."""
+        self.adopt_caps(await self.journal.caps(within=2 * self.settings.capacity_probe_after))
+
     def adopt_caps(self, caps: Mapping[str, int]) -> None:
         """Caps another worker saved to a shared journal: every worker claims under the cap one
         of them found, instead of each being refused by the service to find it."""
@@ -355,8 +361,11 @@ class RunState:
         for key, found in caps.items():
             if found == self._shared_caps.get(key):
                 continue  # unchanged since this worker last read or saved it
-            self._shared_caps[key] = found
             cap = self.cap(key)
+            unsaved = cap.cap != self._shared_caps.get(key, cap.limit)
+            self._shared_caps[key] = found
+            if unsaved and cap.cap < found:
+                continue  # found lower here meanwhile: the lower stands, and is saved next
             if cap.cap != found:
                 cap.adopt(found, now)
                 self.notify()

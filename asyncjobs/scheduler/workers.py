@@ -100,4 +100,4 @@ class Workers(RunPart):
         await state.journal.refresh()
         state.mirror(await state.journal.active())
         state.adopt_paces(await state.journal.paces())
-        state.adopt_caps(await state.journal.caps())
+        await state.take_up_caps()

@@ -291,3 +291,12 @@ async def test_caps_saved_are_read_back_and_a_later_save_wins(opener: Opener) ->
     assert await journal.paces() == {}  # caps are not paces, nor paces caps
     await journal.save_paces({"bedrock:us-east-1": 1.5})
     assert await journal.caps() == {"personalize:us-east-1:batch-inference": 3, "bedrock:m1": 9}
+
+
+async def test_caps_can_be_read_only_if_saved_lately(opener: Opener) -> None:
+    journal = await opener()
+    await journal.save_caps({"bedrock:m1": 8})
+    await anyio.sleep(0.3)
+    await journal.save_caps({"bedrock:m2": 4})
+    assert await journal.caps(within=0.2) == {"bedrock:m2": 4}
+    assert await journal.caps(within=60) == {"bedrock:m1": 8, "bedrock:m2": 4}

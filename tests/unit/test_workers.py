@@ -205,6 +205,19 @@ def test_a_cap_another_worker_found_is_taken_up_once_and_not_saved_back() -> Non
     assert cap.cap == 2 and state.changed_caps() == {PERSONALIZE_KEY: 2}
 
 
+def test_of_a_cap_found_here_and_another_found_meanwhile_the_lower_stands() -> None:
+    state = shared_state()
+    cap = state.cap(PERSONALIZE_KEY)
+    cap.exceeded(2, state.clock(), state.rng)  # found here, not yet saved
+    state.adopt_caps({PERSONALIZE_KEY: 3})  # another worker's, saved meanwhile
+    assert cap.cap == 2 and state.changed_caps() == {PERSONALIZE_KEY: 2}  # to be saved over it
+
+    state.caps_saved({PERSONALIZE_KEY: 2})
+    cap.probe(state.clock() + 61.0, after=60.0)  # a probe here: 3, not yet saved
+    state.adopt_caps({PERSONALIZE_KEY: 1})  # another worker was refused at 1 meanwhile
+    assert cap.cap == 1 and state.changed_caps() == {}
+
+
 def test_a_journal_no_other_worker_shares_is_not_woken_by_a_cap() -> None:
     state = RunState(cast(Journal, SQLiteStandIn()), Settings(), Clock(), random.Random(0), None)
 
