@@ -194,10 +194,10 @@ class Journal(Protocol):
 
     def changes(self) -> AsyncIterator[str]:
         """The id of another worker each time it commits a change that frees a quota slot (a job
-        final, or back to ``pending``) or saves a pace or a cap, as soon as it commits: a worker hears of
-        it without waiting for its next periodic read. Ends at once where no other worker can
-        share the journal; raises :class:`~asyncjobs.errors.JournalError` if it can no longer
-        listen (the changes it missed are then only seen by reading the journal)."""
+        final, or back to ``pending``) or saves a pace or a cap, as soon as it commits: a worker
+        hears of it without waiting for its next periodic read. Ends at once where no other
+        worker can share the journal; raises :class:`~asyncjobs.errors.JournalError` if it can
+        no longer listen (the changes it missed are then only seen by reading the journal)."""
         ...
 
     async def aclose(self) -> None: ...

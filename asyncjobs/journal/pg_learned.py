@@ -7,10 +7,11 @@ so that the other workers take them up at once rather than at their next periodi
   a worker that starts later begins at the pace the others found.
 - **Caps**: ``cap:<quota key>``, the running-jobs cap a worker lowered when the service said a
   quota was full (or raised by a probe): every worker claims under the cap one of them found,
-  instead of each finding it by being refused. Each is stamped with the database's time, and a
-  worker takes up only recent ones: a worker still short of the quota's limit probes above its
-  cap and saves it again every ``capacity_probe_after``, so an older cap is a stopped campaign's,
-  and a quota raised meanwhile should not have to be found again one slot a minute.
+  instead of each finding it by being refused. Each is stamped with the database's time, and
+  workers read only recent ones (``within``): a worker with work for a key whose cap is below
+  its limit probes above the cap and saves it again every ``capacity_probe_after``, so a much
+  older cap is a stopped run's, and a quota raised since should not be found again one slot a
+  minute.
 """
 
 from __future__ import annotations

@@ -16,9 +16,10 @@ its create is settled. This part of a run keeps that going:
 - **Wake-ups**: the mirror is read again as soon as another worker commits a change that frees
   a slot or saves a pace or cap (:meth:`~asyncjobs.journal.base.Journal.changes`: PostgreSQL's
   LISTEN/NOTIFY), and a pace or cap this worker changes is saved at once, so that the workers
-  slow down together after a throttle instead of each drawing its own, and claim under a quota's
-  cap once one of them has found it instead of each being refused to find it. The periodic mirror stays, for
-  what no notification tells (claims, and anything missed while the listener reconnects).
+  slow down together after a throttle instead of each drawing its own, and claim under a
+  quota's cap once one of them has found it instead of each being refused to find it. The
+  periodic mirror stays, for what no notification tells (claims, and anything missed while the
+  listener reconnects).
 
 With a journal that one process holds (SQLite) there is nothing to share: the part returns at once.
 """
@@ -30,8 +31,8 @@ import anyio
 from ..errors import JournalError
 from .parts import RunPart
 
-#: Seconds between mirrors of the shared journal (counts, active jobs, paces, caps) and take-over checks,
-#: when no other worker's change wakes this worker sooner.
+#: Seconds between mirrors of the shared journal (counts, active jobs, paces, caps) and take-over
+#: checks, when no other worker's change wakes this worker sooner.
 MIRROR_INTERVAL = 1.0
 #: Seconds before listening again for other workers' changes after the listener failed.
 LISTEN_RETRY = 5.0
