@@ -159,18 +159,18 @@ class Inquiries:
     def answered_by_cap(self, job_id: str) -> Inquiry | None:
         """The probe ``job_id`` is not sent because the key's cap is full (found by another
         worker sharing the quota): the quota was full, as a refused probe would have said."""
-        for inquiry in self._open.values():
-            if inquiry.probe == job_id:
-                self._close(inquiry, Verdict.QUOTA_FULL)
-                return inquiry
-        return None
+        return self._close_probe(job_id, Verdict.QUOTA_FULL)
 
     def abandoned(self, job_id: str) -> Inquiry | None:
         """The probe ``job_id`` will not be sent again (the run stops, or another error came):
         nothing was learned, so the cap stays as it is and the waiting jobs try again."""
+        return self._close_probe(job_id, Verdict.UNCLEAR)
+
+    def _close_probe(self, job_id: str, verdict: Verdict) -> Inquiry | None:
+        """Close the open inquiry whose probe is ``job_id`` (if any) with ``verdict``."""
         for inquiry in self._open.values():
             if inquiry.probe == job_id:
-                self._close(inquiry, Verdict.UNCLEAR)
+                self._close(inquiry, verdict)
                 return inquiry
         return None
 
