@@ -91,6 +91,21 @@ class AdaptiveRate:
         the next run); None while nothing has."""
         return None if self._throttled_pace is None else self.rate
 
+    @property
+    def rising(self) -> float | None:
+        """The pace of a slow start still going on (None once it is over): workers sharing this
+        pace double it together (:meth:`keep_up`)."""
+        return self.rate if self.slow_start else None
+
+    def keep_up(self, pace: float) -> None:
+        """Another worker sharing this pace doubled it in its slow start to ``pace``: go on from
+        there, doubling again a second after, as if this worker had doubled it. Each worker
+        doubling on its own would send the workers' shared creates at a mix of paces, the
+        fastest ahead of where one worker's slow start would be; a slow start that is over here
+        (a refusal ended it) is not resumed."""
+        if self.slow_start and self._bounded(pace) > self.rate:
+            self._set(pace)
+
     def adopt(self, pace: float) -> None:
         """Another worker sharing this pace learned ``pace``: take it, as careful near it as a pace
         learned by an earlier run."""

@@ -188,16 +188,30 @@ class Journal(Protocol):
         commit; they hear of it through :meth:`changes`)."""
         ...
 
+    async def slow_starts(self, *, within: float | None = None) -> Mapping[str, float]:
+        """The paces of create-rate slow starts still going on, calls per second by
+        ``<service>:<region>``: what the last :meth:`save_slow_starts` of any of the campaign's
+        workers said (one process: its own, kept in memory); with ``within``, only those saved
+        that many seconds ago or less. Not kept for a later run, as :meth:`paces` are: nothing
+        was learned of the limit yet."""
+        ...
+
+    async def save_slow_starts(self, paces: Mapping[str, float]) -> None:
+        """Share the pace this worker's slow start doubled to with the campaign's other workers
+        (one commit; they hear of it through :meth:`changes`)."""
+        ...
+
     async def refresh(self) -> None:
         """Bring :meth:`counts` up to date with every worker's changes (one process: a no-op)."""
         ...
 
     def changes(self) -> AsyncIterator[str]:
         """The id of another worker each time it commits a change that frees a quota slot (a job
-        final, or back to ``pending``) or saves a pace or a cap, as soon as it commits: a worker
-        hears of it without waiting for its next periodic read. Ends at once where no other
-        worker can share the journal; raises :class:`~asyncjobs.errors.JournalError` if it can
-        no longer listen (the changes it missed are then only seen by reading the journal)."""
+        final, or back to ``pending``) or saves a pace, a slow start's pace or a cap, as soon as
+        it commits: a worker hears of it without waiting for its next periodic read. Ends at
+        once where no other worker can share the journal; raises
+        :class:`~asyncjobs.errors.JournalError` if it can no longer listen (the changes it
+        missed are then only seen by reading the journal)."""
         ...
 
     async def aclose(self) -> None: ...

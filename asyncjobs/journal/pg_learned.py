@@ -5,6 +5,9 @@ so that the other workers take them up at once rather than at their next periodi
 
 - **Paces**: ``pace:<service>:<region>``, the create calls per second that throttles showed;
   a worker that starts later begins at the pace the others found.
+- **Slow starts**: ``rising:<service>:<region>``, the pace a worker's slow start doubled to
+  while nothing is known of the limit: the workers double one pace together. Stamped and read
+  only when recent, as caps are, and never a later run's starting pace (a pace is that).
 - **Caps**: ``cap:<quota key>``, the running-jobs cap a worker lowered when the service said a
   quota was full (or raised by a probe): every worker claims under the cap one of them found,
   instead of each finding it by being refused. Each is stamped with the database's time, and
@@ -28,15 +31,16 @@ from .pg_session import Connection, Session
 T = TypeVar("T", int, float)
 
 PACE = "pace:"
+RISING = "rising:"
 CAP = "cap:"
 
 
 async def read(
     session: Session, campaign: str, prefix: str, parse: Callable[[str], T], *, within: float | None = None
 ) -> dict[str, T]:
-    """Every worker's values of the kind ``prefix`` (:data:`PACE`, :data:`CAP`), by key; with
-    ``within``, only those saved (``stamped``) that many seconds ago or less, by the database's
-    clock."""
+    """Every worker's values of the kind ``prefix`` (:data:`PACE`, :data:`RISING`,
+    :data:`CAP`), by key; with ``within``, only those saved (``stamped``) that many seconds ago
+    or less, by the database's clock."""
 
     async def body(conn: Connection) -> dict[str, T]:
         cur = await conn.execute(

@@ -322,6 +322,19 @@ class PostgresJournal:
     async def caps(self, *, within: float | None = None) -> Mapping[str, int]:
         return await pg_learned.read(self._session, self._campaign, pg_learned.CAP, int, within=within)
 
+    async def slow_starts(self, *, within: float | None = None) -> Mapping[str, float]:
+        return await pg_learned.read(self._session, self._campaign, pg_learned.RISING, float, within=within)
+
+    async def save_slow_starts(self, paces: Mapping[str, float]) -> None:
+        await pg_learned.save(
+            self._session,
+            self._campaign,
+            pg_learned.RISING,
+            {k: float(v) for k, v in paces.items()},
+            announce=pg_wake.announcement(self._worker, self._campaign),
+            stamped=True,
+        )
+
     async def save_caps(self, caps: Mapping[str, int]) -> None:
         await pg_learned.save(
             self._session,

@@ -3,9 +3,9 @@ process holds (SQLite: its ``flock`` makes that process the only worker).
 
 With one worker nothing is shared: a claim counts the in-memory counts, every lease is this
 worker's and never expires under it (a crashed process's ``submitting`` jobs are reconciled by
-the resume, not taken over), every sweep lease is granted, and the create-rate bucket and the
-caps (shared with no one) live in memory. Built only on the protocol's other methods, so any
-single-process journal can mix it in.
+the resume, not taken over), every sweep lease is granted, and the create-rate bucket, the
+caps and the slow starts' paces (shared with no one) live in memory. Built only on the
+protocol's other methods, so any single-process journal can mix it in.
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Protocol, cast
+from typing import Protocol, TypeVar, cast
 
 from ..lifecycle import Event
 from ..model import Job, JobState, StateCounts
 from .base import Change
+
+T = TypeVar("T", int, float)
 
 #: The states that hold one of a quota key's running-job slots.
 ACTIVE_STATES = (JobState.SUBMITTING, JobState.SUBMITTED, JobState.RUNNING)
@@ -40,6 +42,22 @@ def reserve(tokens: float, at: float, now: float, rate: float, burst: float) -> 
     return left, max(0.0, -left / rate)
 
 
+def _keep(saved: dict[str, tuple[T, float]], values: Mapping[str, T]) -> None:
+    """Keep ``values``, each stamped with the time it was saved (for :func:`_recent`)."""
+    now = time.monotonic()
+    saved.update((key, (value, now)) for key, value in values.items())
+
+
+def _recent(saved: Mapping[str, tuple[T, float]] | None, within: float | None) -> dict[str, T]:
+    """The values :func:`_keep` kept, only those saved ``within`` seconds ago or less if given."""
+    now = time.monotonic()
+    return {
+        key: value
+        for key, (value, saved_at) in (saved or {}).items()
+        if within is None or now - saved_at <= within
+    }
+
+
 class _Base(Protocol):
     def counts_by_key(self) -> Mapping[str, StateCounts]: ...
 
@@ -55,6 +73,7 @@ class SingleProcessWorker:
     _claiming: asyncio.Lock | None = None
     _buckets: dict[str, tuple[float, float]] | None = None
     _caps: dict[str, tuple[int, float]] | None = None  # key -> (cap, monotonic time saved)
+    _slow_starts: dict[str, tuple[float, float]] | None = None  # key -> (pace, monotonic time saved)
 
     @property
     def worker(self) -> str:
@@ -94,18 +113,20 @@ class SingleProcessWorker:
         return True
 
     async def caps(self, *, within: float | None = None) -> Mapping[str, int]:
-        now = time.monotonic()
-        return {
-            key: cap
-            for key, (cap, saved_at) in (self._caps or {}).items()
-            if within is None or now - saved_at <= within
-        }
+        return _recent(self._caps, within)
 
     async def save_caps(self, caps: Mapping[str, int]) -> None:
         if self._caps is None:
             self._caps = {}
-        now = time.monotonic()
-        self._caps.update((key, (cap, now)) for key, cap in caps.items())
+        _keep(self._caps, caps)
+
+    async def slow_starts(self, *, within: float | None = None) -> Mapping[str, float]:
+        return _recent(self._slow_starts, within)
+
+    async def save_slow_starts(self, paces: Mapping[str, float]) -> None:
+        if self._slow_starts is None:
+            self._slow_starts = {}
+        _keep(self._slow_starts, paces)
 
     async def refresh(self) -> None:
         return None

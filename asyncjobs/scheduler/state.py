@@ -20,7 +20,7 @@ import anyio
 from ..inquiry import Inquiries
 from ..journal.base import Journal
 from ..journal.single import SingleProcessWorker
-from ..limits import AdaptiveRate, Capacity, backoff, default_limit
+from ..limits import START, AdaptiveRate, Capacity, backoff, default_limit
 from ..model import Job, JobState, Service
 from ..polling import Durations
 from .reporting import Clock, Settings, Stats
@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 #: is likelier a dead worker's, left until its lease expires (``--lease-seconds``), and a sweep
 #: that frees the key's other slots lets new claims start meanwhile.
 FRESH_CLAIM_SECONDS = 10.0
+#: Seconds another worker's slow-start pace is kept up with. A slow start that binds doubles
+#: every second; an older pace is a slow start that stopped binding (or a stopped run's), and a
+#: worker with creates to send then starts its own from one a second.
+SLOW_START_FRESH = 10.0
 
 
 class Signal:
@@ -127,6 +131,9 @@ class RunState:
         self._learned: dict[str, float] = {}
         #: The paces last read from a shared journal (another worker's, once they change).
         self._seen_paces: dict[str, float] = {}
+        #: The pace of each slow start as the shared journal last had it (read, or saved by this
+        #: worker): one that differs from it doubled here and is shared.
+        self._shared_rising: dict[str, float] = {}
         #: Each quota key's cap as the shared journal last had it (read, or saved by this worker):
         #: a cap that differs from it was found here and is shared; a journal's that differs from
         #: it was found by another worker and is taken up.
@@ -219,15 +226,39 @@ class RunState:
         self.notify()
 
     def adopt_paces(self, paces: Mapping[str, float]) -> None:
-        """Paces another worker saved to a shared journal: the workers share one pace."""
+        """Paces another worker saved to a shared journal: the workers share one pace. A pace of
+        a service this worker has not sent a create to yet is where its pacing will start."""
+        rates = {self._pace_key(name): rate for name, rate in self._rates.items()}
+        for key, pace in paces.items():
+            if pace != self._seen_paces.get(key) and pace != self._learned.get(key):
+                self._learned[key] = pace
+                if (rate := rates.get(key)) is not None:
+                    rate.adopt(pace)
+            self._seen_paces[key] = pace
+
+    def changed_slow_starts(self) -> Mapping[str, float]:
+        """Paces this worker's slow starts doubled to since they were last saved or read, by
+        journal key (a slow start still at its first pace tells the others nothing)."""
+        rising = {
+            self._pace_key(name): pace
+            for name, rate in self._rates.items()
+            if (pace := rate.rising) is not None and pace > START
+        }
+        return {key: pace for key, pace in rising.items() if self._shared_rising.get(key) != pace}
+
+    def slow_starts_saved(self, paces: Mapping[str, float]) -> None:
+        self._shared_rising.update(paces)
+
+    def keep_up_slow_starts(self, paces: Mapping[str, float]) -> None:
+        """Keep up with the slow starts that other workers' doublings took further (``paces``, as
+        the shared journal has them): the workers double one shared pace together."""
         for name, rate in self._rates.items():
             key = self._pace_key(name)
             pace = paces.get(key)
-            if pace is not None and pace != self._seen_paces.get(key) and pace != self._learned.get(key):
-                rate.adopt(pace)
-                self._learned[key] = pace
             if pace is not None:
-                self._seen_paces[key] = pace
+                rate.keep_up(pace)
+                if rate.rising == pace:
+                    self._shared_rising[key] = pace  # taken from the journal: not to be saved back
 
     def bucket_key(self, service: Service) -> str:
         """The shared create-rate bucket of ``service``'s AWS service and region."""

@@ -12,7 +12,8 @@ its create is settled. This part of a run keeps that going:
 - **Mirror**: every worker's active jobs hold slots here and the created ones are tracked, so
   that the one worker holding a kind's sweep lease sweeps them all (:mod:`.tracker`) and every
   worker sees the campaign end; the counts are recounted and the paces and caps another worker
-  learned are taken up.
+  learned are taken up, and a slow start of the shared pace that another worker doubled is kept
+  up with.
 - **Wake-ups**: the mirror is read again as soon as another worker commits a change that frees
   a slot or saves a pace or cap (:meth:`~asyncjobs.journal.base.Journal.changes`: PostgreSQL's
   LISTEN/NOTIFY), and a pace or cap this worker changes is saved at once, so that the workers
@@ -30,6 +31,7 @@ import anyio
 
 from ..errors import JournalError
 from .parts import RunPart
+from .state import SLOW_START_FRESH
 
 #: Seconds between mirrors of the shared journal (counts, active jobs, paces, caps) and take-over
 #: checks, when no other worker's change wakes this worker sooner.
@@ -85,12 +87,19 @@ class Workers(RunPart):
             await control.pause(LISTEN_RETRY)
 
     async def _save_learned(self) -> None:
-        """A pace or cap this worker learned, saved for the others now (not at the next
-        periodic save)."""
+        """A pace or cap this worker learned, or a pace its slow start doubled to, saved for the
+        others now (not at the next periodic save)."""
         state = self._state
         if paces := state.changed_paces():
             await state.journal.save_paces(paces)
             state.paces_saved(paces)
+        if state.changed_slow_starts():
+            # another worker's doubling may have taken the shared pace further meanwhile: the
+            # last save is what every worker reads, and a lower one would undo it
+            state.keep_up_slow_starts(await state.journal.slow_starts(within=SLOW_START_FRESH))
+            if rising := state.changed_slow_starts():
+                await state.journal.save_slow_starts(rising)
+                state.slow_starts_saved(rising)
         if caps := state.changed_caps():
             await state.journal.save_caps(caps)
             state.caps_saved(caps)
@@ -100,5 +109,7 @@ class Workers(RunPart):
         state = self._state
         await state.journal.refresh()
         state.mirror(await state.journal.active())
+        # a pace learned ends a slow start: taken up first, it is not doubled past
         state.adopt_paces(await state.journal.paces())
+        state.keep_up_slow_starts(await state.journal.slow_starts(within=SLOW_START_FRESH))
         await state.take_up_caps()

@@ -300,3 +300,18 @@ async def test_caps_can_be_read_only_if_saved_lately(opener: Opener) -> None:
     await journal.save_caps({"bedrock:m2": 4})
     assert await journal.caps(within=0.2) == {"bedrock:m2": 4}
     assert await journal.caps(within=60) == {"bedrock:m1": 8, "bedrock:m2": 4}
+
+
+async def test_slow_starts_are_read_back_lately_saved_and_are_not_paces(opener: Opener) -> None:
+    journal = await opener()
+    assert await journal.slow_starts() == {}
+    await journal.save_slow_starts({"bedrock:us-east-1": 2.0, "personalize:us-east-1": 2.0})
+    await anyio.sleep(0.3)
+    await journal.save_slow_starts({"bedrock:us-east-1": 4.0})
+    assert await journal.slow_starts() == {"bedrock:us-east-1": 4.0, "personalize:us-east-1": 2.0}
+    assert await journal.slow_starts(within=0.2) == {"bedrock:us-east-1": 4.0}
+    # nothing was learned of the limit: not where a later run starts, and not a cap
+    assert await journal.paces() == {}
+    assert await journal.caps() == {}
+    await journal.save_paces({"bedrock:us-east-1": 1.9})
+    assert await journal.slow_starts() == {"bedrock:us-east-1": 4.0, "personalize:us-east-1": 2.0}

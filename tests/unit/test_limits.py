@@ -63,6 +63,26 @@ def test_knowing_nothing_it_starts_at_one_a_second_and_doubles_each_second_until
     assert rate.rate > 3.8
 
 
+def test_a_slow_start_keeps_up_with_another_workers_doubling_of_the_shared_pace() -> None:
+    clock = Clock()
+    rate = AdaptiveRate(clock)
+    assert rate.rising == 1.0
+    accept(rate, clock, seconds=0.5, every=0.5)
+    rate.keep_up(4.0)  # another worker's doublings took the pace to 4/s
+    assert (rate.rate, rate.slow_start, rate.rising, rate.learned) == (4.0, True, 4.0, None)
+    rate.keep_up(2.0)  # an older save: never back down
+    assert rate.rate == 4.0
+    accept(rate, clock, seconds=0.75, every=0.25)
+    assert rate.rate == 4.0, "the next doubling a second after the one kept up with, not sooner"
+    accept(rate, clock, seconds=0.25, every=0.25)
+    assert rate.rate == 8.0
+    rate.on_throttle()
+    assert rate.rising is None
+    rate.keep_up(16.0)  # a slow start over here is not resumed
+    assert rate.rate == pytest.approx(4.0 * 0.95)
+    assert AdaptiveRate(clock, initial=3.0).rising is None, "a learned pace: no slow start to keep up"
+
+
 def test_slow_start_waits_while_the_slots_not_the_pace_hold_creates_back() -> None:
     clock = Clock()
     rate = AdaptiveRate(clock)

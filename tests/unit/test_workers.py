@@ -151,6 +151,16 @@ def test_paces_read_from_the_journal_are_adopted_once() -> None:
     assert state.changed_paces() == {}  # not saved back: it came from the journal
 
 
+def test_a_pace_read_before_this_worker_sends_to_its_service_is_where_it_starts() -> None:
+    state = shared_state()
+    state.adopt_paces({"bedrock:default": 1.5})  # no Bedrock create sent here yet
+
+    rate = state.rate(Service.BEDROCK)
+
+    assert (rate.rate, rate.slow_start) == (1.5, False)  # no slow start of its own from 1/s
+    assert state.changed_paces() == {}
+
+
 def test_a_pace_this_worker_changes_wakes_the_workers_part_to_share_it() -> None:
     state = shared_state()
     rate = state.rate(Service.BEDROCK)
@@ -169,6 +179,30 @@ def test_a_journal_no_other_worker_shares_is_not_woken_by_a_pace() -> None:
     state.rate(Service.BEDROCK).on_throttle()
 
     assert not state.wake_workers.is_set()
+
+
+def test_a_slow_start_doubling_is_shared_and_another_workers_is_kept_up_with() -> None:
+    state = shared_state()
+    rate = state.rate(Service.BEDROCK)
+    assert state.changed_slow_starts() == {}  # at its first pace: nothing to tell
+    rate.held_back()
+    cast(Clock, state.clock).now += 1.0
+    rate.on_success()  # a second at 1/s, held back by the pace: doubled
+    assert state.changed_slow_starts() == {"bedrock:default": 2.0}
+    state.slow_starts_saved({"bedrock:default": 2.0})
+    assert state.changed_slow_starts() == {}
+
+    state.keep_up_slow_starts({"bedrock:default": 4.0})  # another worker doubled it twice
+
+    assert (rate.rate, rate.slow_start) == (4.0, True)
+    assert state.changed_slow_starts() == {}  # not saved back: it came from the journal
+    assert state.changed_paces() == {}  # nothing learned of the limit yet
+
+    rate.on_throttle()  # this worker's slow start ends: a pace to share, no slow start now
+    assert state.changed_slow_starts() == {}
+    assert state.changed_paces() == {"bedrock:default": rate.rate}
+    state.keep_up_slow_starts({"bedrock:default": 8.0})  # a later doubling of a worker not yet told
+    assert rate.rate == 1.9
 
 
 PERSONALIZE_KEY = "personalize:us-east-1:batch-inference"
