@@ -13,6 +13,10 @@ from typing import Any
 CREATE_OPERATIONS = frozenset(
     {"CreateModelInvocationJob", "CreateBatchInferenceJob", "CreateBatchSegmentJob"}
 )
+CREATE_OPERATIONS_BY_SERVICE = {
+    "bedrock": ("CreateModelInvocationJob",),
+    "personalize": ("CreateBatchInferenceJob", "CreateBatchSegmentJob"),
+}
 READ_OPERATIONS = frozenset(
     {
         "GetModelInvocationJob",
@@ -35,6 +39,14 @@ def read_calls(stats: Mapping[str, Any]) -> int:
 
 def create_throttles(stats: Mapping[str, Any]) -> int:
     return sum(n for op, n in stats["throttled"].items() if op in CREATE_OPERATIONS)
+
+
+def create_throttles_by_service(stats: Mapping[str, Any]) -> dict[str, int]:
+    """Throttled create calls by AWS service (each service has its own request limit)."""
+    return {
+        service: sum(stats["throttled"].get(op, 0) for op in operations)
+        for service, operations in CREATE_OPERATIONS_BY_SERVICE.items()
+    }
 
 
 def read_throttles(stats: Mapping[str, Any]) -> int:

@@ -9,12 +9,16 @@ the caps between them. Each run gets a fresh emulator with the same seed and a f
 server (job names, hence the emulator's durations, are the same in every run). The workers are
 ``Campaign`` objects in one process, each with its own journal connection and worker id: the
 claims, leases, rate bucket and sweep leases they share go through the database as between
-hosts. Reported per worker count, medians over ``--runs``: makespan, create throttles, status
-reads, duplicates; and the ratios of N workers to 1 (the goal: makespan <= 1.1x, no more
-throttles, status reads <= 1.5x). The figures are printed and written to ``--figures``
-(``benchmarks/workers.json`` by default), with the date, the commit and the machine's load
-average when the runs began: the makespan is noisy on a busy machine, so compare medians of runs
-made on the same machine.
+hosts. The worker counts take turns, run by run. Reported per worker count, medians over
+``--runs``: makespan, create throttles, status reads, duplicates; the throttles summed over the
+runs, in all and by AWS service; and the ratios of N workers to 1 (the goal: makespan <= 1.1x,
+no more throttles, status reads <= 1.5x). A throttle or two per run is the slow start finding
+each service's pace, so compare throttles over many runs: ``--jobs 24 --runs 20`` (about 15
+minutes) tells them apart better than ``--runs 5`` of the default campaign.
+
+The figures are printed and written to ``--figures`` (``benchmarks/workers.json`` by default),
+with the date, the commit and the machine's load average when the runs began: the makespan is
+noisy on a busy machine, so compare medians of runs made on the same machine.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from asyncjobs.model import JobState
 from asyncjobs.scheduler import Campaign, Settings
 
 from . import specs
-from .emulator import create_throttles, read_calls
+from .emulator import create_throttles, create_throttles_by_service, read_calls
 from .journal_bench import _location
 from .quota_bound import emulator_settings
 from .report import source_revision
@@ -68,6 +72,7 @@ async def run_once(jobs: int, workers: int) -> dict[str, Any]:
         "makespan_s": round(makespan, 2),
         "succeeded": summaries[0].counts[JobState.SUCCEEDED],
         "create_throttles": create_throttles(stats),
+        "create_throttles_by_service": create_throttles_by_service(stats),
         "reads": read_calls(stats),
         "duplicates": stats["duplicate_jobs"],
         "creates_per_worker": [summary.creates for summary in summaries],
@@ -75,15 +80,24 @@ async def run_once(jobs: int, workers: int) -> dict[str, Any]:
 
 
 async def run(jobs: int, worker_counts: list[int], runs: int) -> dict[str, Any]:
+    # the worker counts take turns, run by run: a machine that gets busier during the runs
+    # weighs on every count alike
+    per_count: dict[int, list[dict[str, Any]]] = {workers: [] for workers in worker_counts}
+    for _ in range(runs):
+        for workers in worker_counts:
+            per_count[workers].append(await run_once(jobs, workers))
     results: dict[str, Any] = {}
-    for workers in worker_counts:
-        each = [await run_once(jobs, workers) for _ in range(runs)]
+    for workers, each in per_count.items():
         results[str(workers)] = {
             "makespan_s": statistics.median(r["makespan_s"] for r in each),
             "create_throttles": statistics.median(r["create_throttles"] for r in each),
             # a throttle or two per run, mostly the slow start finding each AWS service's pace by
             # chance: the sum over the runs tells more than the median of so few
             "create_throttles_all_runs": sum(r["create_throttles"] for r in each),
+            "create_throttles_all_runs_by_service": {
+                service: sum(r["create_throttles_by_service"][service] for r in each)
+                for service in each[0]["create_throttles_by_service"]
+            },
             "reads": statistics.median(r["reads"] for r in each),
             "duplicates": max(r["duplicates"] for r in each),
             "per_run": each,
