@@ -249,6 +249,11 @@ class RunState:
     def slow_starts_saved(self, paces: Mapping[str, float]) -> None:
         self._shared_rising.update(paces)
 
+    def slow_starting(self) -> bool:
+        """Whether a create pace of this worker is still in its slow start (only then is another
+        worker's worth keeping up with)."""
+        return any(rate.slow_start for rate in self._rates.values())
+
     def keep_up_slow_starts(self, paces: Mapping[str, float]) -> None:
         """Keep up with the slow starts that other workers' doublings took further (``paces``, as
         the shared journal has them): the workers double one shared pace together."""

@@ -111,5 +111,6 @@ class Workers(RunPart):
         state.mirror(await state.journal.active())
         # a pace learned ends a slow start: taken up first, it is not doubled past
         state.adopt_paces(await state.journal.paces())
-        state.keep_up_slow_starts(await state.journal.slow_starts(within=SLOW_START_FRESH))
+        if state.slow_starting():  # the first seconds of a run, mostly: no read after
+            state.keep_up_slow_starts(await state.journal.slow_starts(within=SLOW_START_FRESH))
         await state.take_up_caps()

@@ -183,7 +183,9 @@ def test_a_journal_no_other_worker_shares_is_not_woken_by_a_pace() -> None:
 
 def test_a_slow_start_doubling_is_shared_and_another_workers_is_kept_up_with() -> None:
     state = shared_state()
+    assert not state.slow_starting()  # no create pace yet
     rate = state.rate(Service.BEDROCK)
+    assert state.slow_starting()
     assert state.changed_slow_starts() == {}  # at its first pace: nothing to tell
     rate.held_back()
     cast(Clock, state.clock).now += 1.0
@@ -200,6 +202,7 @@ def test_a_slow_start_doubling_is_shared_and_another_workers_is_kept_up_with() -
 
     rate.on_throttle()  # this worker's slow start ends: a pace to share, no slow start now
     assert state.changed_slow_starts() == {}
+    assert not state.slow_starting()
     assert state.changed_paces() == {"bedrock:default": rate.rate}
     state.keep_up_slow_starts({"bedrock:default": 8.0})  # a later doubling of a worker not yet told
     assert rate.rate == 1.9
