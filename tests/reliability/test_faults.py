@@ -76,16 +76,23 @@ def test_transient_faults_cost_retries_not_jobs(start_emulator: StartEmulator, w
     per_job = Counter(e.job_id for e in transient)
     assert max(per_job.values()) <= Settings().transient_retries + 1, per_job
     assert len(transient) <= sum(faults.values()), (len(transient), faults)
-    # throttles: exactly the ones the runner counted, and no more than the service sent for
-    # creates (a throttle answer can itself be dropped, which the runner sees as a fault)
+    # throttles: no more than the service sent for creates (a throttle answer can itself be
+    # dropped, which the runner sees as a fault). Bedrock's are unambiguous: the runner counts
+    # every one. Personalize answers a throttle and a full quota with one error, and the runner
+    # counts a refusal as a throttle only once its inquiry shows the pace was the cause: here the
+    # quota is never full, but a job of ours that ends (in 0.2-0.5 s) before the probe leaves
+    # the verdict unclear, and such a refusal is retried without being counted.
     creates_throttled = sum(n for op, n in stats["throttled"].items() if op in CREATES)
-    assert len(throttled) == summary["api"]["throttled"] <= creates_throttled, (len(throttled), stats)
+    bedrock_throttled = [e for e in throttled if e.detail and e.detail.startswith("ThrottlingException:")]
+    counted = summary["api"]["throttled"]
+    assert len(bedrock_throttled) <= counted <= len(throttled) <= creates_throttled, (counted, stats)
 
     # and the same retries are logged as structured events
     logged = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert sum(1 for e in logged if e["event"] == "asyncjobs.create.retry") == len(transient)
     assert all(e["job_id"] in per_job for e in logged if e["event"] == "asyncjobs.create.retry")
-    assert sum(1 for e in logged if e["event"] == "asyncjobs.create.throttled") == len(throttled)
+    # what the runner counted as throttles, each logged (an inquiry's with how many it covers)
+    assert sum(e.get("refusals", 1) for e in logged if e["event"] == "asyncjobs.create.throttled") == counted
 
 
 def test_a_fault_while_adopting_an_existing_job_is_retried(
