@@ -130,13 +130,7 @@ class AdaptiveRate:
     async def acquire(self, *, through_hold: bool = False) -> None:
         """Wait for this caller's turn. A change of pace moves every waiter to the new pace at
         once (left queued on the old limiter, they would drain at the old pace). A hold keeps
-        every caller waiting but the one sent ``through_hold`` (it still takes its turn).
-
-        A caller that waited for the pace marks it as holding creates back both when it starts
-        waiting and when its turn comes: the pace held it back all that time, and a wait longer
-        than :meth:`binding`'s window (the third of three callers queued at 1/s) would otherwise
-        leave the pace looking idle at the very moment its create goes out."""
-        waited = False
+        every caller waiting but the one sent ``through_hold`` (it still takes its turn)."""
         while True:
             while self._holds and self._released is not None and not through_hold:
                 await self._released.wait()
@@ -145,7 +139,6 @@ class AdaptiveRate:
                 await limiter.acquire()
             else:
                 self.held_back()
-                waited = True
                 with anyio.CancelScope() as queued:
                     self._queued.add(queued)
                     try:
@@ -158,10 +151,7 @@ class AdaptiveRate:
             # distance from the last one sent under the old pace
             wait = self._last_sent + 1.0 / self.rate - anyio.current_time()
             if wait > 0:
-                waited = True
                 await anyio.sleep(wait)
-            if waited:
-                self.held_back()
             self._last_sent = anyio.current_time()
             return
 

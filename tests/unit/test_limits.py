@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 
-import anyio
 import pytest
 
 from asyncjobs.limits import (
@@ -160,30 +159,13 @@ def test_never_below_the_floor() -> None:
 
 
 async def test_acquire_paces_calls() -> None:
+    import anyio
+
     rate = AdaptiveRate(Clock(), ceiling=50.0)
     start = anyio.current_time()
     for _ in range(6):
         await rate.acquire()
     assert anyio.current_time() - start >= 5 / 50 * 0.9
-
-
-async def test_a_create_that_waited_longer_than_the_window_leaves_the_pace_binding_as_it_goes() -> None:
-    """Three creates queued at once at 1/s: the third goes out two seconds after it began to wait,
-    as the window for "binding" closes. The pace held it back all that time: it still binds
-    when its create goes out (and is refused, say), not only when it began waiting."""
-    clock = Clock()
-    rate = AdaptiveRate(clock, initial=4.0)
-    await rate.acquire()  # the first goes at once
-    assert not rate.binding(clock.now)
-
-    async def later() -> None:
-        await anyio.sleep(0.05)  # while the next waits for its turn (0.25 s at 4/s) ...
-        clock.now += 10.0  # ... long past the window, by the clock the pace is judged by
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(later)
-        await rate.acquire()
-    assert rate.binding(clock.now)
 
 
 def test_capacity_lowers_to_what_runs_and_probes_back() -> None:
