@@ -83,10 +83,15 @@ async def test_a_worker_that_joins_claims_under_the_cap_another_found(
 async def test_an_open_inquiry_is_answered_by_the_cap_another_worker_found(
     make_emulator: MakeEmulator, postgres_database: MakeDatabase
 ) -> None:
-    """Worker b, at a pace of 1 create/s that others found, is refused with the ambiguous error
+    """Worker b, at a pace of 2 creates/s that others found, is refused with the ambiguous error
     and waits a silence before its probe; the test, as another worker, shares the cap of 2
     meanwhile. b's probe is not sent: the quota is full where it was refused, and the pace's
-    provisional cut is undone (not kept, nor softened as after an unclear verdict)."""
+    provisional cut is undone (not kept, nor softened as after an unclear verdict).
+
+    At 2/s the refused third create goes out a second after it began waiting for the pace, well
+    inside the 2 s in which the pace counts as holding creates back, so the refusal is suspected
+    of the pace and cuts it; at 1/s it went out just as that window closed, and on a busy machine
+    the cut did not always come."""
     emu = await make_emulator(personalize_max_running=2, job_seconds=(6.0, 6.5))
     uri = postgres_database("answered")
     other = await PostgresJournal.open(uri, campaign="c")
@@ -102,7 +107,7 @@ async def test_an_open_inquiry_is_answered_by_the_cap_another_worker_found(
     campaign = worker(b, emu.url, on_event)
     try:
         await other.add_specs(personalize_specs(4))
-        await other.save_paces({"personalize:us-east-1": 1.0})
+        await other.save_paces({"personalize:us-east-1": 2.0})
         async with anyio.create_task_group() as tg:
             summary = []
 
@@ -122,8 +127,8 @@ async def test_an_open_inquiry_is_answered_by_the_cap_another_worker_found(
 
     assert summary[0].counts[JobState.SUCCEEDED] == 4
     (limited,) = named(events, "create.limited")
-    assert limited.data["rate"] < 1.0  # the provisional cut, while it waited
-    assert campaign.progress().create_rates["personalize"] == pytest.approx(1.0)
+    assert limited.data["rate"] < 2.0  # the provisional cut, while it waited
+    assert campaign.progress().create_rates["personalize"] == pytest.approx(2.0)
     assert named(events, "capacity.exceeded") == []  # the cap came from the other worker
     stats = emu.stats()
     assert stats["quota_rejections_total"] == 1  # the probe was never sent to be refused again
