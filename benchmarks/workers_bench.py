@@ -13,7 +13,7 @@ hosts. The worker counts take turns, run by run. Reported per worker count, medi
 ``--runs``: makespan, create throttles, status reads, duplicates; the throttles summed over the
 runs, in all and by AWS service; and the ratios of N workers to 1 (the goal: makespan <= 1.1x,
 no more throttles, status reads <= 1.5x). A throttle or two per run is the slow start finding
-each service's pace, so compare throttles over many runs: ``--jobs 24 --runs 20`` (about 15
+each service's pace, so compare throttles over many runs: ``--jobs 24 --runs 20`` (about 11
 minutes) tells them apart better than ``--runs 5`` of the default campaign.
 
 The figures are printed and written to ``--figures`` (``benchmarks/workers.json`` by default),
