@@ -55,6 +55,7 @@ from . import location, pg_ingest, pg_learned, pg_rate, pg_reads, pg_schema, pg_
 from .base import AddResult, Change, EventRecord, key_counts, total_counts
 from .commit import GroupCommit, check_changes, count_changes
 from .pg_changes import ChangeWriter
+from .pg_learned import T as Learned
 from .pg_leases import Leases
 from .pg_session import Connection, Session, connect, one_line
 from .shards import ShardRow
@@ -265,12 +266,18 @@ class PostgresJournal:
 
     # ---------------------------------------------------------------- writes
     async def save_paces(self, paces: Mapping[str, float]) -> None:
+        await self._share(pg_learned.PACE, {k: float(v) for k, v in paces.items()})
+
+    async def _share(self, prefix: str, values: Mapping[str, Learned], *, stamped: bool = False) -> None:
+        """Save values of the kind ``prefix`` that this worker learned, and tell the others
+        (:func:`.pg_learned.save`)."""
         await pg_learned.save(
             self._session,
             self._campaign,
-            pg_learned.PACE,
-            {k: float(v) for k, v in paces.items()},
+            prefix,
+            values,
             announce=pg_wake.announcement(self._worker, self._campaign),
+            stamped=stamped,
         )
 
     async def transition(self, job: Job, event: Event, *, detail: str | None = None, **fields: Any) -> Job:
@@ -326,21 +333,7 @@ class PostgresJournal:
         return await pg_learned.read(self._session, self._campaign, pg_learned.RISING, float, within=within)
 
     async def save_slow_starts(self, paces: Mapping[str, float]) -> None:
-        await pg_learned.save(
-            self._session,
-            self._campaign,
-            pg_learned.RISING,
-            {k: float(v) for k, v in paces.items()},
-            announce=pg_wake.announcement(self._worker, self._campaign),
-            stamped=True,
-        )
+        await self._share(pg_learned.RISING, {k: float(v) for k, v in paces.items()}, stamped=True)
 
     async def save_caps(self, caps: Mapping[str, int]) -> None:
-        await pg_learned.save(
-            self._session,
-            self._campaign,
-            pg_learned.CAP,
-            {k: int(v) for k, v in caps.items()},
-            announce=pg_wake.announcement(self._worker, self._campaign),
-            stamped=True,
-        )
+        await self._share(pg_learned.CAP, {k: int(v) for k, v in caps.items()}, stamped=True)
