@@ -42,10 +42,11 @@ def reserve(tokens: float, at: float, now: float, rate: float, burst: float) -> 
     return left, max(0.0, -left / rate)
 
 
-def _keep(saved: dict[str, tuple[T, float]], values: Mapping[str, T]) -> None:
-    """Keep ``values``, each stamped with the time it was saved (for :func:`_recent`)."""
+def _keep(saved: dict[str, tuple[T, float]] | None, values: Mapping[str, T]) -> dict[str, tuple[T, float]]:
+    """``saved`` (None: nothing yet) with ``values``, each stamped with the time it was saved
+    (for :func:`_recent`)."""
     now = time.monotonic()
-    saved.update((key, (value, now)) for key, value in values.items())
+    return {**(saved or {}), **{key: (value, now) for key, value in values.items()}}
 
 
 def _recent(saved: Mapping[str, tuple[T, float]] | None, within: float | None) -> dict[str, T]:
@@ -116,17 +117,13 @@ class SingleProcessWorker:
         return _recent(self._caps, within)
 
     async def save_caps(self, caps: Mapping[str, int]) -> None:
-        if self._caps is None:
-            self._caps = {}
-        _keep(self._caps, caps)
+        self._caps = _keep(self._caps, caps)
 
     async def slow_starts(self, *, within: float | None = None) -> Mapping[str, float]:
         return _recent(self._slow_starts, within)
 
     async def save_slow_starts(self, paces: Mapping[str, float]) -> None:
-        if self._slow_starts is None:
-            self._slow_starts = {}
-        _keep(self._slow_starts, paces)
+        self._slow_starts = _keep(self._slow_starts, paces)
 
     async def refresh(self) -> None:
         return None
