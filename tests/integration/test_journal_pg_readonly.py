@@ -6,7 +6,7 @@ The expected counts and rows are written out by hand from the changes each test 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
@@ -16,8 +16,8 @@ from asyncjobs.journal import Journal, open_journal
 from asyncjobs.journal.pg_readonly import PostgresSnapshot
 from asyncjobs.lifecycle import Event
 from asyncjobs.model import JobSpec, JobState, Service, StateCounts
+from tests.support.postgres import MakeDatabase
 
-MakeDatabase = Callable[[str], str]
 PASSWORD = "pg-PASSWORD-3f9d-never-show-me"
 TABLES = ("asyncjobs_campaigns", "asyncjobs_jobs", "asyncjobs_events", "asyncjobs_meta", "asyncjobs_sweeps")
 

@@ -21,9 +21,7 @@ from asyncjobs.journal import Journal, open_journal
 from asyncjobs.lifecycle import Event
 from asyncjobs.model import JobSpec, JobState, Service
 from tests.support import postgres as postgres_support
-from tests.support.postgres import OwnServer, database_uri
-
-MakeDatabase = Callable[[str], str]
+from tests.support.postgres import MakeDatabase, OwnServer, database_uri
 
 
 def spec(i: int, model: str = "m1", **extra: object) -> JobSpec:

@@ -16,10 +16,10 @@ from asyncjobs.journal.postgres import PostgresJournal
 from asyncjobs.model import JobState
 from asyncjobs.scheduler import Campaign, CampaignEvent, Settings
 from tests.conftest import CREDENTIALS, MakeEmulator
+from tests.support.postgres import MakeDatabase
 from tests.support.presets import EMULATOR_RUN
 from tests.support.specs import personalize_specs
 
-MakeDatabase = Callable[[str], str]
 KEY = "personalize:us-east-1:batch-inference"
 
 

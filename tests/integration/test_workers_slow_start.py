@@ -15,7 +15,7 @@ import pytest
 from asyncjobs.journal.postgres import PostgresJournal
 from asyncjobs.scheduler import Campaign, Settings
 from tests.conftest import CREDENTIALS, MakeEmulator
-from tests.integration.test_workers_caps import MakeDatabase
+from tests.support.postgres import MakeDatabase
 from tests.support.presets import EMULATOR_RUN
 from tests.support.specs import MODEL, bedrock_specs
 

@@ -4,7 +4,7 @@ instead of at their next periodic read of the journal. Order and outcome only, n
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import aioboto3
 import anyio
@@ -16,10 +16,10 @@ from asyncjobs.lifecycle import Event
 from asyncjobs.model import JobState
 from asyncjobs.scheduler import Campaign, CampaignEvent, Settings
 from tests.conftest import CREDENTIALS, MakeEmulator
+from tests.support.postgres import MakeDatabase
 from tests.support.presets import EMULATOR_RUN
 from tests.support.specs import MODEL, bedrock_specs
 
-MakeDatabase = Callable[[str], str]
 KEY = f"bedrock:{MODEL}"
 
 

@@ -85,6 +85,10 @@ def own_server() -> Iterator[OwnServer]:
         shutil.rmtree(parent, ignore_errors=True)
 
 
+#: The ``postgres_database`` fixture: ``make(label)`` gives a fresh database's URI.
+MakeDatabase = Callable[[str], str]
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     """The URI of a PostgreSQL server running for the whole session."""
@@ -93,7 +97,7 @@ def postgres_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def postgres_database(postgres_server: str) -> Iterator[Callable[[str], str]]:
+def postgres_database(postgres_server: str) -> Iterator[MakeDatabase]:
     """Make fresh databases: ``make(label)`` creates one and gives its URI (the same URI for one label)."""
     made: dict[str, str] = {}
 
